@@ -1,0 +1,132 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "skylark",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "skylark", targets: ["skylark"]),
+        .executable(name: "skylark-login", targets: ["skylark-login"]),
+        .executable(name: "skylark-update", targets: ["skylark-update"]),
+        .executable(name: "skylark-bench", targets: ["skylark-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries, wrapped once.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // Functions and macros Swift cannot call directly (OSSL_PARAM builders, OPENSSL_free).
+        .target(name: "CShims", dependencies: ["COpenSSL"]),
+
+        // Libraries.
+        .target(name: "SkylarkCrypto", dependencies: ["COpenSSL", "CShims"]),
+        .target(
+            name: "SkylarkWire",
+            dependencies: [
+                "SkylarkCrypto",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "SkylarkLoginServer",
+            dependencies: [
+                "SkylarkCrypto", "SkylarkWire", "CSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "SkylarkUpdateServer",
+            dependencies: [
+                "SkylarkCrypto", "SkylarkWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "SkylarkNode",
+            dependencies: [
+                "SkylarkCrypto", "SkylarkWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Thin executables.
+        .executableTarget(
+            name: "skylark",
+            dependencies: [
+                "SkylarkNode", "SkylarkWire", "SkylarkCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "skylark-login",
+            dependencies: [
+                "SkylarkLoginServer", "SkylarkWire", "SkylarkCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "skylark-update",
+            dependencies: [
+                "SkylarkUpdateServer", "SkylarkWire", "SkylarkCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "skylark-bench",
+            dependencies: [
+                "SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/skylark-bench"
+        ),
+
+        // Tests.
+        .testTarget(name: "SkylarkCryptoTests", dependencies: ["SkylarkCrypto"]),
+        .testTarget(name: "SkylarkWireTests", dependencies: ["SkylarkWire", "SkylarkCrypto"]),
+        .testTarget(
+            name: "SkylarkLoginServerTests",
+            dependencies: ["SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto"]
+        ),
+        .testTarget(
+            name: "SkylarkUpdateServerTests",
+            dependencies: ["SkylarkUpdateServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto"]
+        ),
+        .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto"]),
+    ]
+)

@@ -1,0 +1,79 @@
+import COpenSSL
+
+/// AES-256-GCM with a 96-bit nonce and a 128-bit tag appended to the ciphertext.
+public enum AESGCM {
+    public static let keyByteCount = 32
+    public static let nonceByteCount = 12
+    public static let tagByteCount = 16
+
+    /// A fresh random key.
+    public static func makeKey() -> [UInt8] { SecureRandom.bytes(keyByteCount) }
+    /// A fresh random nonce. Callers that send many packets under one key use a counter instead.
+    public static func makeNonce() -> [UInt8] { SecureRandom.bytes(nonceByteCount) }
+
+    /// Encrypts `plaintext`; the result is ciphertext followed by the tag.
+    public static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
+        try validate(key: key, nonce: nonce)
+        guard let context = EVP_CIPHER_CTX_new() else { throw CryptoError.fromQueue("EVP_CIPHER_CTX_new") }
+        defer { EVP_CIPHER_CTX_free(context) }
+        try check(EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce), "EVP_EncryptInit_ex")
+        var length: Int32 = 0
+        if !aad.isEmpty {
+            try check(EVP_EncryptUpdate(context, nil, &length, aad, Int32(aad.count)), "EVP_EncryptUpdate(aad)")
+        }
+        var out = [UInt8](repeating: 0, count: plaintext.count + tagByteCount)
+        var written = 0
+        if !plaintext.isEmpty {
+            try out.withUnsafeMutableBufferPointer { buffer in
+                try check(EVP_EncryptUpdate(context, buffer.baseAddress, &length, plaintext, Int32(plaintext.count)), "EVP_EncryptUpdate")
+            }
+            written = Int(length)
+        }
+        try out.withUnsafeMutableBufferPointer { buffer in
+            try check(EVP_EncryptFinal_ex(context, buffer.baseAddress! + written, &length), "EVP_EncryptFinal_ex")
+        }
+        written += Int(length)
+        try out.withUnsafeMutableBufferPointer { buffer in
+            try check(EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_GET_TAG, Int32(tagByteCount), buffer.baseAddress! + written), "EVP_CTRL_GCM_GET_TAG")
+        }
+        return out
+    }
+
+    /// Decrypts ciphertext-with-tag; throws `.authenticationFailed` if a single bit was changed.
+    public static func open(_ sealed: [UInt8], key: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
+        try validate(key: key, nonce: nonce)
+        guard sealed.count >= tagByteCount else { throw CryptoError.authenticationFailed }
+        let bodyCount = sealed.count - tagByteCount
+        guard let context = EVP_CIPHER_CTX_new() else { throw CryptoError.fromQueue("EVP_CIPHER_CTX_new") }
+        defer { EVP_CIPHER_CTX_free(context) }
+        try check(EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce), "EVP_DecryptInit_ex")
+        var length: Int32 = 0
+        if !aad.isEmpty {
+            try check(EVP_DecryptUpdate(context, nil, &length, aad, Int32(aad.count)), "EVP_DecryptUpdate(aad)")
+        }
+        var out = [UInt8](repeating: 0, count: bodyCount)
+        var written = 0
+        if bodyCount > 0 {
+            try out.withUnsafeMutableBufferPointer { buffer in
+                try sealed.withUnsafeBufferPointer { input in
+                    try check(EVP_DecryptUpdate(context, buffer.baseAddress, &length, input.baseAddress, Int32(bodyCount)), "EVP_DecryptUpdate")
+                }
+            }
+            written = Int(length)
+        }
+        var tag = Array(sealed[bodyCount...])
+        try check(EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_TAG, Int32(tagByteCount), &tag), "EVP_CTRL_GCM_SET_TAG")
+        var scratch = [UInt8](repeating: 0, count: 16)
+        guard EVP_DecryptFinal_ex(context, &scratch, &length) == 1 else {
+            ERR_clear_error()
+            throw CryptoError.authenticationFailed
+        }
+        precondition(written + Int(length) == bodyCount)
+        return out
+    }
+
+    private static func validate(key: [UInt8], nonce: [UInt8]) throws {
+        guard key.count == keyByteCount else { throw CryptoError.invalidLength(what: "AES-256 key", expected: keyByteCount, actual: key.count) }
+        guard nonce.count == nonceByteCount else { throw CryptoError.invalidLength(what: "GCM nonce", expected: nonceByteCount, actual: nonce.count) }
+    }
+}

@@ -1,0 +1,46 @@
+import COpenSSL
+import CShims
+
+/// HKDF-SHA256 (RFC 5869): turns a shared secret into independent keys.
+public enum HKDF {
+    public static func sha256(inputKeyMaterial ikm: [UInt8], salt: [UInt8] = [], info: [UInt8], outputByteCount: Int) throws -> [UInt8] {
+        guard outputByteCount > 0, outputByteCount <= 255 * 32 else {
+            throw CryptoError.invalidLength(what: "HKDF output", expected: 32, actual: outputByteCount)
+        }
+        var out = [UInt8](repeating: 0, count: outputByteCount)
+        let ok = skylark_hkdf_sha256(ikm, ikm.count, salt, salt.count, info, info.count, &out, out.count)
+        guard ok == 1 else { throw CryptoError.fromQueue("HKDF") }
+        return out
+    }
+}
+
+/// scrypt (RFC 7914), the slow salted password hash.
+public enum Scrypt {
+    /// Cost parameters; stored beside each hash so they can be raised without breaking old accounts.
+    public struct Parameters: Sendable, Equatable, Codable {
+        public var n: UInt64
+        public var r: UInt64
+        public var p: UInt64
+
+        public init(n: UInt64, r: UInt64, p: UInt64) { self.n = n; self.r = r; self.p = p }
+
+        /// N = 2^14, r = 8, p = 1: 16 MiB and ≈60 ms per hash on this machine class.
+        public static let interactive = Parameters(n: 1 << 14, r: 8, p: 1)
+
+        /// Memory one derivation needs, plus slack: OpenSSL refuses to exceed `maxmem`.
+        var memoryLimit: UInt64 { 128 * r * n * p + 128 * r * p + 1 << 20 }
+    }
+
+    public static func derive(password: [UInt8], salt: [UInt8], parameters: Parameters = .interactive, outputByteCount: Int = 32) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: outputByteCount)
+        // A NULL password pointer makes OpenSSL only check the parameters and report success, so an
+        // empty password still gets a real (one-byte) buffer.
+        let buffer = password + [0]
+        let ok = buffer.withUnsafeBytes { pw in
+            EVP_PBE_scrypt(pw.baseAddress!.assumingMemoryBound(to: CChar.self), password.count, salt, salt.count,
+                           parameters.n, parameters.r, parameters.p, parameters.memoryLimit, &out, out.count)
+        }
+        guard ok == 1 else { throw CryptoError.fromQueue("EVP_PBE_scrypt") }
+        return out
+    }
+}
