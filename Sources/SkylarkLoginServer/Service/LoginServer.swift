@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import SkylarkWire
+import Synchronization
 
 /// The TCP adapter for `LoginConnection` and `LoginAuthority`: owns the listening socket, runs
 /// each connection in a child task and the crypto on a thread pool. A `Service`: it stops
@@ -67,7 +68,9 @@ public final class LoginServer: Service, Sendable {
     private func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let address = channel.channel.remoteAddress?.ipAddress ?? "unknown"
         var connection = LoginConnection(maximumRequests: configuration.maximumRequestsPerConnection)
+        let drain = ConnectionDrain(channel: channel.channel)
         do {
+            try await withGracefulShutdownHandler {
             try await channel.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
                 var pending: [LoginConnection.Action] = []
@@ -83,6 +86,7 @@ public final class LoginServer: Service, Sendable {
                     let action = pending.removeFirst()
                     switch action {
                     case let .process(request):
+                        guard drain.begin() else { return }
                         let authority = self.authority
                         let outcome = try await self.threadPool.runIfActive {
                             authority.handle(request, from: address, now: WallClock.now())
@@ -90,14 +94,58 @@ public final class LoginServer: Service, Sendable {
                         pending += connection.completed(outcome)
                     case let .send(bytes):
                         try await outbound.write(ByteBuffer(bytes: bytes))
+                        // The answer is out: a server shutting down closes the link here.
+                        if drain.end() { return }
                     case .close:
                         return
                     }
                 }
             }
+            } onGracefulShutdown: {
+                drain.shutDown()
+            }
         } catch {
             logger.debug("login connection ended", metadata: ["peer.address": "\(address)", "login.error": "\(error)"])
         }
+    }
+}
+
+/// Lets graceful shutdown close idle links at once while a link in the middle of a request
+/// finishes it and sends the answer first.
+private final class ConnectionDrain: Sendable {
+    private struct State {
+        var busy = false
+        var shuttingDown = false
+    }
+
+    private let channel: any Channel
+    private let state = Mutex(State())
+
+    init(channel: any Channel) { self.channel = channel }
+
+    /// Marks a request in progress; false if the server is already shutting down.
+    func begin() -> Bool {
+        state.withLock { state in
+            guard !state.shuttingDown else { return false }
+            state.busy = true
+            return true
+        }
+    }
+
+    /// Marks the request answered; true if the link should now close for shutdown.
+    func end() -> Bool {
+        state.withLock { state in
+            state.busy = false
+            return state.shuttingDown
+        }
+    }
+
+    func shutDown() {
+        let idle = state.withLock { state in
+            state.shuttingDown = true
+            return !state.busy
+        }
+        if idle { channel.close(promise: nil) }
     }
 }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what Skylark needs to build and test on Debian (run as root). Idempotent and quiet
+# when everything is already there.
+set -euo pipefail
+packages=(libssl-dev libopus-dev libsqlite3-dev pkg-config iproute2)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null; then
+  [ -x /opt/swift/usr/bin/swift ] || { echo "Swift 6.1 or newer is required (swift.org)" >&2; exit 1; }
+fi
