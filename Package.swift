@@ -41,6 +41,16 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        .target(name: "SkylarkTraversal", dependencies: ["SkylarkWire"]),
+        .target(
+            name: "SkylarkOverlay",
+            dependencies: [
+                "SkylarkCrypto", "SkylarkWire", "SkylarkTraversal",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // The overlay cores in a simulated network (tests and the simulation bench).
+        .target(name: "SkylarkSimulation", dependencies: ["SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
         .target(
             name: "SkylarkLoginServer",
             dependencies: [
@@ -126,6 +136,9 @@ let package = Package(
             name: "SkylarkUpdateServerTests",
             dependencies: ["SkylarkUpdateServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto"]
         ),
+        .testTarget(name: "SkylarkTraversalTests", dependencies: ["SkylarkTraversal", "SkylarkWire"]),
+        .testTarget(name: "SkylarkOverlayTests", dependencies: ["SkylarkOverlay", "SkylarkTraversal", "SkylarkWire", "SkylarkCrypto"]),
+        .testTarget(name: "SkylarkSimulationTests", dependencies: ["SkylarkSimulation", "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
         .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto"]),
     ]

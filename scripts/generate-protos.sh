@@ -14,10 +14,12 @@ if [ ! -x "$plugin" ]; then
   git -C "$src" checkout -q "$version"
   swift build -c release --package-path "$src" --scratch-path .build-protoc --product protoc-gen-swift
 fi
-rm -f Sources/SkylarkWire/Generated/*.pb.swift
+# Generate into a scratch folder first, so a .proto error leaves the committed code untouched.
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 protoc --plugin=protoc-gen-swift="$plugin" --swift_opt=Visibility=Public \
-  --swift_out=Sources/SkylarkWire/Generated -I Protos $(find Protos -name '*.proto' | sort)
+  --swift_out="$out" -I Protos $(find Protos -name '*.proto' | sort)
+rm -f Sources/SkylarkWire/Generated/*.pb.swift
 # protoc mirrors the proto folders; keep the generated files flat.
-find Sources/SkylarkWire/Generated -mindepth 2 -name '*.pb.swift' -exec mv {} Sources/SkylarkWire/Generated/ \;
-find Sources/SkylarkWire/Generated -mindepth 1 -type d -empty -delete
+find "$out" -name '*.pb.swift' -exec mv {} Sources/SkylarkWire/Generated/ \;
 echo "generated: $(ls Sources/SkylarkWire/Generated)"
