@@ -75,7 +75,8 @@ let package = Package(
         .target(
             name: "SkylarkNode",
             dependencies: [
-                "SkylarkCrypto", "SkylarkWire",
+                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay", "SkylarkTraversal",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -87,7 +88,8 @@ let package = Package(
         .executableTarget(
             name: "skylark",
             dependencies: [
-                "SkylarkNode", "SkylarkWire", "SkylarkCrypto",
+                "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkOverlay",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -117,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "skylark-bench",
             dependencies: [
-                "SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto",
+                "SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkSimulation", "SkylarkOverlay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -4,6 +4,7 @@ import Foundation
 public enum StateFiles {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Creates `path` (and parents) with mode 0700; tightens an existing folder to 0700.

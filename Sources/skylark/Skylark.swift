@@ -12,7 +12,8 @@ struct Skylark: AsyncParsableCommand {
         commandName: "skylark",
         abstract: "The Skylark client.",
         version: SkylarkVersion.current.description,
-        subcommands: [Register.self, Login.self, Update.self])
+        subcommands: [Register.self, Login.self, Update.self, Run.self, Status.self, BuddyCommand.self, Search.self, Msg.self,
+                      Inbox.self, Presence.self])
 }
 
 struct ClientOptions: ParsableArguments {
@@ -64,20 +65,7 @@ struct Login: AsyncParsableCommand {
         let canonical: String
         do { canonical = try UserName.canonical(name) } catch { fail(LoginFailure.invalidName(error.description).description, code: 10) }
 
-        // The update check never blocks a login, unless the server serves a forgery.
-        if let url = profile.profile.updateURL, let key = profile.updateKey {
-            do {
-                let manifest = try await UpdateClient(baseURL: url, key: key, group: group).fetchManifest(now: Int64(Date().timeIntervalSince1970), timeout: .seconds(3))
-                if case let .available(version) = UpdateCheck.status(of: manifest, running: SkylarkVersion.current) {
-                    print("update available: \(version)")
-                }
-            } catch {
-                switch error {
-                case .unsigned, .badSignature: fail(error.description, code: 8)
-                default: warn(error.description)
-                }
-            }
-        }
+        await checkForUpdate(profile: profile)
 
         let state = ClientState(directory: options.stateDirectory)
         let identity: Ed25519.PrivateKey
@@ -128,6 +116,23 @@ struct Update: AsyncParsableCommand {
             }
         } catch let failure as UpdateFailure {
             fail(failure.description, code: failure.isUnreachable ? 6 : 8)
+        }
+    }
+}
+
+/// The update check before a login: never blocks it, unless the server serves a forgery.
+func checkForUpdate(profile: VerifiedProfile) async {
+    guard let url = profile.profile.updateURL, let key = profile.updateKey else { return }
+    do {
+        let manifest = try await UpdateClient(baseURL: url, key: key, group: MultiThreadedEventLoopGroup.singleton)
+            .fetchManifest(now: Int64(Date().timeIntervalSince1970), timeout: .seconds(3))
+        if case let .available(version) = UpdateCheck.status(of: manifest, running: SkylarkVersion.current) {
+            print("update available: \(version)")
+        }
+    } catch {
+        switch error {
+        case .unsigned, .badSignature: fail(error.description, code: 8)
+        default: warn(error.description)
         }
     }
 }

@@ -51,3 +51,8 @@ func readPassword(prompt: String, confirm: Bool) -> String {
     if confirm, ask("Repeat password: ") != password { fail("the passwords differ", code: 10) }
     return password
 }
+
+/// Writes a line to standard output at once (unbuffered), for scripts waiting on it.
+func announce(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

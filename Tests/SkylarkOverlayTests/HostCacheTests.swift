@@ -194,6 +194,20 @@ struct HostCacheTests {
         #expect(cache.candidates(0, now: day0 + 1) == [])
     }
 
+    @Test("Dial order: every entry but the excluded ones, ready ones first, backed-off ones after")
+    func dialOrder() {
+        var cache = HostCache(defaults: [])
+        cache.learn((0..<4).map { (endpoint($0), nodeID: nil) }, now: day0)
+        cache.recordSuccess(endpoint(3), rtt: 0.01, nodeID: nil, now: day0)
+        cache.recordFailure(endpoint(1), now: day0)
+        let order = cache.dialOrder(now: day0 + 1, excluding: [endpoint(2)])
+        #expect(order.count == 3)
+        #expect(order.first == endpoint(3))
+        #expect(order.last == endpoint(1))
+        #expect(!order.contains(endpoint(2)))
+        #expect(!cache.candidates(5, now: day0 + 1, excluding: [endpoint(3)]).contains(endpoint(3)))
+    }
+
     @Test("RTT is smoothed with weight 1/8 and breaks ties")
     func rtt() throws {
         var cache = HostCache(defaults: [])

@@ -41,6 +41,8 @@ public final class LoginServer: Service, Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
+            // A client may send its request and half-close; the answer must still go out.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: configuration.listen.host, port: configuration.listen.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
@@ -75,7 +77,8 @@ public final class LoginServer: Service, Sendable {
                 var iterator = inbound.makeAsyncIterator()
                 var pending: [LoginConnection.Action] = []
                 while true {
-                    if pending.isEmpty {
+                    // A read that completes no frame yields no action: keep reading.
+                    while pending.isEmpty {
                         if let buffer = try await iterator.next() {
                             pending = connection.receive(buffer.readableBytesView)
                         } else {

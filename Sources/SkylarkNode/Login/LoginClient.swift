@@ -7,7 +7,8 @@ import SkylarkWire
 /// The TCP adapter for `LoginClientExchange`: one connection, one request, one answer.
 public enum LoginClient {
     public static func perform(_ request: LoginClientExchange.Request, profile: VerifiedProfile, group: any EventLoopGroup,
-                               timeout: Duration = .seconds(15), logger: Logger) async throws(LoginFailure) -> LoginClientExchange.Outcome {
+                               timeout: Duration = .seconds(15), connectTimeout: Duration = .seconds(5),
+                               logger: Logger) async throws(LoginFailure) -> LoginClientExchange.Outcome {
         let endpoint = profile.loginEndpoint
         let exchange: LoginClientExchange
         do {
@@ -18,7 +19,7 @@ public enum LoginClient {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.seconds(5))
+                .connectTimeout(.nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000))
                 .connect(host: endpoint.host, port: endpoint.port) { channel in
                     channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
                 }

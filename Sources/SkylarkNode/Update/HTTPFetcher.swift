@@ -61,7 +61,10 @@ public struct HTTPFetcher: Sendable {
                     var body: [UInt8] = []
                     for try await part in inbound {
                         switch part {
-                        case let .head(head): status = Int(head.status.code)
+                        case let .head(head):
+                            status = Int(head.status.code)
+                            // Only a 200 body matters (and is size-checked); an error page is not a file.
+                            if status != 200 { return Response(status: status, body: []) }
                         case let .body(buffer):
                             guard body.count + buffer.readableBytes <= maximumBodySize else { throw Failure.tooLarge(limit: maximumBodySize) }
                             body.append(contentsOf: buffer.readableBytesView)

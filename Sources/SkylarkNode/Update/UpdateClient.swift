@@ -37,7 +37,8 @@ public struct UpdateClient: Sendable {
             case .invalidURL: throw .invalidURL(baseURL)
             case let .unreachable(reason): throw .unreachable(url: url, reason: reason)
             case .timedOut: throw .unreachable(url: url, reason: "no answer in time")
-            case .tooLarge: throw path == "/manifest.json" ? .malformed("manifest larger than \(limit) bytes") : .fileSizeMismatch(name: path)
+            case .tooLarge:
+                throw path == "/manifest.json" ? .malformed("manifest larger than \(limit) bytes") : .fileSizeMismatch(name: String(path.split(separator: "/").last ?? ""))
             }
         }
         guard response.status == 200 else { throw .httpStatus(response.status, url: url) }

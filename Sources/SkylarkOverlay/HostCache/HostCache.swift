@@ -240,12 +240,22 @@ public struct HostCache: Sendable {
     /// Up to `count` endpoints to try next: the best-scored entries that are not backing off.
     /// When every entry is backing off, the best-scored of them anyway, so a node always has
     /// something to try.
-    public func candidates(_ count: Int, now: Double) -> [HostPort] {
+    public func candidates(_ count: Int, now: Double, excluding excluded: Set<HostPort> = []) -> [HostPort] {
         guard count > 0 else { return [] }
-        let ranked = ranked(now: now)
+        let ranked = ranked(now: now).filter { HostPort($0.endpoint).map { !excluded.contains($0) } ?? false }
         var chosen = ranked.filter { !Self.isBackingOff($0, now: now) }
         if chosen.isEmpty { chosen = ranked }
         return chosen.prefix(count).compactMap { HostPort($0.endpoint) }
+    }
+
+    /// Every entry but `excluded`, in the order to dial them when nothing else will do (start-up
+    /// with a mostly dead cache): ready entries best first, then those backing off, least bad
+    /// first — so a node works through the whole cache instead of waiting out back-offs.
+    public func dialOrder(now: Double, excluding excluded: Set<HostPort> = []) -> [HostPort] {
+        let ranked = ranked(now: now).filter { HostPort($0.endpoint).map { !excluded.contains($0) } ?? false }
+        let ready = ranked.filter { !Self.isBackingOff($0, now: now) }
+        let waiting = ranked.filter { Self.isBackingOff($0, now: now) }
+        return (ready + waiting).compactMap { HostPort($0.endpoint) }
     }
 
     /// The score described on the type.

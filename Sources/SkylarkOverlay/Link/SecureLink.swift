@@ -22,14 +22,16 @@ public struct SecureLink: Sendable {
     public enum Role: Sendable {
         /// `expectedPeer`: the node id we meant to reach, if known; anyone else is refused.
         case initiator(purpose: OvLinkPurpose, dialBackNonce: [UInt8] = [], expectedPeer: NodeID? = nil)
-        /// Supernodes accept ANONYMOUS initiators (clients about to log in); others do not.
-        case responder(allowAnonymous: Bool)
+        /// Supernodes accept ANONYMOUS initiators (clients about to log in) and SUPERNODE links;
+        /// other nodes accept neither.
+        case responder(isSupernode: Bool)
     }
 
     public enum Action: Sendable {
         case send([UInt8])
-        /// The handshake finished. `peer` is nil for an ANONYMOUS initiator.
-        case established(peer: PeerIdentity?)
+        /// The handshake finished. `peer` is nil for an ANONYMOUS initiator; `purpose` is what the
+        /// initiator declared (a supernode learns whether a client or a supernode called).
+        case established(peer: PeerIdentity?, purpose: OvLinkPurpose)
         /// An anonymous peer proved a credential on this link (`Authenticate`).
         case upgraded(peer: PeerIdentity)
         case message(OvLinkMessage)
@@ -113,7 +115,7 @@ public struct SecureLink: Sendable {
             state = .awaitingHello
             return []
         case let .initiator(purpose, nonce, _):
-            if purpose == .peer && identity.credential == nil { return fail(.handshake("a PEER link needs a credential")) }
+            if purpose != .anonymous && identity.credential == nil { return fail(.handshake("a \(purpose) link needs a credential")) }
             var hello = OvHello()
             hello.version = Self.version
             hello.purpose = purpose
@@ -242,7 +244,7 @@ public struct SecureLink: Sendable {
                 let bytes = try MessageEncoder.encode(out, maximumFrameSize: Self.maximumFrameSize)
                 state = .established(transcript: transcript, keys: Keys(sendKey: initiatorKey, receiveKey: responderKey))
                 peer = PeerIdentity(credential: credential)
-                return [.send(bytes), .established(peer: peer)]
+                return [.send(bytes), .established(peer: peer, purpose: purpose)]
             } catch {
                 return fail(.handshake("key agreement: \(error)"))
             }
@@ -252,10 +254,12 @@ public struct SecureLink: Sendable {
     }
 
     private mutating func responderReceivedHello(_ frame: OvHandshakeFrame, now: Double) -> [Action] {
-        guard case let .responder(allowAnonymous) = role else { return fail(.protocolViolation("not a responder")) }
+        guard case let .responder(isSupernode) = role else { return fail(.protocolViolation("not a responder")) }
         guard case let .hello(hello)? = frame.body else { return fail(.handshake("expected a hello")) }
         guard hello.version == Self.version else { return refuse("unsupported link version \(hello.version)") }
-        if hello.purpose == .anonymous && !allowAnonymous { return refuse("this node does not accept anonymous links") }
+        if hello.purpose == .anonymous && !isSupernode { return refuse("this node is not a supernode: it does not accept anonymous links") }
+        if hello.purpose == .supernode && !isSupernode { return refuse("this node is not a supernode") }
+        if case .UNRECOGNIZED = hello.purpose { return refuse("unknown link purpose") }
         guard let ownCredential = identity.credential else { return refuse("this node is not logged in") }
         guard hello.dialBackNonce.count <= 64 else { return fail(.handshake("oversized dial-back nonce")) }
         do {
@@ -291,7 +295,7 @@ public struct SecureLink: Sendable {
             guard !finish.hasCredential else { return fail(.handshake("an anonymous finish carries a credential")) }
             state = .established(transcript: transcript, keys: keys)
             peer = nil
-            return [.established(peer: nil)]
+            return [.established(peer: nil, purpose: .anonymous)]
         }
         guard finish.hasCredential else { return fail(.handshake("the initiator presented no credential")) }
         let credential: Credential
@@ -302,7 +306,7 @@ public struct SecureLink: Sendable {
         }
         state = .established(transcript: transcript, keys: keys)
         peer = PeerIdentity(credential: credential)
-        return [.established(peer: peer)]
+        return [.established(peer: peer, purpose: helloMessage.purpose)]
     }
 
     private mutating func responderReceivedAuthenticate(_ authenticate: OvAuthenticate, requestID: UInt64, transcript: [UInt8], now: Double) -> [Action] {

@@ -43,6 +43,10 @@ public nonisolated enum OvLinkPurpose: SwiftProtobuf.Enum, Swift.CaseIterable {
 
   /// A supernode checking that a node's listening address is reachable; carries the node's nonce.
   case dialBack // = 2
+
+  /// Supernode to supernode (DHT, forwarding, probe orders); both present credentials and the
+  /// responder must itself be a supernode.
+  case supernode // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -54,6 +58,7 @@ public nonisolated enum OvLinkPurpose: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 0: self = .peer
     case 1: self = .anonymous
     case 2: self = .dialBack
+    case 3: self = .supernode
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -63,6 +68,7 @@ public nonisolated enum OvLinkPurpose: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .peer: return 0
     case .anonymous: return 1
     case .dialBack: return 2
+    case .supernode: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -72,6 +78,7 @@ public nonisolated enum OvLinkPurpose: SwiftProtobuf.Enum, Swift.CaseIterable {
     .peer,
     .anonymous,
     .dialBack,
+    .supernode,
   ]
 
 }
@@ -1791,7 +1798,7 @@ public nonisolated struct OvProbe: Sendable {
 fileprivate nonisolated let _protobuf_package = "skylark.overlay"
 
 nonisolated extension OvLinkPurpose: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LINK_PURPOSE_PEER\0\u{1}LINK_PURPOSE_ANONYMOUS\0\u{1}LINK_PURPOSE_DIAL_BACK\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0LINK_PURPOSE_PEER\0\u{1}LINK_PURPOSE_ANONYMOUS\0\u{1}LINK_PURPOSE_DIAL_BACK\0\u{1}LINK_PURPOSE_SUPERNODE\0")
 }
 
 nonisolated extension OvStatus: SwiftProtobuf._ProtoNameProviding {

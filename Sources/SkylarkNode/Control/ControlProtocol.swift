@@ -1,0 +1,96 @@
+import Foundation
+import SkylarkOverlay
+
+/// The control socket's protocol: one JSON object per line each way. A request names a command;
+/// the answer is `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+public struct ControlRequest: Codable, Sendable {
+    public enum Command: String, Codable, Sendable {
+        case status
+        case buddyAdd = "buddy.add"
+        case buddyAccept = "buddy.accept"
+        case buddyRemove = "buddy.remove"
+        case buddyList = "buddy.list"
+        case search
+        case message = "msg"
+        case inbox
+        case presence
+    }
+
+    public var command: Command
+    public var name: String?
+    public var text: String?
+
+    public init(command: Command, name: String? = nil, text: String? = nil) {
+        self.command = command
+        self.name = name
+        self.text = text
+    }
+}
+
+public struct ControlAnswer<Result: Codable & Sendable>: Codable, Sendable {
+    public var ok: Bool
+    public var error: String?
+    public var result: Result?
+}
+
+/// Answers to the control commands. Field names are the `--json` output's.
+public enum ControlResults {
+    public struct Status: Codable, Sendable {
+        public var name: String
+        public var nodeID: String
+        public var role: String
+        public var roleReason: String
+        public var supernode: String?
+        public var loginPath: String
+        public var natType: String
+        public var publicEndpoint: String?
+        public var observedEndpoint: String?
+        public var listen: [String]
+        public var advertised: [String]
+        public var presence: String
+        public var attachedClients: Int?
+        public var dhtContacts: Int?
+        public var storedRecords: Int?
+        public var hostCacheEntries: Int
+        public var uptimeSeconds: Double
+        public var buddies: [BuddyEntry]
+    }
+
+    public struct BuddyEntry: Codable, Sendable {
+        public var name: String
+        public var state: String
+        public var presence: String
+        public var supernode: String?
+        public var natType: String?
+        public var requestText: String?
+    }
+
+    public struct Search: Codable, Sendable {
+        public var name: String
+        public var found: Bool
+        public var status: String
+        public var supernode: String?
+        public var natType: String?
+        public var publicEndpoint: String?
+        public var privateEndpoints: [String]
+        public var hops: Int
+    }
+
+    public struct Message: Codable, Sendable {
+        public var id: String
+        public var to: String
+        /// queued, stored, delivered
+        public var state: String
+        public var replicas: Int?
+        public var receipt: Bool?
+    }
+
+    public struct Inbox: Codable, Sendable {
+        public var messages: [InboxMessage]
+        public var outbox: [Message]
+    }
+
+    public struct Done: Codable, Sendable {
+        public var done: String
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SkylarkCrypto
+import SkylarkOverlay
+import SkylarkWire
+import Synchronization
+
+/// Everything that reaches the reactor: socket events, finished background jobs, control
+/// requests, the clock tick and shutdown.
+enum NodeEvent: Sendable {
+    case linkEstablished(LinkHandle, peer: PeerIdentity?, purpose: OvLinkPurpose)
+    case linkUpgraded(LinkID, peer: PeerIdentity)
+    case linkMessage(LinkID, OvLinkMessage)
+    case linkClosed(LinkID, reason: String)
+    case dialFailed(LinkID, reason: String)
+    case dialBackArrived(nonce: [UInt8])
+    case datagram([UInt8], from: HostPort, socket: Int)
+    case directLoginFinished(Result<Credential, LoginFailure>)
+    case loginRelayDone(link: LinkID, requestID: UInt64, answer: [UInt8]?)
+    case control(ControlRequest, EventLoopPromise<String>)
+    case tick
+    case shutdown
+}
+
+typealias NodeEventSink = AsyncStream<NodeEvent>.Continuation
+
+/// Work the reactor hands off (dials, logins, relays) so that it never waits on the network.
+struct NodeJob: Sendable {
+    let body: @Sendable () async -> Void
+}
+
+/// How a node run ended.
+public enum NodeOutcome: Sendable, Equatable {
+    case stopped
+    case failed(String, exitCode: Int32)
+}
+
+/// A running `skylark` node: logs in, attaches to a supernode (or becomes one), and serves its
+/// user's session and, as a supernode, the overlay. A `Service`: SIGTERM makes it sign off,
+/// hand its clients over if it is a supernode, and stop.
+///
+/// Threads: NIO's event loops run the sockets; one reactor task owns every protocol core
+/// (session, supernode, NAT probe, host cache, promotion) and is the only code that touches
+/// them; blocking or slow work runs as jobs in the same task group.
+public final class NodeRuntime: Service, Sendable {
+    public let configuration: NodeConfiguration
+    private let logger: Logger
+    private let group: any EventLoopGroup
+    private let console: Bool
+    private let outcomeBox = OutcomeBox()
+    private let onReady: @Sendable (ReadyInfo) -> Void
+
+    public struct ReadyInfo: Sendable {
+        public var listening: [HostPort]
+        public var controlSocket: String
+    }
+
+    public init(configuration: NodeConfiguration, group: any EventLoopGroup, logger: Logger, console: Bool,
+                onReady: @escaping @Sendable (ReadyInfo) -> Void = { _ in }) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.console = console
+        self.onReady = onReady
+    }
+
+    public var outcome: NodeOutcome? { outcomeBox.value.withLock { $0 } }
+
+    public func run() async throws {
+        let (events, sink) = AsyncStream.makeStream(of: NodeEvent.self, bufferingPolicy: .unbounded)
+        let (jobs, jobSink) = AsyncStream.makeStream(of: NodeJob.self, bufferingPolicy: .unbounded)
+        let files = NodeStateFiles(directory: configuration.stateDirectory)
+        try StateFiles.makePrivateDirectory(files.directory)
+        let identityKey = try files.client.loadOrCreateIdentity()
+        let identity = IdentityBox(try LocalIdentity(key: identityKey, credential: nil))
+        let verifier = Verifier(loginKey: configuration.profile.loginKey)
+        let role = RoleFlag()
+        let sockets = NodeSockets(group: group, identity: identity, verifier: verifier, role: role, ids: LinkIDs(), sink: sink,
+                                  idleTimeout: .seconds(Int64(configuration.linkIdleTimeout)))
+
+        // Sockets first: a port that cannot be bound is a clear error before anything else.
+        var listeners: [any Channel] = []
+        var udp: [any Channel] = []
+        var control: (any Channel)?
+        do {
+            for endpoint in configuration.listen { listeners.append(try await sockets.listen(on: endpoint)) }
+            if let first = configuration.listen.first {
+                udp.append(try await sockets.udp(on: first, socket: 0))
+                // The alternate port answers "reply from another port" probes (NAT detection).
+                udp.append(try await sockets.udp(on: HostPort(host: first.host, port: 0), socket: 1))
+            }
+            control = try await ControlServer.bind(path: files.controlSocketPath, group: group, sink: sink)
+        } catch {
+            for channel in listeners + udp { try? await channel.close() }
+            throw error
+        }
+        let bound = listeners.compactMap { $0.localAddress.flatMap(HostPort.init(socketAddress:)) }
+        onReady(ReadyInfo(listening: bound, controlSocket: files.controlSocketPath))
+        let udpChannels = udp
+        let configuration = self.configuration
+        let logger = self.logger
+        let console = self.console
+        let outcomeBox = self.outcomeBox
+
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    let reactor = Reactor(configuration: configuration, files: files, identity: identity, verifier: verifier, role: role,
+                                          sockets: sockets, udp: udpChannels, listening: bound, sink: sink, jobs: jobSink,
+                                          logger: logger, console: console)
+                    let outcome = await reactor.run(events)
+                    outcomeBox.value.withLock { $0 = outcome }
+                    jobSink.finish()
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(100))
+                        sink.yield(.tick)
+                    }
+                }
+                for await job in jobs { group.addTask { await job.body() } }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            sink.yield(.shutdown)
+        }
+        for channel in listeners + udp { try? await channel.close() }
+        try? await control?.close()
+        unlink(files.controlSocketPath)
+    }
+}
+
+final class OutcomeBox: Sendable {
+    let value = Mutex<NodeOutcome?>(nil)
+}

@@ -1,0 +1,486 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import SkylarkCrypto
+import SkylarkOverlay
+import SkylarkTraversal
+import SkylarkWire
+
+/// Finding a supernode: UDP host-cache queries to the best cached supernodes, TCP dials to
+/// several at once (four in flight), the first link to finish its handshake wins.
+struct Bootstrap {
+    var startedAt: Double
+    var queue: [HostPort]
+    var tried: Set<HostPort> = []
+    var inFlight: Set<LinkID> = []
+    var udpQueries: [[UInt8]: (endpoint: HostPort, sentAt: Double)] = [:]
+    var reason: String
+    var nextRound: Double
+    var warned = false
+}
+
+enum LoginState {
+    case notStarted
+    case direct
+    /// The login server could not be reached directly: log in through the supernode link.
+    case waitingForRelay(since: Double, directFailure: String)
+    case relaying(LoginClientExchange)
+    case done
+}
+
+/// A dial-back check of our own reachability (auto promotion).
+struct ReachabilityCheck {
+    var nonce: [UInt8]
+    var startedAt: Double
+    var tcpReached = false
+    var udpReached = false
+    var answeredAt: Double?
+}
+
+/// A supernode dialling another node back on a supernode's request.
+struct DialBackCheck {
+    var pending: Set<LinkID>
+    var tcpReached = false
+    var udpSent: Bool
+    var deadline: Double
+}
+
+extension Reactor {
+    static let bootstrapParallelism = 4
+
+    func start(now: Double) {
+        console.note("\(configuration.name): listening on \(listening.map(\.description).joined(separator: ", ")), supernode mode \(configuration.supernodeMode.rawValue)")
+        startBootstrap(now: now, reason: "start")
+        startDirectLogin()
+    }
+
+    // MARK: - Bootstrap
+
+    /// Our own addresses never count as candidate supernodes.
+    var ownEndpoints: Set<HostPort> { Set(listening + configuration.listen + advertisedTCP()) }
+
+    func startBootstrap(now: Double, reason: String, preferred: [HostPort] = []) {
+        guard supernodeLink == nil, supernode == nil else { return }
+        let own = ownEndpoints
+        var queue = preferred.filter { !own.contains($0) }
+        for candidate in hostCache.dialOrder(now: now, excluding: own) where !queue.contains(candidate) {
+            queue.append(candidate)
+        }
+        var state = Bootstrap(startedAt: now, queue: queue, reason: reason, nextRound: now + 2)
+        // UDP first: whoever answers is alive and goes to the front of the queue.
+        for endpoint in queue.prefix(16) {
+            let nonce = SecureRandom.bytes(8)
+            state.udpQueries[nonce] = (endpoint, now)
+            var datagram = OvDatagram()
+            datagram.hostCacheQuery = OvHostCacheQuery()
+            datagram.hostCacheQuery.nonce = Data(nonce)
+            datagram.hostCacheQuery.maximum = 12
+            sendDatagram(datagram, to: endpoint)
+        }
+        bootstrap = state
+        logger.info("looking for a supernode", metadata: ["bootstrap.reason": "\(reason)", "bootstrap.candidates": "\(queue.count)"])
+        bootstrapTick(now: now)
+    }
+
+    func bootstrapTick(now: Double) {
+        guard var state = bootstrap else { return }
+        if supernodeLink != nil || supernode != nil {
+            bootstrap = nil
+            return
+        }
+        while state.inFlight.count < Self.bootstrapParallelism, !state.queue.isEmpty {
+            let endpoint = state.queue.removeFirst()
+            guard !state.tried.contains(endpoint) else { continue }
+            state.tried.insert(endpoint)
+            let id = sockets.ids.make()
+            state.inFlight.insert(id)
+            dials[id] = .bootstrap(endpoint, startedAt: now)
+            let purpose: OvLinkPurpose = identity.credential == nil ? .anonymous : .peer
+            startDial(id, endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: .milliseconds(1500))
+        }
+        if state.queue.isEmpty && state.inFlight.isEmpty && now >= state.nextRound {
+            // Everyone tried: go round again, slower each time, and say so once.
+            if !state.warned && now - state.startedAt >= configuration.bootstrapTimeout {
+                state.warned = true
+                logger.warning("no supernode reachable yet; still trying", metadata: ["bootstrap.tried": "\(state.tried.count)"])
+                console.note("no supernode reachable yet; still trying")
+            }
+            let own = ownEndpoints
+            state.queue = hostCache.dialOrder(now: now, excluding: own)
+            state.tried = []
+            state.nextRound = now + min(30, max(2, (now - state.startedAt) / 2))
+        }
+        bootstrap = state
+    }
+
+    func bootstrapUDPAnswer(_ answer: OvHostCacheAnswer, from source: HostPort, now: Double) {
+        guard var state = bootstrap, let query = state.udpQueries.removeValue(forKey: Array(answer.nonce)) else { return }
+        hostCache.recordSuccess(query.endpoint, rtt: now - query.sentAt, nodeID: nil, now: now)
+        learn(answer.supernodes, now: now)
+        if let index = state.queue.firstIndex(of: query.endpoint) {
+            state.queue.remove(at: index)
+            state.queue.insert(query.endpoint, at: 0)
+        }
+        bootstrap = state
+        bootstrapTick(now: now)
+    }
+
+    func bootstrapLinkUp(_ id: LinkID, endpoint: HostPort, peer: PeerIdentity?, now: Double) {
+        bootstrap?.inFlight.remove(id)
+        guard supernodeLink == nil, supernode == nil, phase != .finished else {
+            links[id]?.handle.close(reason: "another supernode answered first")
+            links[id] = nil
+            return
+        }
+        links[id]?.kind = .ourSupernode
+        supernodeLink = id
+        bootstrap = nil
+        nextKeepalive = now + configuration.keepaliveInterval
+        logger.info("supernode link up", metadata: ["supernode.name": "\(peer?.name ?? "?")", "peer.address": "\(endpoint)"])
+        console.note("connected to supernode \(peer?.name ?? "?") at \(endpoint)")
+        sendRuntimeRequest(.hostCache, on: id, now: now) { message in
+            message.hostCacheRequest = OvHostCacheRequest()
+            message.hostCacheRequest.maximum = 50
+        }
+        if identity.credential != nil {
+            session?.linkUp(now: now)
+        } else if case .waitingForRelay = loginState {
+            startLoginRelay(now: now)
+        }
+    }
+
+    func learn(_ contacts: [OvContact], now: Double) {
+        let parsed = contacts.compactMap(Contact.init).filter { $0.nodeID != identity.nodeID }
+        hostCache.learn(parsed.flatMap { contact in contact.endpoints.map { ($0, nodeID: Optional(contact.nodeID.bytes)) } }, now: now)
+        hostCacheDirty = true
+        for contact in parsed { supernode?.learn(contact, now: now) }
+    }
+
+    func handedOver(_ handover: OvHandover, now: Double) {
+        learn(handover.supernodes, now: now)
+        let preferred = handover.supernodes.compactMap(Contact.init).flatMap(\.endpoints)
+        guard let link = supernodeLink else { return }
+        console.note("supernode \(links[link]?.peer?.name ?? "?") is leaving; moving to another")
+        links[link]?.handle.close(reason: "handed over")
+        links[link] = nil
+        supernodeLink = nil
+        nextKeepalive = .infinity
+        session?.linkDown(now: now)
+        startBootstrap(now: now, reason: "handover", preferred: preferred)
+    }
+
+    // MARK: - Answers to the runtime's own requests
+
+    func runtimeAnswer(_ request: RuntimeRequest, _ message: OvLinkMessage, link: LinkID, now: Double) {
+        switch request {
+        case .hostCache:
+            if case let .hostCacheReply(reply)? = message.body { learn(reply.supernodes, now: now) }
+        case .loginRelay:
+            loginRelayAnswered(message, now: now)
+        case .authenticate:
+            if case .ack? = message.body {
+                session?.linkUp(now: now)
+            } else {
+                logger.warning("the supernode refused our credential; reconnecting")
+                links[link]?.handle.close(reason: "authentication refused")
+            }
+        case .dialBack:
+            if var check = reachability {
+                check.answeredAt = now
+                reachability = check
+            }
+        }
+    }
+
+    // MARK: - Login
+
+    func startDirectLogin() {
+        guard let publicKey = try? identity.key.publicKey().rawRepresentation() else { return fail("cannot read the identity key", exitCode: 1) }
+        loginState = .direct
+        let request = LoginClientExchange.Request.login(name: configuration.name, password: configuration.password, userPublicKey: publicKey)
+        let profile = configuration.profile
+        let timeout = Duration.milliseconds(Int64(configuration.loginDirectTimeout * 1000))
+        let group = sockets.group
+        let logger = self.logger
+        let sink = self.sink
+        jobs.yield(NodeJob {
+            do {
+                let outcome = try await LoginClient.perform(request, profile: profile, group: group, timeout: timeout, connectTimeout: timeout, logger: logger)
+                guard case let .loggedIn(credential) = outcome else {
+                    sink.yield(.directLoginFinished(.failure(.protocolViolation("unexpected answer"))))
+                    return
+                }
+                sink.yield(.directLoginFinished(.success(credential)))
+            } catch let failure as LoginFailure {
+                sink.yield(.directLoginFinished(.failure(failure)))
+            } catch {
+                sink.yield(.directLoginFinished(.failure(.serverError("\(error)"))))
+            }
+        })
+    }
+
+    func directLoginFinished(_ result: Result<Credential, LoginFailure>, now: Double) {
+        guard case .direct = loginState else { return }
+        switch result {
+        case let .success(credential):
+            loggedIn(credential, path: "direct", now: now)
+        case let .failure(failure):
+            switch failure {
+            case .serverUnreachable, .timedOut:
+                logger.notice("login server unreachable directly; logging in through a supernode", metadata: ["login.error": "\(failure)"])
+                console.note("login server unreachable directly (\(failure)); logging in through a supernode")
+                loginState = .waitingForRelay(since: now, directFailure: failure.description)
+                if supernodeLink != nil { startLoginRelay(now: now) }
+            default:
+                fail(failure.description, exitCode: failure.exitCode)
+            }
+        }
+    }
+
+    func loginTick(now: Double) {
+        if case let .waitingForRelay(since, directFailure) = loginState, supernodeLink == nil, now - since > max(30, configuration.bootstrapTimeout * 2) {
+            fail("\(directFailure), and no supernode could be reached to relay the login", exitCode: 6)
+        }
+    }
+
+    func startLoginRelay(now: Double) {
+        guard let link = supernodeLink, let publicKey = try? identity.key.publicKey().rawRepresentation() else { return }
+        let exchange: LoginClientExchange
+        do {
+            exchange = try LoginClientExchange(.login(name: configuration.name, password: configuration.password, userPublicKey: publicKey),
+                                               serverKey: configuration.profile.loginKey, now: now)
+        } catch {
+            return fail("cannot build the login request: \(error)", exitCode: 1)
+        }
+        loginState = .relaying(exchange)
+        sendRuntimeRequest(.loginRelay, on: link, now: now, timeout: 20) { message in
+            message.loginRelay = OvLoginRelay()
+            message.loginRelay.request = Data(exchange.requestBytes)
+        }
+    }
+
+    func loginRelayAnswered(_ message: OvLinkMessage, now: Double) {
+        guard case var .relaying(exchange) = loginState else { return }
+        switch message.body {
+        case let .loginRelayReply(reply)?:
+            do {
+                if let outcome = try exchange.receive(Array(reply.answer)), case let .loggedIn(credential) = outcome {
+                    let via = supernodeLink.flatMap { links[$0]?.peer?.name } ?? "a supernode"
+                    loggedIn(credential, path: "via supernode \(via)", now: now)
+                } else {
+                    loginRelayFailed("incomplete answer", now: now)
+                }
+            } catch {
+                fail(error.description, exitCode: error.exitCode)
+            }
+        case let .refused(refused)?:
+            loginRelayFailed(refused.reason, now: now)
+        default:
+            loginRelayFailed("unexpected answer", now: now)
+        }
+    }
+
+    func loginRelayFailed(_ reason: String, now: Double) {
+        fail("login server unreachable at \(configuration.profile.loginEndpoint) directly and through the supernode: \(reason)", exitCode: 6)
+    }
+
+    func loggedIn(_ credential: Credential, path: String, now: Double) {
+        loginState = .done
+        loginPath = path
+        do {
+            try files.client.save(credential)
+            identityBox.current = try LocalIdentity(key: identity.key, credential: credential)
+            session = try ClientSession(identity: identity, verifier: verifier, messageKey: try files.loadOrCreateMessageKey(),
+                                        state: try files.loadSession(), configuration: configuration.session)
+        } catch {
+            return fail("cannot start the session: \(error)", exitCode: 1)
+        }
+        phase = .running
+        logger.info("logged in", metadata: ["login.name": "\(credential.name)", "login.path": "\(path)"])
+        console.note("logged in as \(credential.name) (\(path))")
+        if configuration.supernodeMode == .always {
+            let decision = promotion.evaluate(now: now)
+            promotionReason = decision.reason
+            becomeSupernode(now: now, reason: decision.reason)
+        } else if let link = supernodeLink {
+            let requestID = makeRequestID()
+            runtimeRequests[requestID] = (.authenticate, now + 10)
+            links[link]?.handle.authenticate(requestID: requestID, identity: identity)
+        }
+        if configuration.supernodeMode == .auto { nextReachabilityCheck = now + 2 }
+        if configuration.supernodeMode == .never { promotionReason = "configured never" }
+    }
+
+    // MARK: - Network facts
+
+    /// The TCP addresses other nodes should dial.
+    func advertisedTCP() -> [HostPort] {
+        if !configuration.advertise.isEmpty { return configuration.advertise }
+        return listening.map { endpoint in
+            guard Self.isUnspecified(endpoint.host) else { return endpoint }
+            return HostPort(host: observedEndpoint?.host ?? localAddress ?? Self.firstInterfaceAddress() ?? endpoint.host, port: endpoint.port)
+        }
+    }
+
+    func advertisedUDP() -> HostPort? {
+        guard let first = advertisedTCP().first, udp.count > 0, let port = udp[0].localAddress?.port else { return nil }
+        return HostPort(host: first.host, port: port)
+    }
+
+    /// Our address on the route to our supernode.
+    var localAddress: String? {
+        supernodeLink.flatMap { links[$0]?.handle.localEndpoint?.host }
+    }
+
+    func privateEndpoints() -> [String] {
+        guard let port = udp.first?.localAddress?.port else { return [] }
+        var hosts: [String] = []
+        if let local = localAddress { hosts.append(local) }
+        for listen in listening where !Self.isUnspecified(listen.host) && !hosts.contains(listen.host) { hosts.append(listen.host) }
+        return hosts.map { HostPort(host: $0, port: port).description }
+    }
+
+    static func isUnspecified(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host == "[::]" }
+
+    static func firstInterfaceAddress() -> String? {
+        guard let devices = try? System.enumerateDevices() else { return nil }
+        for device in devices {
+            guard let address = device.address, case .v4 = address, let ip = address.ipAddress, !ip.hasPrefix("127.") else { continue }
+            return ip
+        }
+        return nil
+    }
+
+    // MARK: - NAT type
+
+    func natTick(now: Double) {
+        if natProbe != nil {
+            if let timeout = natProbe?.pollTimeout(), timeout <= now { natProbe?.handleTimeout(now: now) }
+            return
+        }
+        guard now >= nextNATCheck, phase == .running else { return }
+        nextNATCheck = now + 30  // retried soon if it cannot start
+        let primary: HostPort?
+        let candidates: [HostPort]
+        if let supernode {
+            let others = supernode.dht.routing.allContacts.compactMap(\.udpEndpoint)
+            primary = others.first
+            candidates = Array(others.dropFirst())
+        } else {
+            primary = supernodeLink.flatMap { links[$0]?.dialled }
+            candidates = hostCache.candidates(20, now: now, excluding: ownEndpoints)
+        }
+        guard let primary, udp.count > 0, let port = udp[0].localAddress?.port else { return }
+        let secondary = candidates.first { $0.host != primary.host }
+        var locals: [HostPort] = []
+        if let local = localAddress { locals.append(HostPort(host: local, port: port)) }
+        for listen in listening where !Self.isUnspecified(listen.host) { locals.append(HostPort(host: listen.host, port: port)) }
+        var probe = NATProbe(localAddresses: locals, primary: primary, secondary: secondary, using: &random)
+        probe.start(now: now)
+        natProbe = probe
+    }
+
+    func perform(_ action: NATProbe.Action) {
+        guard udp.count > 0 else { return }
+        switch action {
+        case let .sendBinding(target, transactionID):
+            udp[0].sendDatagram(STUNMessage.bindingRequest(transactionID: transactionID).encoded(), to: target)
+        case let .requestReplyFromOtherNode(via, transactionID, _):
+            var datagram = OvDatagram()
+            datagram.probeRequest = OvProbeRequest()
+            datagram.probeRequest.transactionID = Data(transactionID)
+            datagram.probeRequest.kind = .fromOtherNode
+            sendDatagram(datagram, to: via)
+        case let .requestReplyFromOtherPort(via, transactionID, _):
+            var datagram = OvDatagram()
+            datagram.probeRequest = OvProbeRequest()
+            datagram.probeRequest.transactionID = Data(transactionID)
+            datagram.probeRequest.kind = .fromOtherPort
+            sendDatagram(datagram, to: via)
+        }
+    }
+
+    func natFinished(_ result: NATType, mapped: HostPort?, now: Double) {
+        natProbe = nil
+        nextNATCheck = now + configuration.natRecheckInterval
+        let changed = result != natType || mapped != publicUDP
+        natType = result
+        publicUDP = mapped
+        if changed {
+            logger.info("NAT type", metadata: ["nat.type": "\(result)", "nat.mapped": "\(mapped?.description ?? "-")"])
+            console.note("NAT type: \(result)\(mapped.map { ", public UDP \($0)" } ?? "")")
+        }
+        session?.setNetwork(natType: result.rawValue, publicEndpoint: mapped?.description ?? "", privateEndpoints: privateEndpoints(), now: now)
+    }
+
+    // MARK: - Promotion
+
+    func checkReachability(now: Double) {
+        nextReachabilityCheck = now + configuration.reachabilityCheckInterval
+        if let check = reachability {
+            if let answered = check.answeredAt, now - answered >= 0.5 { finishReachabilityCheck(now: now) }
+            else if now - check.startedAt > 8 { finishReachabilityCheck(now: now) }
+            nextReachabilityCheck = now + 0.25
+            return
+        }
+        let nonce = SecureRandom.bytes(16)
+        let tcp = advertisedTCP()
+        guard let udpEndpoint = advertisedUDP() else { return }
+        if let supernode {
+            // A supernode in auto mode keeps checking through a peer, so it can step down.
+            let peers = supernode.dht.routing.allContacts
+            guard let prober = peers.isEmpty ? nil : peers[Int.random(in: 0..<peers.count)] else { return }
+            var order = OvDialBackOrder()
+            order.tcpEndpoints = tcp.map(\.description)
+            order.udpEndpoint = udpEndpoint.description
+            order.nonce = Data(nonce)
+            var message = OvLinkMessage()
+            message.id = makeRequestID()
+            message.dialBackOrder = order
+            runtimeRequests[message.id] = (.dialBack, now + 10)
+            reachability = ReachabilityCheck(nonce: nonce, startedAt: now)
+            send(message, to: prober, now: now)
+        } else {
+            guard let link = supernodeLink, session?.isAttached == true else { return }
+            reachability = ReachabilityCheck(nonce: nonce, startedAt: now)
+            sendRuntimeRequest(.dialBack, on: link, now: now) { message in
+                message.dialBackRequest = OvDialBackRequest()
+                message.dialBackRequest.tcpEndpoints = tcp.map(\.description)
+                message.dialBackRequest.udpEndpoint = udpEndpoint.description
+                message.dialBackRequest.nonce = Data(nonce)
+            }
+        }
+        nextReachabilityCheck = now + 0.25
+    }
+
+    func finishReachabilityCheck(now: Double) {
+        guard let check = reachability else { return }
+        reachability = nil
+        nextReachabilityCheck = now + configuration.reachabilityCheckInterval
+        promotion.record(PromotionPolicy.Evidence(tcpReachable: check.tcpReached, udpReachable: check.udpReached, at: now))
+        if let idle = cpuSampler.sample() {
+            promotion.record(PromotionPolicy.Capacity(cores: ProcessInfo.processInfo.activeProcessorCount, idleCPU: idle))
+        }
+        let decision = promotion.evaluate(now: now)
+        promotionReason = decision.reason
+        logger.debug("reachability", metadata: ["reach.tcp": "\(check.tcpReached)", "reach.udp": "\(check.udpReached)", "role.reason": "\(decision.reason)"])
+        guard decision.changed else { return }
+        if decision.role == .supernode { becomeSupernode(now: now, reason: decision.reason) } else { demote(now: now, reason: decision.reason) }
+    }
+}
+
+/// Idle share of the CPU between two reads of /proc/stat.
+struct CPUSampler {
+    private var last: (idle: UInt64, total: UInt64)?
+
+    mutating func sample() -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8), let line = text.split(separator: "\n").first else { return nil }
+        let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+        guard fields.count >= 5 else { return nil }
+        let idle = fields[3] + fields[4]
+        let total = fields.reduce(0, +)
+        defer { last = (idle, total) }
+        guard let last, total > last.total else { return last == nil ? 1.0 : nil }
+        return Double(idle - last.idle) / Double(total - last.total)
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import NIOCore
+import SkylarkOverlay
+import SkylarkWire
+
+extension Reactor {
+    /// Starts serving as a supernode: the overlay core joins the DHT through the supernodes we
+    /// know, inbound links are accepted as clients and peers, and our own session attaches to us.
+    func becomeSupernode(now: Double, reason: String) {
+        guard supernode == nil, let nodeID = identity.nodeID, let name = identity.name else { return }
+        let endpoints = advertisedTCP()
+        let contact = Contact(nodeID: nodeID, name: name, endpoints: endpoints, udpEndpoint: advertisedUDP())
+        var core = SupernodeCore(identity: identity, verifier: verifier, contact: contact, configuration: configuration.supernode,
+                                 seed: UInt64.random(in: 1...UInt64.max), now: now)
+        if udp.count > 1, let port = udp[1].localAddress?.port { core.alternateUDPPort = UInt32(port) }
+        var seeds: [Contact] = []
+        if let link = supernodeLink, let entry = links[link], let peer = entry.peer, let endpoint = entry.dialled {
+            seeds.append(Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: endpoint))
+        }
+        let own = ownEndpoints
+        for entry in hostCache.ranked(now: now) {
+            guard let hex = entry.nodeID, let bytes = [UInt8](hexString: hex), let endpoint = HostPort(entry.endpoint), !own.contains(endpoint) else { continue }
+            let id = NodeID(bytes: bytes)
+            guard id != nodeID, !seeds.contains(where: { $0.nodeID == id }) else { continue }
+            seeds.append(Contact(nodeID: id, name: "", endpoints: [endpoint], udpEndpoint: endpoint))
+        }
+        core.join(seeds: seeds, now: now)
+        supernode = core
+        role.isSupernode = true
+        bootstrap = nil
+        if let link = supernodeLink {
+            links[link]?.handle.close(reason: "promoted to supernode")
+            links[link] = nil
+            supernodeLink = nil
+            nextKeepalive = .infinity
+        }
+        session?.linkDown(now: now)
+        session?.linkUp(now: now)
+        nextNATCheck = now + 1
+        logger.notice("now a supernode", metadata: ["role.reason": "\(reason)", "supernode.endpoints": "\(endpoints.map(\.description).joined(separator: ","))", "dht.seeds": "\(seeds.count)"])
+        console.note("now a supernode (\(reason)), advertising \(endpoints.map(\.description).joined(separator: ", "))")
+    }
+
+    /// Stops serving: clients are handed over, peers told, and we attach to another supernode.
+    func demote(now: Double, reason: String) {
+        guard supernode != nil else { return }
+        supernode?.depart(now: now)
+        drainCores(now: now)
+        supernode = nil
+        role.isSupernode = false
+        for (id, entry) in links where entry.kind == .client || entry.kind == .supernodePeer {
+            entry.handle.close(reason: "no longer a supernode")
+            links[id] = nil
+        }
+        peerLinks = [:]
+        session?.linkDown(now: now)
+        logger.notice("no longer a supernode", metadata: ["role.reason": "\(reason)"])
+        console.note("no longer a supernode (\(reason))")
+        startBootstrap(now: now, reason: "demoted")
+    }
+
+    /// Carries a client's sealed login request to the login server and its answer back.
+    func relayLogin(link: LinkID, requestID: UInt64, request: [UInt8]) {
+        let endpoint = configuration.profile.loginEndpoint
+        let group = sockets.group
+        let sink = self.sink
+        jobs.yield(NodeJob {
+            let answer = await LoginRelay.forward(request, to: endpoint, group: group, timeout: .seconds(10))
+            sink.yield(.loginRelayDone(link: link, requestID: requestID, answer: answer))
+        })
+    }
+
+    func startDialBackProbe(_ order: OvDialBackOrder, token: UInt64, now: Double) {
+        let endpoints = order.tcpEndpoints.prefix(2).compactMap(HostPort.init)
+        var check = DialBackCheck(pending: [], udpSent: false, deadline: now + 5)
+        for endpoint in endpoints {
+            let id = sockets.ids.make()
+            check.pending.insert(id)
+            dials[id] = .dialBackProbe(token: token)
+            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: .seconds(3))
+        }
+        if let target = HostPort(order.udpEndpoint) {
+            var datagram = OvDatagram()
+            datagram.probe = OvProbe()
+            datagram.probe.transactionID = order.nonce
+            sendDatagram(datagram, to: target)
+            check.udpSent = true
+        }
+        dialBackChecks[token] = check
+        if check.pending.isEmpty { dialBackProbeDone(token: token, tcpReached: false) }
+    }
+
+    func dialBackProbeLinkEnded(token: UInt64, linkID: LinkID, reached: Bool) {
+        guard var check = dialBackChecks[token] else { return }
+        check.pending.remove(linkID)
+        check.tcpReached = check.tcpReached || reached
+        dialBackChecks[token] = check
+        if check.pending.isEmpty || check.tcpReached { dialBackProbeDone(token: token, tcpReached: check.tcpReached) }
+    }
+
+    func dialBackProbeDone(token: UInt64, tcpReached: Bool) {
+        guard let check = dialBackChecks.removeValue(forKey: token) else { return }
+        supernode?.dialBackCompleted(token: token, tcpReached: tcpReached, udpSent: check.udpSent)
+    }
+
+    /// A supernode that knows no other supernode (it started first, or everyone it knew left)
+    /// keeps dialling the ones in its host cache until one lets it join.
+    func seedTick(now: Double) {
+        guard let supernode, supernode.dht.routing.count == 0, seedDials.isEmpty, now >= nextSeedAttempt else {
+            if let supernode, supernode.dht.routing.count > 0 { seedBackoff = 1 }
+            return
+        }
+        nextSeedAttempt = now + seedBackoff
+        seedBackoff = min(30, seedBackoff * 2)
+        let own = ownEndpoints
+        for endpoint in hostCache.dialOrder(now: now, excluding: own).prefix(3) {
+            let id = sockets.ids.make()
+            dials[id] = .seed(endpoint)
+            seedDials.insert(id)
+            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: .seconds(2))
+        }
+    }
+
+    func supernodeDutiesTick(now: Double) {
+        seedTick(now: now)
+        for (token, check) in dialBackChecks where check.deadline <= now {
+            dialBackProbeDone(token: token, tcpReached: check.tcpReached)
+        }
+        if reachability != nil, configuration.supernodeMode == .auto {
+            if let answered = reachability?.answeredAt, now - answered >= 0.5 { finishReachabilityCheck(now: now) }
+            else if let started = reachability?.startedAt, now - started > 8 { finishReachabilityCheck(now: now) }
+        }
+    }
+}

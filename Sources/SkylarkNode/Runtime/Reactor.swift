@@ -1,0 +1,577 @@
+import Foundation
+import Logging
+import NIOCore
+import SkylarkCrypto
+import SkylarkOverlay
+import SkylarkTraversal
+import SkylarkWire
+
+/// Owns every protocol core of a running node and is the only code that touches them. It runs
+/// on one task, taking events one at a time (sockets, jobs, control requests, the 100 ms tick),
+/// feeding them to the cores and carrying out what the cores ask for. The cores decide; the
+/// reactor only moves bytes, starts dials and reads the clock.
+final class Reactor {
+    enum Kind: Equatable {
+        /// Our link to our supernode (we are its client).
+        case ourSupernode
+        /// A client attached to us (we are a supernode), or trying to log in through us.
+        case client
+        /// Supernode to supernode.
+        case supernodePeer
+        /// A bootstrap link that lost the race to be our supernode link.
+        case spare
+    }
+
+    struct LinkEntry {
+        var handle: LinkHandle
+        var peer: PeerIdentity?
+        var purpose: OvLinkPurpose
+        var kind: Kind
+        /// The address we dialled (outbound links), for the host cache.
+        var dialled: HostPort?
+    }
+
+    enum DialPurpose {
+        case bootstrap(HostPort, startedAt: Double)
+        /// A supernode with no DHT contacts dialling a known supernode to join through it.
+        case seed(HostPort)
+        case supernodePeer(NodeID)
+        case dialBackProbe(token: UInt64)
+    }
+
+    enum RuntimeRequest {
+        case loginRelay
+        case hostCache
+        case authenticate
+        case dialBack
+    }
+
+    enum Phase: Equatable {
+        case starting
+        case running
+        case stopping(since: Double)
+        case finished
+    }
+
+    // Fixed for the run.
+    let configuration: NodeConfiguration
+    let files: NodeStateFiles
+    let identityBox: IdentityBox
+    let verifier: Verifier
+    let role: RoleFlag
+    let sockets: NodeSockets
+    let udp: [any Channel]
+    let listening: [HostPort]
+    let sink: NodeEventSink
+    let jobs: AsyncStream<NodeJob>.Continuation
+    var logger: Logger
+    let startedAt: Double
+    var console: Console
+
+    // Cores.
+    var hostCache: HostCache
+    var promotion: PromotionPolicy
+    var promotionReason = "starting"
+    var session: ClientSession?
+    var supernode: SupernodeCore?
+    var natProbe: NATProbe?
+
+    // Links.
+    var links: [LinkID: LinkEntry] = [:]
+    var dials: [LinkID: DialPurpose] = [:]
+    var peerLinks: [NodeID: LinkID] = [:]
+    var dialByNode: [NodeID: LinkID] = [:]
+    var queuedForNode: [NodeID: [OvLinkMessage]] = [:]
+    var supernodeLink: LinkID?
+
+    // Start-up and login.
+    var phase: Phase = .starting
+    var bootstrap: Bootstrap?
+    var loginState: LoginState = .notStarted
+    var loginPath = "not logged in"
+    var runtimeRequests: [UInt64: (RuntimeRequest, deadline: Double)] = [:]
+    var nextRequestID: UInt64 = 1 << 61
+
+    // What we learnt about our network.
+    var natType: NATType = .unknown
+    var publicUDP: HostPort?
+    var observedEndpoint: HostPort?
+    var nextNATCheck: Double = .infinity
+    var nextKeepalive: Double = .infinity
+    var nextReachabilityCheck: Double = .infinity
+    var reachability: ReachabilityCheck?
+    var cpuSampler = CPUSampler()
+
+    // Supernode duties in flight.
+    var dialBackChecks: [UInt64: DialBackCheck] = [:]
+    var seedDials: Set<LinkID> = []
+    var nextSeedAttempt: Double = 0
+    var seedBackoff: Double = 1
+
+    // Control requests waiting for the overlay.
+    var searchWaiters: [UInt64: (promise: EventLoopPromise<String>, deadline: Double)] = [:]
+    var messageWaiters: [String: (promise: EventLoopPromise<String>, deadline: Double)] = [:]
+
+    var outcome: NodeOutcome = .stopped
+    var hostCacheDirty = false
+    var nextHostCacheSave: Double = 0
+    var random = SystemRandomNumberGenerator()
+
+    init(configuration: NodeConfiguration, files: NodeStateFiles, identity: IdentityBox, verifier: Verifier, role: RoleFlag,
+         sockets: NodeSockets, udp: [any Channel], listening: [HostPort], sink: NodeEventSink,
+         jobs: AsyncStream<NodeJob>.Continuation, logger: Logger, console: Bool) {
+        self.configuration = configuration
+        self.files = files
+        self.identityBox = identity
+        self.verifier = verifier
+        self.role = role
+        self.sockets = sockets
+        self.udp = udp
+        self.listening = listening
+        self.sink = sink
+        self.jobs = jobs
+        self.logger = logger
+        self.console = Console(interactive: console)
+        let now = Date().timeIntervalSince1970
+        self.startedAt = now
+        let defaults = configuration.profile.profile.supernodes.compactMap(HostPort.init)
+        let loaded = files.loadHostCache(defaults: defaults)
+        self.hostCache = loaded.cache
+        self.promotion = PromotionPolicy(configuration: configuration.promotion, startedAt: now)
+        if let warning = loaded.warning { logger.warning("\(warning)") }
+    }
+
+    var identity: LocalIdentity { identityBox.current }
+    var now: Double { Date().timeIntervalSince1970 }
+
+    /// Processes events until the node has stopped; returns how it ended.
+    func run(_ events: AsyncStream<NodeEvent>) async -> NodeOutcome {
+        start(now: now)
+        for await event in events {
+            handle(event, now: now)
+            drainCores(now: now)
+            if phase == .finished { break }
+        }
+        return outcome
+    }
+
+    // MARK: - Events
+
+    func handle(_ event: NodeEvent, now: Double) {
+        switch event {
+        case let .linkEstablished(handle, peer, purpose):
+            linkEstablished(handle, peer: peer, purpose: purpose, now: now)
+        case let .linkUpgraded(id, peer):
+            links[id]?.peer = peer
+        case let .linkMessage(id, message):
+            linkMessage(id, message, now: now)
+        case let .linkClosed(id, reason):
+            linkClosed(id, reason: reason, now: now)
+        case let .dialFailed(id, reason):
+            dialFailed(id, reason: reason, now: now)
+        case let .dialBackArrived(nonce):
+            if var check = reachability, check.nonce == nonce {
+                check.tcpReached = true
+                reachability = check
+            }
+        case let .datagram(bytes, source, socket):
+            datagram(bytes, from: source, socket: socket, now: now)
+        case let .directLoginFinished(result):
+            directLoginFinished(result, now: now)
+        case let .loginRelayDone(link, requestID, answer):
+            var message = OvLinkMessage()
+            message.id = requestID
+            if let answer {
+                message.loginRelayReply = OvLoginRelayReply()
+                message.loginRelayReply.answer = Data(answer)
+            } else {
+                message.refused = OvRefused(code: .unavailable, reason: "the login server cannot be reached from this supernode either")
+            }
+            links[link]?.handle.send(message)
+        case let .control(request, promise):
+            control(request, promise: promise, now: now)
+        case .tick:
+            tick(now: now)
+        case .shutdown:
+            beginShutdown(now: now)
+        }
+    }
+
+    func tick(now: Double) {
+        if let deadline = supernode?.nextDeadline, deadline <= now { supernode?.handleTimeout(now: now) }
+        if let deadline = session?.nextDeadline, deadline <= now { session?.handleTimeout(now: now) }
+        natTick(now: now)
+        bootstrapTick(now: now)
+        loginTick(now: now)
+        expireRuntimeRequests(now: now)
+        supernodeDutiesTick(now: now)
+        controlTick(now: now)
+        if let link = supernodeLink, now >= nextKeepalive {
+            nextKeepalive = now + configuration.keepaliveInterval
+            var ping = OvLinkMessage()
+            ping.ping = OvPing()
+            links[link]?.handle.send(ping)
+        }
+        if configuration.supernodeMode == .auto && phase == .running && now >= nextReachabilityCheck { checkReachability(now: now) }
+        if hostCacheDirty && now >= nextHostCacheSave { saveHostCache(now: now) }
+        if case let .stopping(since) = phase, now - since >= 1.5 || (supernode == nil && session?.isAttached != true) {
+            finish()
+        }
+        console.render(self, now: now)
+    }
+
+    /// Moves messages between the node's own session and its supernode core (when it is one)
+    /// and carries out every action, until both are quiet.
+    func drainCores(now: Double) {
+        var progressed = true
+        while progressed {
+            progressed = false
+            while let action = supernode?.poll() {
+                progressed = true
+                perform(action, now: now)
+            }
+            while let action = session?.poll() {
+                progressed = true
+                perform(action, now: now)
+            }
+            while let action = natProbe?.poll() {
+                progressed = true
+                perform(action)
+            }
+        }
+        if let probe = natProbe, let result = probe.result { natFinished(result, mapped: probe.mappedAddress, now: now) }
+    }
+
+    // MARK: - Links
+
+    func linkEstablished(_ handle: LinkHandle, peer: PeerIdentity?, purpose: OvLinkPurpose, now: Double) {
+        let id = handle.id
+        if let dial = dials.removeValue(forKey: id) {
+            switch dial {
+            case let .bootstrap(endpoint, startedAt):
+                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .spare, dialled: endpoint)
+                hostCache.recordSuccess(endpoint, rtt: now - startedAt, nodeID: peer?.nodeID.bytes, now: now)
+                hostCacheDirty = true
+                bootstrapLinkUp(id, endpoint: endpoint, peer: peer, now: now)
+            case let .supernodePeer(nodeID):
+                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .supernodePeer, dialled: nil)
+                dialByNode[nodeID] = nil
+                peerLinks[nodeID] = id
+                for message in queuedForNode.removeValue(forKey: nodeID) ?? [] { handle.send(message) }
+            case let .seed(endpoint):
+                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .supernodePeer, dialled: endpoint)
+                hostCache.recordSuccess(endpoint, rtt: nil, nodeID: peer?.nodeID.bytes, now: now)
+                hostCacheDirty = true
+                seedDials.remove(id)
+                guard let peer, supernode != nil else { return }
+                if peerLinks[peer.nodeID] == nil { peerLinks[peer.nodeID] = id }
+                supernode?.join(seeds: [Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: endpoint)], now: now)
+                logger.info("joined the overlay", metadata: ["dht.seed": "\(peer.name)@\(endpoint)"])
+            case .dialBackProbe:
+                // A dial-back link reports through `linkClosed` with the dial-back reason.
+                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .spare, dialled: nil)
+            }
+            return
+        }
+        // Inbound.
+        switch purpose {
+        case .supernode:
+            guard let peer, supernode != nil else { return handle.close(reason: "not a supernode") }
+            links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .supernodePeer, dialled: nil)
+            if peerLinks[peer.nodeID] == nil { peerLinks[peer.nodeID] = id }
+        case .peer, .anonymous:
+            guard supernode != nil else { return handle.close(reason: "not a supernode") }
+            links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .client, dialled: nil)
+        default:
+            handle.close(reason: "unexpected link purpose")
+        }
+    }
+
+    func linkMessage(_ id: LinkID, _ message: OvLinkMessage, now: Double) {
+        guard let entry = links[id] else { return }
+        // Answers to the runtime's own requests (login relay, host cache, dial-back...).
+        if message.id >= 1 << 61, message.id < 1 << 62, let (request, _) = runtimeRequests.removeValue(forKey: message.id) {
+            return runtimeAnswer(request, message, link: id, now: now)
+        }
+        switch entry.kind {
+        case .ourSupernode:
+            switch message.body {
+            case let .handover(handover)?:
+                handedOver(handover, now: now)
+            case let .attached(attached)?:
+                observedEndpoint = HostPort(attached.observedEndpoint)
+                nextNATCheck = min(nextNATCheck, now + 0.2)
+                session?.handleMessage(message, now: now)
+            default:
+                session?.handleMessage(message, now: now)
+            }
+        case .spare:
+            break
+        case .client:
+            guard supernode != nil else { return }
+            let observed = entry.handle.remoteEndpoint?.description ?? ""
+            supernode?.handleClientMessage(message, link: id, peer: entry.peer, observedEndpoint: observed, now: now)
+        case .supernodePeer:
+            guard let peer = entry.peer else { return }
+            supernode?.handlePeerMessage(message, link: id, from: peer, now: now)
+        }
+    }
+
+    func linkClosed(_ id: LinkID, reason: String, now: Double) {
+        if let dial = dials.removeValue(forKey: id) {
+            dialEnded(dial, linkID: id, reason: reason, now: now)
+            return
+        }
+        guard let entry = links.removeValue(forKey: id) else { return }
+        switch entry.kind {
+        case .ourSupernode:
+            supernodeLink = nil
+            nextKeepalive = .infinity
+            session?.linkDown(now: now)
+            if let endpoint = entry.dialled, phase == .running || phase == .starting {
+                hostCache.recordFailure(endpoint, now: now)
+                hostCacheDirty = true
+            }
+            logger.notice("supernode link lost", metadata: ["link.reason": "\(reason)", "supernode.name": "\(entry.peer?.name ?? "?")"])
+            console.note("lost supernode \(entry.peer?.name ?? "?"): \(reason)")
+            if phase != .finished, case .stopping = phase {} else if supernode == nil { startBootstrap(now: now, reason: "reconnect") }
+        case .client:
+            supernode?.linkClosed(id, now: now)
+        case .supernodePeer:
+            if let peer = entry.peer, peerLinks[peer.nodeID] == id { peerLinks[peer.nodeID] = nil }
+        case .spare:
+            break
+        }
+    }
+
+    func dialFailed(_ id: LinkID, reason: String, now: Double) {
+        guard let dial = dials.removeValue(forKey: id) else { return }
+        dialEnded(dial, linkID: id, reason: reason, now: now)
+    }
+
+    /// A dial that never became a link: connect failed or the handshake did.
+    func dialEnded(_ dial: DialPurpose, linkID: LinkID, reason: String, now: Double) {
+        switch dial {
+        case let .bootstrap(endpoint, _):
+            hostCache.recordFailure(endpoint, now: now)
+            hostCacheDirty = true
+            bootstrap?.inFlight.remove(linkID)
+            logger.debug("bootstrap dial failed", metadata: ["peer.address": "\(endpoint)", "link.reason": "\(reason)"])
+        case let .supernodePeer(nodeID):
+            dialByNode[nodeID] = nil
+            queuedForNode[nodeID] = nil
+            supernode?.peerUnreachable(nodeID, now: now)
+        case let .seed(endpoint):
+            seedDials.remove(linkID)
+            hostCache.recordFailure(endpoint, now: now)
+            hostCacheDirty = true
+        case let .dialBackProbe(token):
+            let reached = reason == SecureLink.LinkError.dialBackComplete.description
+            dialBackProbeLinkEnded(token: token, linkID: linkID, reached: reached)
+        }
+    }
+
+    /// Sends to a supernode, dialling it first if no link is open.
+    func send(_ message: OvLinkMessage, to contact: Contact, now: Double) {
+        if let id = peerLinks[contact.nodeID], let entry = links[id] {
+            entry.handle.send(message)
+            return
+        }
+        queuedForNode[contact.nodeID, default: []].append(message)
+        guard dialByNode[contact.nodeID] == nil else { return }
+        let id = sockets.ids.make()
+        dialByNode[contact.nodeID] = id
+        dials[id] = .supernodePeer(contact.nodeID)
+        startDial(id, endpoints: contact.endpoints, role: .initiator(purpose: .supernode, expectedPeer: contact.nodeID), timeout: .seconds(3))
+    }
+
+    func startDial(_ id: LinkID, endpoints: [HostPort], role: SecureLink.Role, timeout: TimeAmount) {
+        let sockets = self.sockets
+        let sink = self.sink
+        jobs.yield(NodeJob {
+            if let failure = await sockets.dial(endpoints, role: role, id: id, connectTimeout: timeout) {
+                sink.yield(.dialFailed(id, reason: failure))
+            }
+        })
+    }
+
+    func makeRequestID() -> UInt64 {
+        defer { nextRequestID += 1 }
+        return nextRequestID
+    }
+
+    func sendRuntimeRequest(_ kind: RuntimeRequest, on link: LinkID, now: Double, timeout: Double = 10, _ fill: (inout OvLinkMessage) -> Void) {
+        var message = OvLinkMessage()
+        message.id = makeRequestID()
+        fill(&message)
+        runtimeRequests[message.id] = (kind, now + timeout)
+        links[link]?.handle.send(message)
+    }
+
+    func expireRuntimeRequests(now: Double) {
+        for (id, entry) in runtimeRequests where entry.deadline <= now {
+            runtimeRequests[id] = nil
+            if case .loginRelay = entry.0 { loginRelayFailed("no answer from the supernode", now: now) }
+            if case .dialBack = entry.0 { finishReachabilityCheck(now: now) }
+        }
+    }
+
+    // MARK: - Actions
+
+    func perform(_ action: SupernodeCore.Action, now: Double) {
+        switch action {
+        case let .send(link, message):
+            if link == .local {
+                session?.handleMessage(message, now: now)
+            } else {
+                links[link]?.handle.send(message)
+            }
+        case let .sendToNode(contact, message):
+            send(message, to: contact, now: now)
+        case let .relayLogin(link, requestID, request):
+            relayLogin(link: link, requestID: requestID, request: request)
+        case let .dialBack(order, token):
+            startDialBackProbe(order, token: token, now: now)
+        case let .sendProbe(target, transactionID, alternate):
+            var datagram = OvDatagram()
+            datagram.probe = OvProbe()
+            datagram.probe.transactionID = Data(transactionID)
+            sendDatagram(datagram, to: target, socket: alternate ? 1 : 0)
+        case let .closeLink(link):
+            links[link]?.handle.close(reason: "replaced")
+        case let .log(text, metadata):
+            var logger = self.logger
+            for (key, value) in metadata { logger[metadataKey: key] = "\(value)" }
+            logger.info("\(text)")
+        }
+    }
+
+    func perform(_ action: ClientSession.Action, now: Double) {
+        switch action {
+        case let .send(message):
+            if supernode != nil {
+                supernode?.handleClientMessage(message, link: .local, peer: ownPeer, observedEndpoint: "local", now: now)
+            } else if let link = supernodeLink {
+                links[link]?.handle.send(message)
+            }
+        case let .event(event):
+            sessionEvent(event, now: now)
+        case .saveState:
+            if let state = session?.state {
+                do { try files.save(state) } catch { logger.error("cannot save the session", metadata: ["state.error": "\(error)"]) }
+            }
+        }
+    }
+
+    var ownPeer: PeerIdentity? { identity.credential.map(PeerIdentity.init(credential:)) }
+
+    func sessionEvent(_ event: ClientSession.Event, now: Double) {
+        switch event {
+        case let .attached(name):
+            console.note("attached to supernode \(name)")
+            logger.info("attached", metadata: ["supernode.name": "\(name)"])
+        case .detached:
+            console.note("detached from the supernode")
+        case let .presenceChanged(name, status):
+            console.note("\(name) is \(status.rawValue)")
+            logger.info("presence", metadata: ["buddy.name": "\(name)", "buddy.presence": "\(status.rawValue)"])
+        case let .buddyRequest(from, text):
+            console.note("buddy request from \(from)\(text.isEmpty ? "" : ": \(text)") (skylark buddy accept \(from))")
+            logger.info("buddy request", metadata: ["buddy.name": "\(from)"])
+        case let .buddyConfirmed(name):
+            console.note("\(name) is now your buddy")
+        case let .buddyRemoved(name):
+            console.note("\(name) is no longer your buddy")
+        case let .messageReceived(message):
+            console.note("message from \(message.from): \(message.text)")
+            logger.info("message received", metadata: ["message.from": "\(message.from)", "message.id": "\(message.id)"])
+        case let .messageUpdated(id, state):
+            if let waiter = messageWaiters.removeValue(forKey: id) { waiter.promise.succeed(messageAnswer(id: id)) }
+            if case .delivered(_, true) = state { console.note("message \(id.prefix(8)) delivered (receipt)") }
+        case let .searchFinished(token, answer):
+            if let waiter = searchWaiters.removeValue(forKey: token) { waiter.promise.succeed(searchAnswer(answer)) }
+        case let .warning(text):
+            console.note("warning: \(text)")
+            logger.warning("\(text)")
+        }
+    }
+
+    // MARK: - UDP
+
+    func sendDatagram(_ datagram: OvDatagram, to target: HostPort, socket: Int = 0) {
+        guard socket < udp.count, let body = try? datagram.serializedBytes() as [UInt8] else { return }
+        udp[socket].sendDatagram([0xD5] + body, to: target)
+    }
+
+    func datagram(_ bytes: [UInt8], from source: HostPort, socket: Int, now: Double) {
+        if STUNMessage.looksLikeSTUN(bytes) {
+            if supernode != nil, let answer = STUNResponder.respond(to: bytes, from: source, software: "skylark \(SkylarkVersion.current)") {
+                udp[socket].sendDatagram(answer, to: source)
+            } else if let message = try? STUNMessage.decode(bytes), message.messageClass == .successResponse,
+                      let mapped = (try? message.xorMappedAddress()) ?? (try? message.mappedAddress()) ?? nil {
+                natProbe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now)
+            }
+            return
+        }
+        guard bytes.first == 0xD5, let datagram = try? OvDatagram(serializedBytes: Array(bytes.dropFirst())) else { return }
+        switch datagram.body {
+        case let .hostCacheQuery(query)?:
+            guard let supernode, query.nonce.count <= 32 else { return }
+            var answer = OvDatagram()
+            answer.hostCacheAnswer = OvHostCacheAnswer()
+            answer.hostCacheAnswer.nonce = query.nonce
+            // Kept under a typical MTU: a dozen contacts.
+            answer.hostCacheAnswer.supernodes = supernode.hostCacheContacts(maximum: min(12, Int(query.maximum))).map(\.message)
+            sendDatagram(answer, to: source, socket: socket)
+        case let .hostCacheAnswer(answer)?:
+            bootstrapUDPAnswer(answer, from: source, now: now)
+        case let .probeRequest(request)?:
+            supernode?.probeRequested(request, from: source, now: now)
+        case let .probe(probe)?:
+            natProbe?.handleProbeArrived(transactionID: Array(probe.transactionID), now: now)
+            if var check = reachability, Array(probe.transactionID) == check.nonce {
+                check.udpReached = true
+                reachability = check
+            }
+        case nil:
+            return
+        }
+    }
+
+    // MARK: - Shutdown
+
+    func beginShutdown(now: Double) {
+        guard phase != .finished else { return }
+        if case .stopping = phase { return finish() }
+        phase = .stopping(since: now)
+        logger.info("stopping")
+        if supernode != nil {
+            supernode?.depart(now: now)
+        }
+        session?.signOff(now: now)
+    }
+
+    func fail(_ reason: String, exitCode: Int32) {
+        outcome = .failed(reason, exitCode: exitCode)
+        logger.error("\(reason)")
+        finish()
+    }
+
+    func finish() {
+        guard phase != .finished else { return }
+        phase = .finished
+        for entry in links.values { entry.handle.close(reason: "node stopping") }
+        for waiter in searchWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
+        for waiter in messageWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
+        searchWaiters = [:]
+        messageWaiters = [:]
+        saveHostCache(now: now)
+        console.finish()
+    }
+
+    func saveHostCache(now: Double) {
+        hostCacheDirty = false
+        nextHostCacheSave = now + 5
+        do { try files.save(hostCache) } catch { logger.warning("cannot save the host cache", metadata: ["state.error": "\(error)"]) }
+    }
+}

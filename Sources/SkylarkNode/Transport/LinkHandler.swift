@@ -1,0 +1,185 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import SkylarkOverlay
+import SkylarkWire
+import Synchronization
+
+/// The TCP adapter of `SecureLink`: one per connection, confined to its channel's event loop.
+/// It feeds bytes to the link, writes what the link says, answers keepalive pings itself, and
+/// reports everything else to the node's reactor as `NodeEvent`s.
+final class LinkHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let id: LinkID
+    private var link: SecureLink
+    private let sink: NodeEventSink
+    private let handshakeTimeout: TimeAmount
+    private var context: ChannelHandlerContext?
+    private var reported = false
+    private var closeReason: String?
+
+    init(id: LinkID, link: SecureLink, sink: NodeEventSink, handshakeTimeout: TimeAmount = .seconds(10)) {
+        self.id = id
+        self.link = link
+        self.sink = sink
+        self.handshakeTimeout = handshakeTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        perform(link.start(), context: context)
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: handshakeTimeout) {
+            let handler = loopBound.value
+            if !handler.link.isEstablished && !handler.link.isClosed {
+                handler.closeReason = "handshake timed out"
+                handler.context?.close(promise: nil)
+            }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        perform(link.receive(buffer.readableBytesView, now: Date().timeIntervalSince1970), context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        _ = link.endOfInput()
+        report(.linkClosed(id, reason: closeReason ?? "connection closed"))
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            closeReason = "idle"
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closeReason = "\(error)"
+        context.close(promise: nil)
+    }
+
+    /// Encrypts and writes one message (called on the event loop through `LinkHandle`).
+    func send(_ message: OvLinkMessage) {
+        guard let context, link.isEstablished else { return }
+        do {
+            let bytes = try link.seal(message)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        } catch {
+            closeReason = "cannot seal: \(error)"
+            context.close(promise: nil)
+        }
+    }
+
+    func close(reason: String) {
+        closeReason = closeReason ?? reason
+        context?.close(promise: nil)
+    }
+
+    /// Proves a new credential on an ANONYMOUS link (the message is bound to this link's
+    /// transcript, which only the link state machine holds).
+    func authenticate(requestID: UInt64, identity: LocalIdentity) {
+        guard let message = try? link.authenticateMessage(requestID: requestID, identity: identity) else {
+            close(reason: "cannot authenticate")
+            return
+        }
+        send(message)
+    }
+
+    private func perform(_ actions: [SecureLink.Action], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case let .send(bytes):
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+            case let .established(peer, purpose):
+                let handle = LinkHandle(id: id, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+                sink.yield(.linkEstablished(handle, peer: peer, purpose: purpose))
+            case let .upgraded(peer):
+                sink.yield(.linkUpgraded(id, peer: peer))
+            case let .message(message):
+                switch message.body {
+                case .ping?:
+                    var pong = OvLinkMessage()
+                    pong.id = message.id
+                    pong.pong = OvPong()
+                    send(pong)
+                case .pong?:
+                    continue  // its arrival already reset the idle timer
+                default:
+                    sink.yield(.linkMessage(id, message))
+                }
+            case let .dialBack(nonce):
+                sink.yield(.dialBackArrived(nonce: nonce))
+            case let .close(error):
+                closeReason = error.description
+                // Let the last frame (a refusal or a dial-back reply) go out before closing.
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func report(_ event: NodeEvent) {
+        guard !reported else { return }
+        reported = true
+        sink.yield(event)
+    }
+}
+
+/// What the reactor holds for a link: a Sendable way to send on it and close it.
+struct LinkHandle: Sendable {
+    let id: LinkID
+    let channel: any Channel
+    let handler: NIOLoopBound<LinkHandler>
+
+    func send(_ message: OvLinkMessage) {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.send(message) }
+    }
+
+    func close(reason: String) {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.close(reason: reason) }
+    }
+
+    func authenticate(requestID: UInt64, identity: LocalIdentity) {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.authenticate(requestID: requestID, identity: identity) }
+    }
+
+    var remoteEndpoint: HostPort? { channel.remoteAddress.flatMap(HostPort.init(socketAddress:)) }
+    var localEndpoint: HostPort? { channel.localAddress.flatMap(HostPort.init(socketAddress:)) }
+}
+
+/// Link ids, unique for the life of the process.
+final class LinkIDs: Sendable {
+    private let next = Atomic<UInt64>(1)
+    func make() -> LinkID { next.wrappingAdd(1, ordering: .relaxed).oldValue }
+}
+
+/// Whether this node currently serves as a supernode: inbound links read it when they start.
+final class RoleFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSupernode: Bool {
+        get { value.load(ordering: .relaxed) }
+        set { value.store(newValue, ordering: .relaxed) }
+    }
+}
+
+extension HostPort {
+    init?(socketAddress: SocketAddress) {
+        guard let ip = socketAddress.ipAddress, let port = socketAddress.port else { return nil }
+        self.init(host: ip, port: port)
+    }
+}

@@ -1,1 +1,0 @@
-// The sans-I/O overlay cores: link handshake, host cache, promotion, DHT, presence, messages.
