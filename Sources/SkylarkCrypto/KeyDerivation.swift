@@ -27,11 +27,18 @@ public enum Scrypt {
         /// N = 2^14, r = 8, p = 1: 16 MiB and ≈60 ms per hash on this machine class.
         public static let interactive = Parameters(n: 1 << 14, r: 8, p: 1)
 
+        /// Largest cost accepted: N up to 2^22, r up to 32, p up to 16 (far above what any
+        /// account uses), so corrupt parameters fail cleanly instead of overflowing.
+        public var isReasonable: Bool { n >= 2 && n <= 1 << 22 && n & (n - 1) == 0 && (1...32).contains(r) && (1...16).contains(p) }
+
         /// Memory one derivation needs, plus slack: OpenSSL refuses to exceed `maxmem`.
         var memoryLimit: UInt64 { 128 * r * n * p + 128 * r * p + 1 << 20 }
     }
 
     public static func derive(password: [UInt8], salt: [UInt8], parameters: Parameters = .interactive, outputByteCount: Int = 32) throws -> [UInt8] {
+        guard parameters.isReasonable else {
+            throw CryptoError.openssl(operation: "scrypt", reason: "unsupported cost parameters N=\(parameters.n) r=\(parameters.r) p=\(parameters.p)")
+        }
         var out = [UInt8](repeating: 0, count: outputByteCount)
         // A NULL password pointer makes OpenSSL only check the parameters and report success, so an
         // empty password still gets a real (one-byte) buffer.

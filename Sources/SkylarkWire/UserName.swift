@@ -25,16 +25,33 @@ public enum UserName {
         }
     }
 
+    /// Longest name in UTF-8 bytes, whatever the script.
+    public static let maximumByteCount = 128
+
     public static func canonical(_ raw: String) throws(Invalid) -> String {
         let name = raw.precomposedStringWithCompatibilityMapping.lowercased().precomposedStringWithCompatibilityMapping
-        let characters = Array(name)
-        guard characters.count >= minimumLength else { throw .tooShort(minimum: minimumLength) }
-        guard characters.count <= maximumLength else { throw .tooLong(maximum: maximumLength) }
-        guard characters[0].isLetter else { throw .mustStartWithLetter }
-        for c in characters where !(c.isLetter || c.isNumber || c == "." || c == "_" || c == "-") {
-            throw .forbiddenCharacter(c)
+        // Checked per code point, not per Character: a Character is a whole grapheme cluster, so a
+        // zero-width joiner or a combining mark riding on a letter would pass a per-Character
+        // test and make a name that looks like another user's.
+        let scalars = Array(name.unicodeScalars)
+        guard scalars.count >= minimumLength else { throw .tooShort(minimum: minimumLength) }
+        guard scalars.count <= maximumLength, name.utf8.count <= maximumByteCount else { throw .tooLong(maximum: maximumLength) }
+        guard isLetter(scalars[0]) else { throw .mustStartWithLetter }
+        for scalar in scalars where !(isLetter(scalar) || isDigit(scalar) || scalar == "." || scalar == "_" || scalar == "-") {
+            throw .forbiddenCharacter(Character(scalar))
         }
         return name
+    }
+
+    private static func isLetter(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
+        default: return false
+        }
+    }
+
+    private static func isDigit(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .decimalNumber
     }
 }
 

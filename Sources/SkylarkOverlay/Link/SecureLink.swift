@@ -158,10 +158,16 @@ public struct SecureLink: Sendable {
     public mutating func seal(_ message: OvLinkMessage) throws -> [UInt8] {
         guard case .established(let transcript, var keys) = state else { throw LinkError.protocolViolation("link not established") }
         let plaintext: [UInt8] = try message.serializedBytes()
+        // Checked before the counter moves: a message that cannot be sent must not cost a nonce,
+        // or every later frame would fail at the peer.
+        guard plaintext.count + AESGCM.tagByteCount <= Self.maximumFrameSize else {
+            throw LinkError.protocolViolation("message of \(plaintext.count) bytes exceeds the link's frame limit")
+        }
         let sealed = try AESGCM.seal(plaintext, key: keys.sendKey, nonce: Self.nonce(keys.sendCounter))
+        let frame = try Framing.encode(sealed, maximumFrameSize: Self.maximumFrameSize)
         keys.sendCounter += 1
         state = .established(transcript: transcript, keys: keys)
-        return try Framing.encode(sealed, maximumFrameSize: Self.maximumFrameSize)
+        return frame
     }
 
     /// Initiator of an ANONYMOUS link, after logging in through it: the message that proves the

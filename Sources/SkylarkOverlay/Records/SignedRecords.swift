@@ -55,10 +55,12 @@ public enum SignedRecords {
         guard verifier.signature(Array(signed.signature), by: credential, over: Array("skylark-presence-v1".utf8) + Array(signed.record)) else { throw .badSignature }
         guard let record = try? OvPresenceRecord(serializedBytes: signed.record) else { throw .malformed("presence record") }
         guard record.name == credential.name else { throw .nameMismatch }
-        let nowMs = Int64(now * 1000)
-        guard record.expiresAtMs > nowMs else { throw .stale }
-        guard record.publishedAtMs <= nowMs + verifier.clockSkew * 1000 else { throw .fromTheFuture }
-        guard Double(record.expiresAtMs - record.publishedAtMs) / 1000 <= maximumPresenceLifetime else { throw .malformed("lifetime too long") }
+        // In Double, so hostile timestamps (Int64.max, negative) cannot overflow the arithmetic.
+        let published = Double(record.publishedAtMs) / 1000
+        let expires = Double(record.expiresAtMs) / 1000
+        guard expires > now else { throw .stale }
+        guard published <= now + Double(verifier.clockSkew) else { throw .fromTheFuture }
+        guard published > 0, expires > published, expires - published <= maximumPresenceLifetime else { throw .malformed("lifetime out of range") }
         return (record, credential)
     }
 
@@ -99,7 +101,7 @@ public enum SignedRecords {
         appendField(&out, Array(envelope.from.utf8))
         appendField(&out, Array(envelope.to.utf8))
         appendField(&out, bigEndian(UInt64(bitPattern: envelope.sentAtMs)))
-        appendField(&out, bigEndian(UInt64(envelope.kind.rawValue)))
+        appendField(&out, bigEndian(UInt64(bitPattern: Int64(envelope.kind.rawValue))))
         appendField(&out, Array(envelope.payload))
         return out
     }

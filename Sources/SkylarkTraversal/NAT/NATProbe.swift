@@ -25,9 +25,11 @@ import SkylarkWire
 ///   compare, so a symmetric NAT cannot be told from a port-restricted one; the result is then
 ///   `.portRestricted` (or `.restricted` when IV arrives), the safe side for hole punching.
 ///
-/// II, III and IV start together as soon as I has answered, so on a working network the answer
-/// comes one round trip after I for open and full-cone, and one test duration (1.5 s with the
-/// defaults) after I for the others, whose verdict needs II to have failed.
+/// II and IV start as soon as I has answered; III only once II has failed. Sending to the
+/// secondary earlier would open our own NAT to it — and the secondary may be the very supernode
+/// that sends II's probe, which would then pass and make a port-restricted NAT look full-cone.
+/// So on a working network the answer comes one round trip after I for open and full-cone, and
+/// one test duration (1.5 s with the defaults) plus a round trip after I for the others.
 ///
 /// Answers with unknown transaction ids, and answers to tests already decided, are ignored.
 public struct NATProbe: Sendable {
@@ -234,6 +236,10 @@ public struct NATProbe: Sendable {
             case .answered: return finish(.fullCone)
             case .failed: break
             }
+            if let secondary, trials[Test.secondMapping.rawValue].action == nil {
+                begin(.secondMapping, .sendBinding(to: secondary, transactionID: trials[Test.secondMapping.rawValue].transactionID), now: now)
+                return
+            }
             switch trials[Test.secondMapping.rawValue].outcome {
             case .pending where trials[Test.secondMapping.rawValue].action != nil: return
             case .answered(let m2?) where !Self.sameAddress(m2, m1): return finish(.symmetric)
@@ -251,10 +257,6 @@ public struct NATProbe: Sendable {
         begin(.otherNode, .requestReplyFromOtherNode(
             via: primary, transactionID: trials[Test.otherNode.rawValue].transactionID, replyTo: m1), now: now)
         guard translated else { return }  // no NAT: only the filtering is left to find out
-        if let secondary {
-            begin(.secondMapping, .sendBinding(
-                to: secondary, transactionID: trials[Test.secondMapping.rawValue].transactionID), now: now)
-        }
         begin(.otherPort, .requestReplyFromOtherPort(
             via: primary, transactionID: trials[Test.otherPort.rawValue].transactionID, replyTo: m1), now: now)
     }
