@@ -23,6 +23,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "auto: successful dial-backs in a row needed to promote.") var promoteAfter: Int = 2
     @Option(help: "auto: failed dial-backs in a row needed to demote.") var demoteAfter: Int = 2
     @Option(help: "auto: at most one role change per this many seconds.") var roleChangeInterval: Double = 600
+    @Option(help: "auto: idle CPU share (0-1) needed to serve as a supernode.") var minIdleCpu: Double = 0.5
     @Option(help: "Seconds a dropped client has to come back before its buddies are told.") var departureGrace: Double = 2
     @Flag(help: "Print events as lines even on a terminal (no live console).") var noConsole = false
 
@@ -50,6 +51,7 @@ struct Run: AsyncParsableCommand {
         configuration.promotion.requiredSuccesses = promoteAfter
         configuration.promotion.requiredFailures = demoteAfter
         configuration.promotion.roleChangeInterval = roleChangeInterval
+        configuration.promotion.minimumIdleCPU = minIdleCpu
         configuration.reachabilityCheckInterval = reachabilityInterval
         configuration.supernode.departureGrace = departureGrace
 
@@ -111,7 +113,7 @@ struct Status: AsyncParsableCommand {
         if let clients = status["attachedClients"] as? Int {
             print("serving:     \(clients) client(s), \(status["dhtContacts"] as? Int ?? 0) DHT contact(s), \(status["storedRecords"] as? Int ?? 0) record(s)")
         }
-        print("host cache:  \(status["hostCacheEntries"] as? Int ?? 0) supernode(s)")
+        print("host cache:  \(status["hostCacheEntries"] as? Int ?? 0) supernode(s), last refreshed over \(text("hostCacheRefresh"))")
         printBuddies(status["buddies"] as? [[String: Any]] ?? [])
     }
 }

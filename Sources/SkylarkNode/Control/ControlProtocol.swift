@@ -52,6 +52,8 @@ public enum ControlResults {
         public var dhtContacts: Int?
         public var storedRecords: Int?
         public var hostCacheEntries: Int
+        /// How the host cache was last refreshed: "udp", "tcp" (UDP got no answer) or "none".
+        public var hostCacheRefresh: String
         public var uptimeSeconds: Double
         public var buddies: [BuddyEntry]
     }

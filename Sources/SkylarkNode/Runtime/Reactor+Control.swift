@@ -117,6 +117,7 @@ extension Reactor {
             dhtContacts: supernode?.dht.routing.count,
             storedRecords: supernode?.dht.store.count,
             hostCacheEntries: hostCache.count,
+            hostCacheRefresh: hostCacheRefresh,
             uptimeSeconds: (now - startedAt).rounded(),
             buddies: buddyEntries())
     }

@@ -17,6 +17,7 @@ struct Bootstrap {
     var reason: String
     var nextRound: Double
     var warned = false
+    var udpAnswered = false
 }
 
 enum LoginState {
@@ -75,7 +76,9 @@ extension Reactor {
             datagram.hostCacheQuery = OvHostCacheQuery()
             datagram.hostCacheQuery.nonce = Data(nonce)
             datagram.hostCacheQuery.maximum = 12
-            sendDatagram(datagram, to: endpoint)
+            // From the second socket: traffic from the main port would open our NAT to every
+            // supernode and spoil the NAT type detection that runs on it.
+            sendDatagram(datagram, to: endpoint, socket: 1)
         }
         bootstrap = state
         logger.info("looking for a supernode", metadata: ["bootstrap.reason": "\(reason)", "bootstrap.candidates": "\(queue.count)"])
@@ -117,6 +120,8 @@ extension Reactor {
         guard var state = bootstrap, let query = state.udpQueries.removeValue(forKey: Array(answer.nonce)) else { return }
         hostCache.recordSuccess(query.endpoint, rtt: now - query.sentAt, nodeID: nil, now: now)
         learn(answer.supernodes, now: now)
+        state.udpAnswered = true
+        hostCacheRefresh = "udp"
         if let index = state.queue.firstIndex(of: query.endpoint) {
             state.queue.remove(at: index)
             state.queue.insert(query.endpoint, at: 0)
@@ -134,6 +139,7 @@ extension Reactor {
         }
         links[id]?.kind = .ourSupernode
         supernodeLink = id
+        udpAnsweredThisBootstrap = bootstrap?.udpAnswered ?? false
         bootstrap = nil
         nextKeepalive = now + configuration.keepaliveInterval
         logger.info("supernode link up", metadata: ["supernode.name": "\(peer?.name ?? "?")", "peer.address": "\(endpoint)"])
@@ -151,6 +157,7 @@ extension Reactor {
 
     func learn(_ contacts: [OvContact], now: Double) {
         let parsed = contacts.compactMap(Contact.init).filter { $0.nodeID != identity.nodeID }
+        for contact in parsed where contact.udpEndpoint != nil { knownSupernodes[contact.nodeID] = contact }
         hostCache.learn(parsed.flatMap { contact in contact.endpoints.map { ($0, nodeID: Optional(contact.nodeID.bytes)) } }, now: now)
         hostCacheDirty = true
         for contact in parsed { supernode?.learn(contact, now: now) }
@@ -174,7 +181,12 @@ extension Reactor {
     func runtimeAnswer(_ request: RuntimeRequest, _ message: OvLinkMessage, link: LinkID, now: Double) {
         switch request {
         case .hostCache:
-            if case let .hostCacheReply(reply)? = message.body { learn(reply.supernodes, now: now) }
+            if case let .hostCacheReply(reply)? = message.body {
+                learn(reply.supernodes, now: now)
+                // When no UDP answer came, this TCP answer is how the cache got refreshed.
+                if !udpAnsweredThisBootstrap { hostCacheRefresh = "tcp" }
+                saveHostCache(now: now)
+            }
         case .loginRelay:
             loginRelayAnswered(message, now: now)
         case .authenticate:
@@ -360,18 +372,18 @@ extension Reactor {
         }
         guard now >= nextNATCheck, phase == .running else { return }
         nextNATCheck = now + 30  // retried soon if it cannot start
+        // Probes go to supernodes' UDP endpoints as they advertise them (a TCP endpoint may be
+        // port 443, where no UDP is served).
         let primary: HostPort?
-        let candidates: [HostPort]
+        var others = Array(knownSupernodes.values)
         if let supernode {
-            let others = supernode.dht.routing.allContacts.compactMap(\.udpEndpoint)
-            primary = others.first
-            candidates = Array(others.dropFirst())
+            others += supernode.dht.routing.allContacts
+            primary = others.compactMap(\.udpEndpoint).first
         } else {
-            primary = supernodeLink.flatMap { links[$0]?.dialled }
-            candidates = hostCache.candidates(20, now: now, excluding: ownEndpoints)
+            primary = session?.supernode?.udpEndpoint
         }
         guard let primary, udp.count > 0, let port = udp[0].localAddress?.port else { return }
-        let secondary = candidates.first { $0.host != primary.host }
+        let secondary = others.compactMap(\.udpEndpoint).first { $0.host != primary.host }
         var locals: [HostPort] = []
         if let local = localAddress { locals.append(HostPort(host: local, port: port)) }
         for listen in listening where !Self.isUnspecified(listen.host) { locals.append(HostPort(host: listen.host, port: port)) }

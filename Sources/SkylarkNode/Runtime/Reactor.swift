@@ -75,6 +75,8 @@ final class Reactor {
     var session: ClientSession?
     var supernode: SupernodeCore?
     var natProbe: NATProbe?
+    /// Supernodes we have heard of with their UDP endpoints (host-cache answers), for NAT probes.
+    var knownSupernodes: [NodeID: Contact] = [:]
 
     // Links.
     var links: [LinkID: LinkEntry] = [:]
@@ -114,6 +116,9 @@ final class Reactor {
 
     var outcome: NodeOutcome = .stopped
     var hostCacheDirty = false
+    /// How the host cache was last refreshed, for `status`: "udp", "tcp" or "none".
+    var hostCacheRefresh = "none"
+    var udpAnsweredThisBootstrap = false
     var nextHostCacheSave: Double = 0
     var random = SystemRandomNumberGenerator()
 

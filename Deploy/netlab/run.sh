@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# Builds the NAT lab, starts the real servers and nodes inside it, runs the scenarios and tears
+# everything down on exit — also when a scenario fails. Needs root (network namespaces).
+#
+#   Deploy/netlab/run.sh [SCENARIO...]      all scenarios by default
+#   SKYLARK_BIN=DIR                          where the built executables are (default: swift build's)
+#   NETLAB_KEEP=1                            keep the work folder (logs) after a failure
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+here=Deploy/netlab
+bin=${SKYLARK_BIN:-$(swift build --show-bin-path)}
+for tool in skylark skylark-login skylark-update; do
+  [ -x "$bin/$tool" ] || { echo "netlab: $bin/$tool is missing; build first" >&2; exit 1; }
+done
+command -v jq >/dev/null || { echo "netlab: jq is missing (apt: jq)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/skylark-netlab.XXXXXX)
+declare -A node_pid=()
+server_pids=()
+failed=0
+
+cleanup() {
+  local status=$?
+  for pid in "${node_pid[@]}" "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${node_pid[@]}" "${server_pids[@]}"; do
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  bash "$here/netlab.sh" down
+  if [ $status -ne 0 ] || [ $failed -ne 0 ]; then
+    echo "--- last lines of each log ($work)"
+    for log in "$work"/*.log; do [ -f "$log" ] && { echo "== $(basename "$log")"; tail -n 15 "$log"; }; done
+    [ -n "${NETLAB_KEEP:-}" ] && { echo "logs kept in $work"; return; }
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+in_ns() { local ns=$1; shift; ip netns exec "skl-$ns" "$@"; }
+
+# fail REASON: ends the run (the trap tears everything down and shows the logs).
+fail() {
+  echo "FAILED: $*" >&2
+  failed=1
+  exit 1
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds, or fails the run.
+wait_for() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$(( $(date +%s%N) + seconds * 1000000000 ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s%N)" -le $deadline ] || fail "$what (not within ${seconds}s)"
+    sleep 0.2
+  done
+}
+
+# Milliseconds since the epoch, for measuring how long something took.
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+status_of() { "$bin/skylark" status --state "$work/$1" --json | jq -r ".result$2"; }
+ctl() { local user=$1; shift; "$bin/skylark" "$@" --state "$work/$user"; }
+field_is() { [ "$(status_of "$1" "$2")" = "$3" ]; }
+field_matches() { status_of "$1" "$2" | grep -qE "$3"; }
+buddy_presence() { "$bin/skylark" buddy list --state "$work/$1" --json | jq -r ".result[] | select(.name==\"$2\") | .presence"; }
+presence_is() { [ "$(buddy_presence "$1" "$2")" = "$3" ]; }
+search_finds() { "$bin/skylark" search "$2" --state "$work/$1" --json | jq -e '.result.found == true' >/dev/null; }
+
+# Users and where they run. Default supernodes on the internet segment; "pub" is a public node in
+# auto mode; the others sit behind one NAT router each.
+supernodes=(sn1 sn2 sn3 sn4 sn5)
+declare -A home=([pub]=pub [alice]=c-pr [bob]=c-sym [carol]=c-udp [dave]=c-443)
+declare -A kind=([pub]=public [alice]=port-restricted [bob]=symmetric [carol]=udp-blocked [dave]=tcp-443-only)
+users=(pub alice bob carol dave)
+
+start_node() {
+  local user=$1; shift
+  local ns=${home[$user]:-$user}
+  # ip netns exec and env both exec, so $! is the node's own PID.
+  ip netns exec "skl-$ns" env SKYLARK_PASSWORD="password-$user" SKYLARK_LOG_LEVEL=info "$bin/skylark" run "$user" \
+    --network "$work/network.json" --state "$work/$user" --no-console "$@" >>"$work/$user.log" 2>&1 &
+  node_pid[$user]=$!
+}
+
+start_client() {
+  local user=$1
+  # auto mode with short thresholds: a NATed node must stay a client, the public one must promote.
+  start_node "$user" --listen 0.0.0.0:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0
+}
+
+stop_node() { # graceful
+  local user=$1 pid=${node_pid[$1]}
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_for 10 "$user stops on SIGTERM" bash -c "! kill -0 $pid 2>/dev/null"
+  unset "node_pid[$user]"
+}
+
+setup() {
+  echo "== building the lab"
+  bash "$here/netlab.sh" up
+  in_ns update "$bin/skylark-update" init --state "$work/update-state" --key-bits 2048 >/dev/null
+  printf 'skylark 0.2.0\n' >"$work/skylark-0.2.0.txt"
+  in_ns update "$bin/skylark-update" publish --state "$work/update-state" --version 0.2.0 --file "$work/skylark-0.2.0.txt" >/dev/null
+  local defaults=()
+  for i in 1 2 3 4 5; do defaults+=(--supernode "203.0.113.2$i:7100"); done
+  for i in 1 2 3 4 5; do defaults+=(--supernode "203.0.113.2$i:443"); done
+  in_ns login "$bin/skylark-login" init --state "$work/login-state" --public-address 203.0.113.10:7000 --key-bits 2048 \
+    --update-url http://203.0.113.11:8080 --update-key "$work/update-state/update-public.pem" "${defaults[@]}" >/dev/null
+  cp "$work/login-state/network.json" "$work/network.json"
+  ip netns exec skl-login "$bin/skylark-login" serve --state "$work/login-state" --listen 203.0.113.10:7000 >>"$work/login.log" 2>&1 &
+  server_pids+=($!)
+  ip netns exec skl-update "$bin/skylark-update" serve --state "$work/update-state" --listen 203.0.113.11:8080 >>"$work/update.log" 2>&1 &
+  server_pids+=($!)
+  wait_for 20 "login server listening" grep -q listening "$work/login.log"
+  for user in "${supernodes[@]}" "${users[@]}"; do
+    in_ns login env SKYLARK_PASSWORD="password-$user" "$bin/skylark" register "$user" --network "$work/network.json" --state "$work/reg-$user" >/dev/null
+  done
+  echo "== starting 5 default supernodes, a public node and 4 NATed clients"
+  for i in 1 2 3 4 5; do
+    start_node "sn$i" --listen "203.0.113.2$i:7100" --listen "203.0.113.2$i:443" --supernode always
+  done
+  for user in "${supernodes[@]}"; do wait_for 30 "$user is a supernode" field_is "$user" .role supernode; done
+  start_node pub --listen 203.0.113.30:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0
+  for user in alice bob carol dave; do start_client "$user"; done
+  for user in "${users[@]}"; do wait_for 30 "$user is attached" field_is "$user" .presence online; done
+}
+
+# --- Scenarios ---------------------------------------------------------------------------------
+
+scenario_overlay() {
+  for user in "${supernodes[@]}"; do
+    wait_for 20 "$user knows the other supernodes" bash -c "[ \$($bin/skylark status --state $work/$user --json | jq .result.dhtContacts) -ge 3 ]"
+  done
+  echo "  every default supernode has at least 3 DHT contacts"
+}
+
+scenario_stun() {
+  # An ordinary STUN client (RFC 5389, written separately in Python) gets its address from a supernode.
+  local answer
+  answer=$(in_ns c-pr python3 "$here/stun_client.py" 203.0.113.21 7100)
+  [ "$answer" = "203.0.113.101" ] || fail "STUN answered '$answer', expected the router's address 203.0.113.101"
+  echo "  a standard STUN Binding Request to sn1 returns the mapped address $answer"
+}
+
+scenario_promotion() {
+  wait_for 40 "the public node promotes itself" field_is pub .role supernode
+  echo "  pub promoted: $(status_of pub .roleReason)"
+  # The NATed nodes have had as many dial-back checks by now; none may have promoted.
+  sleep_checks=$(( $(now_ms) + 6000 ))
+  while [ "$(now_ms)" -lt $sleep_checks ]; do
+    for user in alice bob carol dave; do
+      field_is "$user" .role client || fail "$user (${kind[$user]}) promoted itself"
+    done
+    sleep 0.5
+  done
+  for user in alice bob carol dave; do echo "  $user (${kind[$user]}) stays a client: $(status_of "$user" .roleReason)"; done
+}
+
+scenario_login_relay() {
+  field_matches dave .loginPath "^via supernode" || fail "dave logged in $(status_of dave .loginPath)"
+  echo "  dave (TCP 80/443 only) logged in $(status_of dave .loginPath); alice logged in $(status_of alice .loginPath)"
+  field_is alice .loginPath direct
+}
+
+scenario_host_cache_tcp() {
+  field_is carol .hostCacheRefresh tcp || fail "carol's host cache refresh: $(status_of carol .hostCacheRefresh)"
+  field_is alice .hostCacheRefresh udp
+  echo "  carol (UDP blocked) refreshed her host cache over TCP; alice over UDP"
+}
+
+scenario_nat_types() {
+  wait_for 20 "alice sees port-restricted" field_is alice .natType port-restricted
+  wait_for 20 "bob sees symmetric" field_is bob .natType symmetric
+  wait_for 20 "carol sees udp-blocked" field_is carol .natType udp-blocked
+  wait_for 20 "dave sees udp-blocked" field_is dave .natType udp-blocked
+  wait_for 20 "pub sees open" field_is pub .natType open
+  for user in "${users[@]}"; do echo "  $user: $(status_of "$user" .natType)"; done
+}
+
+scenario_search() {
+  local count=0
+  for a in "${users[@]}"; do
+    for b in "${users[@]}"; do
+      [ "$a" = "$b" ] && continue
+      wait_for 10 "$a (${kind[$a]}) finds $b (${kind[$b]})" search_finds "$a" "$b"
+      count=$((count + 1))
+    done
+  done
+  echo "  $count searches between every pair of NAT kinds found their user"
+  if search_finds alice nobody-here; then fail "found a user who does not exist"; fi
+}
+
+scenario_presence() {
+  # Everyone asks everyone; each request needs the other's consent.
+  for a in "${users[@]}"; do for b in "${users[@]}"; do
+    [[ "$a" < "$b" ]] && ctl "$a" buddy add "$b" >/dev/null
+  done; done
+  for a in "${users[@]}"; do for b in "${users[@]}"; do
+    [[ "$a" < "$b" ]] && wait_for 10 "$b gets $a's request" presence_is "$b" "$a" "-"
+  done; done
+  presence_is alice bob online && fail "presence visible before consent"
+  for a in "${users[@]}"; do for b in "${users[@]}"; do
+    [[ "$a" < "$b" ]] && ctl "$b" buddy accept "$a" >/dev/null
+  done; done
+  for a in "${users[@]}"; do for b in "${users[@]}"; do
+    [ "$a" != "$b" ] && wait_for 10 "$a sees $b online" presence_is "$a" "$b" online
+  done; done
+  echo "  all 20 directed buddy pairs see each other online"
+  # Away and back reach every buddy within 3 s.
+  local start
+  start=$(now_ms)
+  ctl alice presence away >/dev/null
+  for b in pub bob carol dave; do wait_for 3 "$b sees alice away within 3 s" presence_is "$b" alice away; done
+  echo "  alice away reached all buddies in $(( $(now_ms) - start )) ms"
+  start=$(now_ms)
+  ctl alice presence online >/dev/null
+  for b in pub bob carol dave; do wait_for 3 "$b sees alice online within 3 s" presence_is "$b" alice online; done
+  echo "  alice online again reached all buddies in $(( $(now_ms) - start )) ms"
+  # Signing off reaches every buddy within 3 s.
+  start=$(now_ms)
+  stop_node bob
+  for b in pub alice carol dave; do wait_for 3 "$b sees bob offline within 3 s" presence_is "$b" bob offline; done
+  echo "  bob signing off reached all buddies in $(( $(now_ms) - start )) ms"
+  start_client bob
+  for b in pub alice carol dave; do wait_for 20 "$b sees bob back online" presence_is "$b" bob online; done
+  echo "  bob back online after $(( $(now_ms) - start )) ms (restart, login and attach included)"
+}
+
+scenario_no_flapping() {
+  bash "$here/netlab.sh" loss pr 5
+  bash "$here/netlab.sh" loss sym 5
+  local end=$(( $(now_ms) + 20000 )) samples=0
+  while [ "$(now_ms)" -lt $end ]; do
+    for b in pub bob carol dave; do
+      presence_is "$b" alice online || fail "$b saw alice $(buddy_presence "$b" alice) under 5 % loss"
+    done
+    presence_is alice bob online || fail "alice saw bob flap under 5 % loss"
+    samples=$((samples + 1))
+    sleep 0.5
+  done
+  bash "$here/netlab.sh" loss pr 0
+  bash "$here/netlab.sh" loss sym 0
+  echo "  20 s with 5 % loss on alice's and bob's routers: $samples samples, no flapping"
+}
+
+scenario_messages() {
+  local answer
+  answer=$(ctl alice msg bob "hello bob" --json)
+  [ "$(jq -r .result.state <<<"$answer")" = delivered ] || fail "alice -> bob: $answer"
+  wait_for 5 "bob has alice's message" bash -c "$bin/skylark inbox --state $work/bob --json | jq -e '.result.messages[] | select(.from==\"alice\" and .text==\"hello bob\")'"
+  echo "  alice -> bob (online, symmetric NAT): delivered"
+  # Offline: carol is away; the message waits on at least two supernodes.
+  stop_node carol
+  answer=$(ctl alice msg carol "while you were out" --json)
+  [ "$(jq -r .result.state <<<"$answer")" = stored ] || fail "alice -> offline carol: $answer"
+  local replicas
+  replicas=$(jq -r .result.replicas <<<"$answer")
+  [ "$replicas" -ge 2 ] || fail "stored on only $replicas supernode(s)"
+  echo "  alice -> carol (offline): stored on $replicas supernodes"
+  start_client carol
+  wait_for 30 "carol gets the stored message at login" bash -c "$bin/skylark inbox --state $work/carol --json | jq -e '.result.messages[] | select(.from==\"alice\" and .text==\"while you were out\")'"
+  wait_for 10 "alice gets carol's receipt" bash -c "$bin/skylark inbox --state $work/alice --json | jq -e '.result.outbox[] | select(.to==\"carol\" and .state==\"delivered\" and .receipt==true)'"
+  echo "  carol received it at her next login; alice has the delivery receipt"
+}
+
+scenario_client_drop() {
+  # dave's node dies without signing off: buddies believe it only after the supernode's grace
+  # period and their own confirmation, and then within 10 s.
+  local start
+  start=$(now_ms)
+  kill -KILL "${node_pid[dave]}"
+  unset "node_pid[dave]"
+  sleep 0.5
+  presence_is alice dave online || fail "alice showed dave offline before any confirmation"
+  for b in pub alice bob carol; do wait_for 10 "$b sees dave offline after confirmation" presence_is "$b" dave offline; done
+  echo "  dave's node killed: buddies showed him offline after $(( $(now_ms) - start )) ms (confirmed, not on the first sign)"
+  start_client dave
+  wait_for 30 "dave back" field_is dave .presence online
+}
+
+scenario_supernode_killed() {
+  local victim
+  victim=$(status_of alice .supernode | cut -d' ' -f1)
+  [[ "$victim" == sn* ]] || fail "alice is attached to '$victim', expected a default supernode"
+  local start
+  start=$(now_ms)
+  kill -KILL "${node_pid[$victim]}"
+  unset "node_pid[$victim]"
+  wait_for 10 "alice re-attaches elsewhere within 10 s" bash -c "s=\$($bin/skylark status --state $work/alice --json | jq -r .result.supernode); [ \"\${s%% *}\" != \"$victim\" ] && [ \"\$s\" != null ]"
+  wait_for 10 "bob finds alice again" bash -c "$bin/skylark search alice --state $work/bob --json | jq -e '.result.found and .result.supernode != \"$victim\"'"
+  echo "  $victim killed with alice attached: she re-attached to $(status_of alice .supernode | cut -d' ' -f1) and was reachable again after $(( $(now_ms) - start )) ms"
+}
+
+all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages client_drop supernode_killed)
+selected=("$@")
+[ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}")
+
+setup
+passed=0
+for scenario in "${selected[@]}"; do
+  echo "== scenario: $scenario"
+  if "scenario_$scenario"; then
+    passed=$((passed + 1))
+  else
+    failed=1
+    echo "== netlab: scenario $scenario FAILED"
+    exit 1
+  fi
+done
+echo "== netlab: all $passed scenarios passed"
