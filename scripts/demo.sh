@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, then on loopback with a fresh state folder
-# starts a login server and an update server, publishes a release, registers two users, logs
-# both in and prints what happened. Everything it starts is stopped on exit, also on failure.
+# The main job: installs what is missing, builds, then
+#  1. on loopback with a fresh state folder: starts a login server and an update server,
+#     publishes a release, registers two users, logs both in and prints what happened;
+#  2. in the NAT lab (as root): five default supernodes, a public node and clients behind
+#     port-restricted, symmetric, UDP-blocked and TCP-443-only routers — promotion, search,
+#     presence and messages across the NATs, narrated scenario by scenario.
+# Everything it starts is stopped on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -79,4 +83,13 @@ ls -l "$work/alice/credential.json" "$work/bob/credential.json"
 
 step "login server log"
 cat "$work/login.err"
-printf '\ndemo finished: 2 users registered, 2 logged in, refusals shown above\n'
+printf '\npart 1 finished: 2 users registered, 2 logged in, refusals shown above\n'
+
+cleanup
+trap - EXIT
+if [ "$(id -u)" -ne 0 ]; then
+  echo "part 2 (the NAT lab) needs root for network namespaces; run as root to see it" >&2
+  exit 0
+fi
+step "part 2: the NAT lab (nodes promote, find each other, exchange presence and messages across NATs)"
+SKYLARK_BIN="$bin" bash Deploy/netlab/run.sh

@@ -69,7 +69,7 @@ search_finds() { "$bin/skylark" search "$2" --state "$work/$1" --json | jq -e '.
 # Users and where they run. Default supernodes on the internet segment; "pub" is a public node in
 # auto mode; the others sit behind one NAT router each.
 supernodes=(sn1 sn2 sn3 sn4 sn5)
-declare -A home=([pub]=pub [alice]=c-pr [bob]=c-sym [carol]=c-udp [dave]=c-443)
+declare -A home=([pub]=pub [alice]=c-pr [bob]=c-sym [carol]=c-udp [dave]=c-443 [erin]=c-udp)
 declare -A kind=([pub]=public [alice]=port-restricted [bob]=symmetric [carol]=udp-blocked [dave]=tcp-443-only)
 users=(pub alice bob carol dave)
 
@@ -112,7 +112,7 @@ setup() {
   ip netns exec skl-update "$bin/skylark-update" serve --state "$work/update-state" --listen 203.0.113.11:8080 >>"$work/update.log" 2>&1 &
   server_pids+=($!)
   wait_for 20 "login server listening" grep -q listening "$work/login.log"
-  for user in "${supernodes[@]}" "${users[@]}"; do
+  for user in "${supernodes[@]}" "${users[@]}" erin; do
     in_ns login env SKYLARK_PASSWORD="password-$user" "$bin/skylark" register "$user" --network "$work/network.json" --state "$work/reg-$user" >/dev/null
   done
   echo "== starting 5 default supernodes, a public node and 4 NATed clients"
@@ -278,6 +278,50 @@ scenario_client_drop() {
   wait_for 30 "dave back" field_is dave .presence online
 }
 
+scenario_supernode_leaves() {
+  # A supernode stopped with SIGTERM hands its clients over and announces its departure.
+  local user victim=""
+  for user in bob carol dave alice; do
+    victim=$(status_of "$user" .supernode | cut -d' ' -f1)
+    [[ "$victim" == sn* ]] && break
+  done
+  [[ "$victim" == sn* ]] || fail "no client is attached to a default supernode"
+  local start
+  start=$(now_ms)
+  stop_node "$victim"
+  wait_for 10 "$user is handed over to another supernode" bash -c "s=\$($bin/skylark status --state $work/$user --json | jq -r .result.supernode); [ \"\${s%% *}\" != \"$victim\" ] && [ \"\$s\" != null ]"
+  wait_for 10 "alice finds $user through the new supernode" bash -c "$bin/skylark search $user --state $work/alice --json | jq -e '.result.found and .result.supernode != \"$victim\"'"
+  for other in "${supernodes[@]}"; do
+    [ "$other" = "$victim" ] || [ -z "${node_pid[$other]:-}" ] && continue
+    # Six supernodes in all (five defaults and pub): after the departure each knows at most four.
+    wait_for 10 "$other drops $victim from its routing table" bash -c "$bin/skylark status --state $work/$other --json | jq -e '.result.dhtContacts <= 4'"
+  done
+  echo "  $victim left gracefully: $user moved to $(status_of "$user" .supernode | cut -d' ' -f1) and was reachable again after $(( $(now_ms) - start )) ms"
+}
+
+scenario_dead_host_cache() {
+  # A new node whose host cache lists 100 supernodes, 90 of them dead and rated best, behind
+  # the UDP-blocked router (so TCP only): it must still log in and attach within 10 s.
+  mkdir -p "$work/erin"
+  python3 - "$work/erin/hostcache.json" "$(date +%s)" <<'PY'
+import json, sys
+path, now = sys.argv[1], float(sys.argv[2])
+dead = [{"endpoint": f"203.0.113.{150 + i}:7100", "successes": 20, "failures": 0, "consecutiveFailures": 0,
+         "lastSeen": now - 60, "isDefault": False} for i in range(90)]
+live = [{"endpoint": f"203.0.113.2{i}:{port}", "successes": 0, "failures": 0, "consecutiveFailures": 0, "isDefault": True}
+        for i in range(1, 6) for port in (7100, 443)]
+json.dump({"format": 1, "entries": dead + live}, open(path, "w"), indent=1)
+PY
+  local start
+  start=$(now_ms)
+  start_node erin --listen 0.0.0.0:7101 --supernode never
+  wait_for 10 "erin attaches within 10 s with 90 % of her host cache dead" field_is erin .presence online
+  local took=$(( $(now_ms) - start ))
+  local failed_entries
+  failed_entries=$(jq '[.entries[] | select(.consecutiveFailures > 0)] | length' "$work/erin/hostcache.json")
+  echo "  erin (UDP blocked, 90 of 100 cached supernodes dead) logged in and attached after $took ms; $failed_entries dead entries marked failed"
+}
+
 scenario_supernode_killed() {
   local victim
   victim=$(status_of alice .supernode | cut -d' ' -f1)
@@ -291,7 +335,16 @@ scenario_supernode_killed() {
   echo "  $victim killed with alice attached: she re-attached to $(status_of alice .supernode | cut -d' ' -f1) and was reachable again after $(( $(now_ms) - start )) ms"
 }
 
-all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages client_drop supernode_killed)
+# Not one of the checks: keeps the lab running for manual exploration until $work/hold is removed
+# (run.sh hold; the work folder is printed).
+scenario_hold() {
+  touch "$work/hold"
+  echo "  lab held; control nodes with: $bin/skylark status --state $work/USER; rm $work/hold to finish"
+  while [ -e "$work/hold" ]; do sleep 1; done
+}
+
+all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages client_drop
+               supernode_leaves supernode_killed dead_host_cache)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}")
 

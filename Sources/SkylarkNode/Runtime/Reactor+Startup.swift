@@ -6,8 +6,10 @@ import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
 
-/// Finding a supernode: UDP host-cache queries to the best cached supernodes, TCP dials to
-/// several at once (four in flight), the first link to finish its handshake wins.
+/// Finding a supernode: a UDP host-cache query to every cached supernode at once (a datagram
+/// each, and whoever answers is alive), TCP dials to sixteen at a time with a short connect
+/// timeout, answering ones first; the first link to finish its handshake wins. With 90 % of a
+/// full cache dead and UDP blocked, that is about six rounds of one second.
 struct Bootstrap {
     var startedAt: Double
     var queue: [HostPort]
@@ -47,7 +49,8 @@ struct DialBackCheck {
 }
 
 extension Reactor {
-    static let bootstrapParallelism = 4
+    static let bootstrapParallelism = 16
+    static let bootstrapConnectTimeout: TimeAmount = .seconds(1)
 
     func start(now: Double) {
         console.note("\(configuration.name): listening on \(listening.map(\.description).joined(separator: ", ")), supernode mode \(configuration.supernodeMode.rawValue)")
@@ -69,7 +72,7 @@ extension Reactor {
         }
         var state = Bootstrap(startedAt: now, queue: queue, reason: reason, nextRound: now + 2)
         // UDP first: whoever answers is alive and goes to the front of the queue.
-        for endpoint in queue.prefix(16) {
+        for endpoint in queue.prefix(HostCache.defaultCapacity) {
             let nonce = SecureRandom.bytes(8)
             state.udpQueries[nonce] = (endpoint, now)
             var datagram = OvDatagram()
@@ -99,7 +102,7 @@ extension Reactor {
             state.inFlight.insert(id)
             dials[id] = .bootstrap(endpoint, startedAt: now)
             let purpose: OvLinkPurpose = identity.credential == nil ? .anonymous : .peer
-            startDial(id, endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: .milliseconds(1500))
+            startDial(id, endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: Self.bootstrapConnectTimeout)
         }
         if state.queue.isEmpty && state.inFlight.isEmpty && now >= state.nextRound {
             // Everyone tried: go round again, slower each time, and say so once.

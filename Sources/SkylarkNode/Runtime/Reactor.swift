@@ -219,9 +219,7 @@ final class Reactor {
         }
         if configuration.supernodeMode == .auto && phase == .running && now >= nextReachabilityCheck { checkReachability(now: now) }
         if hostCacheDirty && now >= nextHostCacheSave { saveHostCache(now: now) }
-        if case let .stopping(since) = phase, now - since >= 1.5 || (supernode == nil && session?.isAttached != true) {
-            finish()
-        }
+        shutdownTick(now: now)
         console.render(self, now: now)
     }
 
@@ -545,15 +543,23 @@ final class Reactor {
 
     // MARK: - Shutdown
 
+    /// Signs the user off first (buddies see it at once); a supernode then hands its clients over
+    /// and announces its departure half a second later, once the sign-off has gone through it.
     func beginShutdown(now: Double) {
         guard phase != .finished else { return }
         if case .stopping = phase { return finish() }
         phase = .stopping(since: now)
         logger.info("stopping")
-        if supernode != nil {
-            supernode?.depart(now: now)
-        }
         session?.signOff(now: now)
+    }
+
+    func shutdownTick(now: Double) {
+        guard case let .stopping(since) = phase else { return }
+        if let supernode, !supernode.hasDeparted, now - since >= 0.5 {
+            self.supernode?.depart(now: now)
+        }
+        let linger: Double = supernode == nil ? 1.5 : 2
+        if now - since >= linger || (supernode == nil && session?.isAttached != true) { finish() }
     }
 
     func fail(_ reason: String, exitCode: Int32) {

@@ -55,8 +55,9 @@ public struct HTTPFetcher: Sendable {
                     headers.add(name: "host", value: target.port == 80 ? target.host : "\(target.host):\(target.port)")
                     headers.add(name: "connection", value: "close")
                     headers.add(name: "user-agent", value: "skylark")
-                    try await outbound.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: target.path, headers: headers)))
-                    try await outbound.write(.end(nil))
+                    // One write: the server answers and closes as soon as it has the head, so a
+                    // separate write of the end could meet a closed connection.
+                    try await outbound.write(contentsOf: [.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: target.path, headers: headers)), .end(nil)])
                     var status = 0
                     var body: [UInt8] = []
                     for try await part in inbound {

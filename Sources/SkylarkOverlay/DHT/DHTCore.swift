@@ -92,6 +92,9 @@ public struct DHTCore: Sendable {
     private var random: SplitMix64
     private var nextMaintenance: Double
     private var lastRepublish: Double
+    /// Nodes that announced their departure, until when they are not re-learnt from messages
+    /// still in flight (their own last requests carry their contact).
+    private var departed: [NodeID: Double] = [:]
 
     public init(ownContact: Contact, validator: any RecordValidator, configuration: Configuration = .init(), seed: UInt64, now: Double) {
         self.ownContact = ownContact
@@ -117,12 +120,17 @@ public struct DHTCore: Sendable {
     /// Joins the overlay through `seeds` (any supernodes): looks up our own id, which fills the
     /// routing table and announces us to the nodes near us.
     public mutating func join(seeds: [Contact], now: Double) {
-        for seed in seeds where seed.nodeID != ownID { routing.seen(seed, now: now - 1) }
+        let seeds = seeds.filter { $0.nodeID != ownID && (departed[$0.nodeID] ?? 0) <= now }
+        for seed in seeds { routing.seen(seed, now: now - 1) }
         _ = start(target: ownID, kind: .nodes, purpose: .maintenance, seeds: seeds, silent: true, now: now)
     }
 
     /// Adds a contact learnt elsewhere (a host cache, a link that opened to us).
     public mutating func learn(_ contact: Contact, now: Double) {
+        if let until = departed[contact.nodeID] {
+            guard until <= now else { return }
+            departed[contact.nodeID] = nil
+        }
         if routing.seen(contact, now: now) { replicate(to: contact, now: now) }
     }
 
@@ -193,7 +201,11 @@ public struct DHTCore: Sendable {
         case .unpublish?, .mailboxClear?:
             if apply(message, from: sender, now: now) { answer.ack = OvAck() } else { answer.refused = .init(code: .invalid, reason: "not allowed") }
         case let .depart(depart)?:
-            if NodeID(bytes: depart.nodeID) == sender { routing.remove(sender) }
+            if NodeID(bytes: depart.nodeID) == sender {
+                routing.remove(sender)
+                departed[sender] = now + 60
+                if departed.count > 10_000 { departed = departed.filter { $0.value > now } }
+            }
             answer.ack = OvAck()
         default:
             return nil

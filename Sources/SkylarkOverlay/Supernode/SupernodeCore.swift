@@ -108,6 +108,8 @@ public struct SupernodeCore: Sendable {
     private var nextID: UInt64 = 1 << 62
     private var random: SplitMix64
     public var alternateUDPPort: UInt32 = 0
+    /// Set by `depart`: the node is leaving and starts nothing new in the overlay.
+    public private(set) var hasDeparted = false
 
     public init(identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Double) {
         self.identity = identity
@@ -165,6 +167,7 @@ public struct SupernodeCore: Sendable {
     // MARK: - Client requests
 
     public mutating func handleClientMessage(_ message: OvLinkMessage, link: LinkID, peer: PeerIdentity?, observedEndpoint: String, now: Double) {
+        guard !hasDeparted else { return refuse(link, message.id, .unavailable, "this supernode is leaving") }
         // An answer to an Incoming we delivered (its id is the delivery's).
         if let delivery = deliveries[message.id], case let .awaitingClient(target, _) = delivery.stage, target == link {
             var delivered = false
@@ -290,6 +293,7 @@ public struct SupernodeCore: Sendable {
     // MARK: - Supernode requests and answers
 
     public mutating func handlePeerMessage(_ message: OvLinkMessage, link: LinkID, from sender: PeerIdentity, now: Double) {
+        guard !hasDeparted else { return }
         if let entry = pendingByRequest.removeValue(forKey: message.id) {
             peerAnswered(entry.pending, message, now: now)
             return
@@ -302,6 +306,7 @@ public struct SupernodeCore: Sendable {
         }
         switch message.body {
         case .findNode?, .findValue?, .store?, .unpublish?, .mailboxClear?, .depart?:
+            if case .depart? = message.body { log("supernode departed", ["peer.name": sender.name]) }
             if let answer = dht.handleRequest(message, from: sender.nodeID, now: now) { actions.append(.send(link: link, message: answer)) }
         case .nodes?, .values?, .stored?, .ack?, .refused?:
             dht.handleResponse(message, from: sender.nodeID, now: now)
@@ -387,6 +392,7 @@ public struct SupernodeCore: Sendable {
     }
 
     public mutating func handleTimeout(now: Double) {
+        guard !hasDeparted else { return }
         dht.handleTimeout(now: now)
         for (name, departure) in departures where departure.announceAt <= now {
             departures[name] = nil
@@ -416,6 +422,10 @@ public struct SupernodeCore: Sendable {
     /// Leaving the overlay: hand every client a list of other supernodes, give our records to
     /// the nodes closest to them, and tell our contacts we are gone.
     public mutating func depart(now: Double) {
+        guard !hasDeparted else { return }
+        hasDeparted = true
+        // Anything the DHT still wanted to send would carry our contact and undo the Depart.
+        while dht.poll() != nil {}
         var handover = OvHandover()
         handover.supernodes = dht.routing.allContacts.prefix(20).map(\.message)
         for link in clients.keys where link != .local {
