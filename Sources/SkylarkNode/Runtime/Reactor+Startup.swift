@@ -401,18 +401,19 @@ extension Reactor {
         case let .sendBinding(target, transactionID):
             udp[0].sendDatagram(STUNMessage.bindingRequest(transactionID: transactionID).encoded(), to: target)
         case let .requestReplyFromOtherNode(via, transactionID, _):
-            var datagram = OvDatagram()
-            datagram.probeRequest = OvProbeRequest()
-            datagram.probeRequest.transactionID = Data(transactionID)
-            datagram.probeRequest.kind = .fromOtherNode
-            sendDatagram(datagram, to: via)
+            requestProbe(.fromOtherNode, transactionID: transactionID, via: via)
         case let .requestReplyFromOtherPort(via, transactionID, _):
-            var datagram = OvDatagram()
-            datagram.probeRequest = OvProbeRequest()
-            datagram.probeRequest.transactionID = Data(transactionID)
-            datagram.probeRequest.kind = .fromOtherPort
-            sendDatagram(datagram, to: via)
+            requestProbe(.fromOtherPort, transactionID: transactionID, via: via)
         }
+    }
+
+    /// Asks a supernode to send a probe back to our (observed) address.
+    func requestProbe(_ kind: OvProbeKind, transactionID: [UInt8], via: HostPort) {
+        var datagram = OvDatagram()
+        datagram.probeRequest = OvProbeRequest()
+        datagram.probeRequest.transactionID = Data(transactionID)
+        datagram.probeRequest.kind = kind
+        sendDatagram(datagram, to: via)
     }
 
     func natFinished(_ result: NATType, mapped: HostPort?, now: Double) {
