@@ -337,7 +337,12 @@ final class Reactor {
             }
             logger.notice("supernode link lost", metadata: ["link.reason": "\(reason)", "supernode.name": "\(entry.peer?.name ?? "?")"])
             console.note("lost supernode \(entry.peer?.name ?? "?"): \(reason)")
-            if phase != .finished, case .stopping = phase {} else if supernode == nil { startBootstrap(now: now, reason: "reconnect") }
+            // A login relayed through this link never got its answer: relay it through the next.
+            if case .relaying = loginState { loginState = .waitingForRelay(since: now, directFailure: "login server unreachable directly") }
+            switch phase {
+            case .stopping, .finished: break
+            case .starting, .running: if supernode == nil { startBootstrap(now: now, reason: "reconnect") }
+            }
         case .client:
             supernode?.linkClosed(id, now: now)
         case .supernodePeer:
