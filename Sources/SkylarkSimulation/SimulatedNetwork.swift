@@ -52,6 +52,8 @@ public final class SimulatedNetwork {
         public var found: Bool
         public var hops: Int
         public var latency: Double
+        /// Virtual time the search was started (lets a bench split its searches into periods).
+        public var startedAt: Double
     }
 
     enum Event {
@@ -74,8 +76,12 @@ public final class SimulatedNetwork {
     public private(set) var messagesDelivered = 0
     private var queue = EventQueue()
     private var indexByNodeID: [NodeID: Int] = [:]
+    /// Indices of the live supernodes, ascending (new supernodes get the highest index), so that
+    /// picking a random live supernode does not scan — and copy — every supernode.
+    private var aliveIndices: [Int] = []
     private var clientIndexByName: [String: Int] = [:]
     private var random: SplitMix64
+    private var keyRandom: SplitMix64
     private let loginKey: RSA.PrivateKey
     public let verifier: Verifier
     private var serial: UInt64 = 0
@@ -84,6 +90,7 @@ public final class SimulatedNetwork {
     public init(configuration: Configuration) throws {
         self.configuration = configuration
         self.random = SplitMix64(seed: configuration.seed)
+        self.keyRandom = SplitMix64(seed: configuration.seed ^ 0x1D_E271_7135)
         self.loginKey = try RSA.PrivateKey(bits: configuration.rsaBits)
         self.verifier = Verifier(loginKey: loginKey.publicKey, cacheCapacity: 1_000_000)
     }
@@ -165,6 +172,7 @@ public final class SimulatedNetwork {
     public func crash(supernode index: Int) {
         guard supernodes[index].alive else { return }
         supernodes[index].alive = false
+        aliveIndices.remove(at: aliveIndexPosition(index))
         for client in clients.indices where clients[client].attachedTo == index {
             schedule(.clientLinkDown(client), after: configuration.crashDetection)
         }
@@ -202,7 +210,7 @@ public final class SimulatedNetwork {
         schedule(.clientAttach(index), after: 0)
     }
 
-    public func aliveSupernodeCount() -> Int { supernodes.filter(\.alive).count }
+    public func aliveSupernodeCount() -> Int { aliveIndices.count }
 
     public func client(named name: String) -> Int? { clientIndexByName[name] }
 
@@ -211,7 +219,10 @@ public final class SimulatedNetwork {
     // MARK: - Internals
 
     private func makeIdentity(_ name: String) throws -> LocalIdentity {
-        let key = try Ed25519.PrivateKey()
+        // Identity keys — hence node ids, hence the DHT's shape — come from the seed, so a run is
+        // reproducible (with SWIFT_DETERMINISTIC_HASHING=1, which fixes dictionary order too).
+        // Their own stream, so the other draws (latency, loss, picks) are unaffected.
+        let key = try Ed25519.PrivateKey(rawRepresentation: (0..<4).flatMap { _ in withUnsafeBytes(of: keyRandom.next().littleEndian, Array.init) })
         serial += 1
         let signed = try Credential.issue(name: name, userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: Int64(now) - 60,
                                           lifetime: 30 * 86400, serial: serial, signer: loginKey)
@@ -227,6 +238,7 @@ public final class SimulatedNetwork {
         coreConfiguration.dht = configuration.dht
         let core = SupernodeCore(identity: identity, verifier: verifier, contact: contact, configuration: coreConfiguration, seed: random.next(), now: now)
         supernodes.append(Supernode(core: core, identity: identity, peer: PeerIdentity(credential: identity.credential!)))
+        aliveIndices.append(index)
         indexByNodeID[nodeID] = index
         return index
     }
@@ -242,9 +254,23 @@ public final class SimulatedNetwork {
     }
 
     private func randomAliveSupernodes(_ count: Int, excluding: Int? = nil) -> [Int] {
-        let alive = supernodes.indices.filter { supernodes[$0].alive && $0 != excluding }
+        // The same list (alive indices in ascending order, without `excluding`) and the same draws
+        // as a scan of every supernode would give, without touching the supernodes themselves.
+        let alive = excluding.map { excluded in aliveIndices.filter { $0 != excluded } } ?? aliveIndices
         guard !alive.isEmpty else { return [] }
         return (0..<min(count, alive.count)).map { _ in alive[Int(random.next() % UInt64(alive.count))] }
+    }
+
+    /// Where `index` (a live supernode) sits in `aliveIndices`.
+    private func aliveIndexPosition(_ index: Int) -> Int {
+        var low = 0
+        var high = aliveIndices.count
+        while low < high {
+            let middle = (low + high) / 2
+            if aliveIndices[middle] < index { low = middle + 1 } else { high = middle }
+        }
+        precondition(low < aliveIndices.count && aliveIndices[low] == index, "supernode \(index) is not in the live list")
+        return low
     }
 
     private func clientLink(_ client: Int) -> LinkID { (1 << 32) + UInt64(client) }
@@ -347,11 +373,15 @@ public final class SimulatedNetwork {
                 continue
             }
         }
-        if let deadline = supernodes[index].core.nextDeadline, supernodes[index].scheduledTimer.map({ deadline < $0 }) ?? true {
+        // Read through an inout access: a plain read here copied the whole Supernode (every
+        // dictionary of its core retained and released) on each drain.
+        if let deadline = Self.nextDeadline(of: &supernodes[index].core), supernodes[index].scheduledTimer.map({ deadline < $0 }) ?? true {
             supernodes[index].scheduledTimer = deadline
             queue.push(time: max(deadline, now), .supernodeTimer(index))
         }
     }
+
+    private static func nextDeadline(of core: inout SupernodeCore) -> Double? { core.nextDeadline }
 
     private func drainClient(_ index: Int) {
         while let action = clients[index].session.poll() {
@@ -361,7 +391,8 @@ public final class SimulatedNetwork {
                 schedule(.clientToSupernode(client: index, supernode: supernode, message), after: latency(supernode, 1_000_000 + index))
             case let .event(event):
                 if case let .searchFinished(token, answer) = event, let started = pendingSearches[index]?.removeValue(forKey: token) {
-                    searches.append(SearchRecord(target: started.target, found: answer.found, hops: answer.hops, latency: now - started.startedAt))
+                    searches.append(SearchRecord(target: started.target, found: answer.found, hops: answer.hops, latency: now - started.startedAt,
+                                                 startedAt: started.startedAt))
                 }
             case .saveState:
                 continue
@@ -375,45 +406,72 @@ public final class SimulatedNetwork {
 }
 
 /// A binary min-heap of events by time; ties keep insertion order, so runs are deterministic.
+///
+/// The heap holds only small entries (time, sequence, slot); the events themselves stay put in
+/// `slots` (reused through a free list), so sifting moves 24 bytes instead of whole messages.
+/// The order is the same total order on (time, sequence) as a heap of the events would give.
 struct EventQueue {
-    private var heap: [(time: Double, sequence: UInt64, event: SimulatedNetwork.Event)] = []
+    private struct Entry {
+        var time: Double
+        var sequence: UInt64
+        var slot: Int
+
+        @inline(__always) func precedes(_ other: Entry) -> Bool {
+            time < other.time || (time == other.time && sequence < other.sequence)
+        }
+    }
+
+    private var heap: [Entry] = []
+    private var slots: [SimulatedNetwork.Event?] = []
+    private var freeSlots: [Int] = []
     private var sequence: UInt64 = 0
 
     var count: Int { heap.count }
 
     mutating func push(time: Double, _ event: SimulatedNetwork.Event) {
         sequence += 1
-        heap.append((time, sequence, event))
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = event
+        } else {
+            slot = slots.count
+            slots.append(event)
+        }
+        let entry = Entry(time: time, sequence: sequence, slot: slot)
+        // Sift up with a hole: parents move down, the new entry is written once.
+        heap.append(entry)
         var child = heap.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard less(child, parent) else { break }
-            heap.swapAt(child, parent)
+            guard entry.precedes(heap[parent]) else { break }
+            heap[child] = heap[parent]
             child = parent
         }
+        heap[child] = entry
     }
 
     mutating func popIfDue(before end: Double) -> (Double, SimulatedNetwork.Event)? {
         guard let first = heap.first, first.time <= end else { return nil }
+        let event = slots[first.slot]!
+        slots[first.slot] = nil
+        freeSlots.append(first.slot)
         let last = heap.removeLast()
         if !heap.isEmpty {
-            heap[0] = last
+            // Sift down with a hole: the smaller child moves up until `last` fits.
+            let count = heap.count
             var parent = 0
             while true {
                 let left = 2 * parent + 1
+                guard left < count else { break }
                 let right = left + 1
-                var smallest = parent
-                if left < heap.count && less(left, smallest) { smallest = left }
-                if right < heap.count && less(right, smallest) { smallest = right }
-                if smallest == parent { break }
-                heap.swapAt(parent, smallest)
-                parent = smallest
+                let smaller = right < count && heap[right].precedes(heap[left]) ? right : left
+                guard heap[smaller].precedes(last) else { break }
+                heap[parent] = heap[smaller]
+                parent = smaller
             }
+            heap[parent] = last
         }
-        return (first.time, first.event)
-    }
-
-    private func less(_ a: Int, _ b: Int) -> Bool {
-        heap[a].time < heap[b].time || (heap[a].time == heap[b].time && heap[a].sequence < heap[b].sequence)
+        return (first.time, event)
     }
 }
