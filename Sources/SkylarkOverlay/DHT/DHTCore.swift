@@ -190,6 +190,10 @@ public struct DHTCore: Sendable {
             answer.values = values
         case let .store(request)?:
             noteSender(request.hasSender ? request.sender : nil, verified: sender, now: now)
+            if store.holdsIdentical(request.record) {
+                answer.stored = OvStored()
+                return answer
+            }
             guard let info = validator.validate(request.record, now: now) else {
                 answer.refused = .init(code: .invalid, reason: "record refused: bad signature, wrong key or stale")
                 return answer

@@ -100,6 +100,13 @@ public struct RecordStore: Sendable {
 
     public func presenceInfo(for key: NodeID) -> RecordInfo? { presence[key]?.info }
 
+    /// Whether exactly this presence record is already held: it was validated when it came in,
+    /// so a replica re-sending it costs no signature check.
+    public func holdsIdentical(_ record: OvDHTRecord) -> Bool {
+        guard record.kind == .presence, let held = presence[NodeID(bytes: record.key)] else { return false }
+        return held.record.value == record.value
+    }
+
     /// The supernode a user was attached to withdraws the record it pointed to, and only that one.
     @discardableResult
     public mutating func withdrawPresence(key: NodeID, sequence: UInt64, by supernode: NodeID) -> Bool {

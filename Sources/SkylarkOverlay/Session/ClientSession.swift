@@ -34,6 +34,8 @@ public struct ClientSession: Sendable {
         case messageReceived(InboxMessage)
         case messageUpdated(id: String, state: OutboxState)
         case searchFinished(token: UInt64, SearchAnswer)
+        /// Call signalling from a buddy (envelope signature checked): for the calls in the adapter.
+        case callSignal(from: String, OvCallSignal)
         case warning(String)
     }
 
@@ -156,6 +158,13 @@ public struct ClientSession: Sendable {
     public mutating func linkDown(now: Double) {
         let wasAttached = isAttached
         link = .down
+        // Searches the user is waiting for get an answer now rather than never.
+        for (kind, _) in pending.values {
+            if case let .search(token, name, .user) = kind {
+                actions.append(.event(.searchFinished(token: token, SearchAnswer(name: name, found: false, status: .unknown, privateEndpoints: [], hops: 0,
+                                                                                 error: "the supernode link was lost; try again"))))
+            }
+        }
         pending = [:]
         confirming = [:]
         nextPublish = .infinity
@@ -249,6 +258,14 @@ public struct ClientSession: Sendable {
         actions.append(.saveState)
         if isAttached { deliver(envelope, store: true, messageID: message.id, now: now) }
         return message.id
+    }
+
+    /// Sends call signalling to a buddy (live only: a call signal is never stored).
+    public mutating func sendCallSignal(_ signal: OvCallSignal, to rawName: String, now: Double) throws(CommandError) {
+        let name = try canonical(rawName)
+        guard state.buddies[name]?.state == .confirmed else { throw .notABuddy(name) }
+        guard let payload = try? signal.serializedBytes() as [UInt8] else { return }
+        send(kind: .call, to: name, payload: payload, store: false, now: now)
     }
 
     /// Looks a user up in the DHT; the answer comes as `.searchFinished(token:)`.
@@ -368,7 +385,7 @@ public struct ClientSession: Sendable {
         guard envelope.to == name, let sender = try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now) else { return }
         let idHex = Array(envelope.id).hexString
         switch envelope.kind {
-        case .presence, .departure:
+        case .presence, .departure, .call:
             break  // live only; never duplicated in a harmful way
         default:
             guard !state.handledEnvelopes.contains(idHex) else { return }
@@ -432,6 +449,10 @@ public struct ClientSession: Sendable {
             misses[from] = nil
             apply(record, to: &buddy, now: now)
             state.buddies[from] = buddy
+        case .call:
+            // Only buddies may call; anything else is dropped unread.
+            guard state.buddies[from]?.state == .confirmed, let signal = try? OvCallSignal(serializedBytes: envelope.payload) else { return }
+            actions.append(.event(.callSignal(from: from, signal)))
         case .departure:
             // Sent by the supernode the buddy was attached to. Believed only after a second look.
             guard let departure = try? OvDeparture(serializedBytes: envelope.payload),
