@@ -29,8 +29,16 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
-        // Functions and macros Swift cannot call directly (OSSL_PARAM builders, OPENSSL_free).
+        .systemLibrary(
+            name: "COpus",
+            pkgConfig: "opus",
+            providers: [.apt(["libopus-dev"])]
+        ),
+        // Functions and macros Swift cannot call directly (OSSL_PARAM builders, OPENSSL_free,
+        // the variadic opus_encoder_ctl/opus_decoder_ctl).
         .target(name: "CShims", dependencies: ["COpenSSL"]),
+        // opus_encoder_ctl / opus_decoder_ctl are variadic: typed wrappers, linked only by SkylarkMedia.
+        .target(name: "COpusShims", dependencies: ["COpus"]),
 
         // Libraries.
         .target(name: "SkylarkCrypto", dependencies: ["COpenSSL", "CShims"]),
@@ -42,6 +50,8 @@ let package = Package(
             ]
         ),
         .target(name: "SkylarkTraversal", dependencies: ["SkylarkWire"]),
+        // Opus, RTP, media encryption, jitter buffer, audio files and analysis (sans-I/O cores).
+        .target(name: "SkylarkMedia", dependencies: ["COpus", "COpusShims", "SkylarkCrypto"]),
         .target(
             name: "SkylarkOverlay",
             dependencies: [
@@ -75,7 +85,7 @@ let package = Package(
         .target(
             name: "SkylarkNode",
             dependencies: [
-                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay", "SkylarkTraversal",
+                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay", "SkylarkTraversal", "SkylarkMedia",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -139,6 +149,7 @@ let package = Package(
             dependencies: ["SkylarkUpdateServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto"]
         ),
         .testTarget(name: "SkylarkTraversalTests", dependencies: ["SkylarkTraversal", "SkylarkWire"]),
+        .testTarget(name: "SkylarkMediaTests", dependencies: ["SkylarkMedia", "SkylarkCrypto"]),
         .testTarget(name: "SkylarkOverlayTests", dependencies: ["SkylarkOverlay", "SkylarkTraversal", "SkylarkWire", "SkylarkCrypto"]),
         .testTarget(name: "SkylarkSimulationTests", dependencies: ["SkylarkSimulation", "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
         .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto"]),

@@ -7,6 +7,14 @@
 #   netlab.sh down      tear it down (idempotent)
 #   netlab.sh hosts     list the hosts and their addresses
 #   netlab.sh loss ROUTER PERCENT   drop PERCENT % of the packets a router forwards (0 = none)
+#   netlab.sh shape ROUTER DELAY_MS JITTER_MS LOSS_PERCENT
+#                       netem-like shaping of the UDP a router forwards, in both directions (each
+#                       direction gets its own delay ± jitter and loss): this kernel has no netem
+#                       qdisc, so an iptables NFQUEUE rule hands the packets to shaper.c, run inside
+#                       the router's namespace. Jitter is uniform in [DELAY-JITTER, DELAY+JITTER]
+#                       (SHAPER_DIST=normal: normal, stddev JITTER); SHAPER_SEED=N repeats a run.
+#   netlab.sh shape ROUTER off      stop shaping (prints the shaper's final counters)
+#   ROUTER is a router kind: pr, sym, udp or 443.
 #
 # Topology (203.0.113.0/24 is a documentation range, never routed anywhere real):
 #
@@ -28,6 +36,9 @@ PREFIX=skl
 INET=$PREFIX-inet
 HOSTS=(login:10 update:11 sn1:21 sn2:22 sn3:23 sn4:24 sn5:25 pub:30)
 ROUTERS=(pr:101:1 sym:102:2 udp:103:3 443:104:4)
+HERE=$(cd "$(dirname "$0")" && pwd)
+# The shaper's build cache, logs (ROUTER.log) and PID files (ROUTER.pid): outside the repository.
+SHAPER_DIR=/tmp/skylark-netlab-shaper
 
 ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 
@@ -104,7 +115,11 @@ EOF
 }
 
 down() {
-  local namespaces
+  local namespaces pidfile
+  # Shapers first, gently, so their logs end with the final counters.
+  for pidfile in "$SHAPER_DIR"/*.pid; do
+    [ -f "$pidfile" ] && stop_shaper "$(basename "$pidfile" .pid)"
+  done
   namespaces=$(ip netns list | awk '{print $1}' | grep "^$PREFIX-" || true)
   for ns in $namespaces; do
     # Processes left in a namespace would keep it alive: end them first (only ours live there).
@@ -121,6 +136,86 @@ loss() {
   fi
 }
 
+# The NFQUEUE queue number of a router kind: its LAN number (queues are per namespace anyway).
+queue_of() {
+  local entry kind octet lan
+  for entry in "${ROUTERS[@]}"; do
+    IFS=: read -r kind octet lan <<<"$entry"
+    [ "$kind" = "$1" ] && { echo "$lan"; return; }
+  done
+  echo "unknown router kind: $1 (pr, sym, udp, 443)" >&2
+  exit 2
+}
+
+# The rule, in the mangle table so it stays apart from the lab's own nftables tables. nftables
+# stays the NAT mechanism; iptables is used only because this kernel lacks the nft queue
+# expression (CONFIG_NFT_QUEUE) but has xt NFQUEUE, which iptables-nft reaches through
+# NFT_COMPAT. --queue-bypass: packets pass unshaped when no shaper listens, so a dead shaper
+# cannot black-hole the router.
+queue_rule() { echo "FORWARD -p udp -j NFQUEUE --queue-num $1 --queue-bypass"; }
+ipt() { local ns=$1; shift; ip netns exec "$ns" iptables-nft -w -t mangle "$@"; }
+
+# Compiles shaper.c once into $SHAPER_DIR (again only when the source is newer).
+build_shaper() {
+  local bin=$SHAPER_DIR/shaper
+  mkdir -p "$SHAPER_DIR"
+  if [ ! -x "$bin" ] || [ "$HERE/shaper.c" -nt "$bin" ]; then
+    command -v gcc >/dev/null || { echo "gcc is missing (apt: gcc)" >&2; exit 1; }
+    gcc -O2 -Wall -o "$bin.$$" "$HERE/shaper.c" -lnetfilter_queue -lnfnetlink -lm ||
+      { rm -f "$bin.$$"; echo "cannot build the shaper (apt: libnetfilter-queue-dev)" >&2; exit 1; }
+    mv -f "$bin.$$" "$bin"
+  fi
+}
+
+# Stops a router's shaper by its recorded PID — only if that PID is still a shaper.
+stop_shaper() {
+  local kind=$1 pidfile=$SHAPER_DIR/$1.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = shaper ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
+shape() {
+  local kind=$1 router=$PREFIX-r-$1 queue log pid
+  queue=$(queue_of "$kind")
+  log=$SHAPER_DIR/$kind.log
+  ns_exists "$router" || { echo "no router $router (netlab.sh up first)" >&2; exit 1; }
+  command -v iptables-nft >/dev/null || { echo "iptables-nft is missing (apt: iptables)" >&2; exit 1; }
+  # Rule first, then the shaper: what it still holds is accepted when it exits.
+  # shellcheck disable=SC2046
+  while ipt "$router" -C $(queue_rule "$queue") 2>/dev/null; do ipt "$router" -D $(queue_rule "$queue"); done
+  stop_shaper "$kind"
+  if [ "${2:-}" = off ]; then
+    [ -f "$log" ] && grep 'shaper: exit' "$log" || true
+    return
+  fi
+  local delay=${2:-} jitter=${3:-} percent=${4:-} number='^[0-9]+([.][0-9]+)?$'
+  [[ $delay =~ $number && $jitter =~ $number && $percent =~ $number ]] ||
+    { echo "usage: $0 shape ROUTER DELAY_MS JITTER_MS LOSS_PERCENT | shape ROUTER off" >&2; exit 2; }
+  build_shaper
+  # ip netns exec execs, so $! is the shaper itself.
+  # shellcheck disable=SC2086
+  ip netns exec "$router" "$SHAPER_DIR/shaper" -d "${SHAPER_DIST:-uniform}" "$queue" "$delay" "$jitter" "$percent" \
+    ${SHAPER_SEED:-} </dev/null >"$log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$SHAPER_DIR/$kind.pid"
+  for _ in $(seq 1 50); do
+    grep -q ': ready$' "$log" && break
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; rm -f "$SHAPER_DIR/$kind.pid"; exit 1; }
+    sleep 0.1
+  done
+  grep -q ': ready$' "$log" || { cat "$log" >&2; stop_shaper "$kind"; exit 1; }
+  # shellcheck disable=SC2046
+  ipt "$router" -A $(queue_rule "$queue")
+  echo "$router: UDP forwarded both ways: delay ${delay} ms ± ${jitter} ms (${SHAPER_DIST:-uniform}), loss ${percent} %" \
+    "(shaper PID $pid, log $log)"
+}
+
 hosts() {
   for entry in "${HOSTS[@]}"; do echo "$PREFIX-${entry%%:*} 203.0.113.${entry##*:}"; done
   for entry in "${ROUTERS[@]}"; do
@@ -135,5 +230,6 @@ case ${1:-} in
   down) down ;;
   hosts) hosts ;;
   loss) loss "$2" "$3" ;;
-  *) echo "usage: $0 up|down|hosts|loss ROUTER PERCENT" >&2; exit 2 ;;
+  shape) shape "${2:?router kind}" "${@:3}" ;;
+  *) echo "usage: $0 up|down|hosts|loss ROUTER PERCENT|shape ROUTER DELAY_MS JITTER_MS LOSS_PERCENT|shape ROUTER off" >&2; exit 2 ;;
 esac

@@ -9,4 +9,5 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/bio.h>
+#include <openssl/hmac.h>
 #endif

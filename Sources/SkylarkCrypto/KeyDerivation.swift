@@ -51,3 +51,21 @@ public enum Scrypt {
         return out
     }
 }
+
+/// HMAC-SHA256 (RFC 2104): authenticates small control messages under a shared key.
+public enum HMAC {
+    public static let byteCount = 32
+
+    public static func sha256(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: byteCount)
+        var length: UInt32 = 0
+        // HMAC() fails only on allocation failure; an empty result would fail every comparison.
+        let ok = key.withUnsafeBytes { keyBytes in
+            message.withUnsafeBytes { messageBytes in
+                COpenSSL.HMAC(EVP_sha256(), keyBytes.baseAddress, Int32(key.count), messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                              message.count, &out, &length)
+            }
+        }
+        return ok == nil ? [] : Array(out.prefix(Int(length)))
+    }
+}

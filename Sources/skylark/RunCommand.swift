@@ -25,6 +25,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "auto: at most one role change per this many seconds.") var roleChangeInterval: Double = 600
     @Option(help: "auto: idle CPU share (0-1) needed to serve as a supernode.") var minIdleCpu: Double = 0.5
     @Option(help: "Seconds a dropped client has to come back before its buddies are told.") var departureGrace: Double = 2
+    @Option(help: "What your microphone plays in calls: a 48 kHz WAV file, tone:HZ or silence.") var mic: String = "silence"
+    @Option(help: "Where call audio goes: a WAV file (written as it arrives) or null.") var speaker: String = "null"
+    @Flag(help: "Answer incoming calls at once (unattended nodes).") var autoAnswer = false
     @Flag(help: "Print events as lines even on a terminal (no live console).") var noConsole = false
 
     func run() async throws {
@@ -54,6 +57,10 @@ struct Run: AsyncParsableCommand {
         configuration.promotion.minimumIdleCPU = minIdleCpu
         configuration.reachabilityCheckInterval = reachabilityInterval
         configuration.supernode.departureGrace = departureGrace
+        configuration.microphone = mic
+        configuration.speaker = speaker == "null" ? nil : speaker
+        configuration.autoAnswer = autoAnswer
+        do { try AudioSourceSpec.check(mic) } catch { fail("--mic: \(error)", code: 1) }
 
         let interactive = !noConsole && isatty(STDOUT_FILENO) == 1
         let node = NodeRuntime(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger, console: interactive) { ready in
@@ -235,4 +242,48 @@ struct Presence: AsyncParsableCommand {
     @Argument(help: "online or away") var status: String
     @OptionGroup var control: ControlOptions
     func run() async throws { printDone(await control.send(ControlRequest(command: .presence, text: status))) }
+}
+
+// MARK: - Calls
+
+struct Call: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Call a buddy (voice, end-to-end encrypted).")
+    @Argument var name: String
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printCall(await control.send(ControlRequest(command: .call, name: name))) }
+}
+
+struct Answer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Answer the ringing call (or the one whose id starts with ID).")
+    @Argument var id: String?
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printCall(await control.send(ControlRequest(command: .answer, name: id))) }
+}
+
+struct Hangup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "End the call in progress (or decline a ringing one).")
+    @Argument var id: String?
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printCall(await control.send(ControlRequest(command: .hangup, name: id))) }
+}
+
+struct Calls: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Calls: path (direct, punched or relayed and through which supernodes), RTT, loss, jitter, bitrate.")
+    @OptionGroup var control: ControlOptions
+    func run() async throws {
+        let calls = await control.send(ControlRequest(command: .calls)) as? [[String: Any]] ?? []
+        if calls.isEmpty { print("no calls") }
+        for call in calls { printCall(call) }
+    }
+}
+
+func printCall(_ result: Any) {
+    guard let call = result as? [String: Any] else { return print("done") }
+    func text(_ key: String) -> String { (call[key] as? String) ?? "-" }
+    func number(_ key: String, _ unit: String) -> String { (call[key] as? Double).map { String(format: "%.1f%@", $0, unit) } ?? "-" }
+    print("call \(text("id").prefix(8)) \(text("direction")) \(text("peer")): \(text("state"))\(call["ended"] is String ? " (\(text("ended")))" : "")")
+    if call["pathDetail"] is String { print("  path: \(text("pathDetail"))") }
+    if call["state"] as? String == "active" || call["packetsReceived"] != nil {
+        print("  rtt \(number("rttMilliseconds", " ms"))  loss \(number("lossPercent", " %"))  jitter \(number("jitterMilliseconds", " ms"))  bitrate \(number("bitrateKbps", " kb/s"))  setup \(number("setupMilliseconds", " ms"))")
+    }
 }

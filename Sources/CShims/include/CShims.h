@@ -16,4 +16,5 @@ long skylark_bio_mem_data(BIO *bio, char **data);
 
 /// OPENSSL_free is a macro.
 void skylark_openssl_free(void *pointer);
+
 #endif

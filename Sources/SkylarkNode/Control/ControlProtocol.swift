@@ -14,6 +14,10 @@ public struct ControlRequest: Codable, Sendable {
         case message = "msg"
         case inbox
         case presence
+        case call
+        case answer
+        case hangup
+        case calls
     }
 
     public var command: Command
@@ -94,5 +98,33 @@ public enum ControlResults {
 
     public struct Done: Codable, Sendable {
         public var done: String
+    }
+
+    public struct Call: Codable, Sendable {
+        public var id: String
+        public var peer: String
+        /// outgoing or incoming
+        public var direction: String
+        /// calling, ringing, connecting, active, ended
+        public var state: String
+        /// direct, punched or relayed (nil until a path works)
+        public var path: String?
+        /// Supernodes a relayed call goes through, ours first.
+        public var relays: [String]
+        public var overTCP: Bool
+        public var pathDetail: String?
+        /// Every path the call has used, in order.
+        public var pathHistory: [String]
+        public var rttMilliseconds: Double?
+        public var lossPercent: Double?
+        public var jitterMilliseconds: Double?
+        public var bitrateKbps: Double?
+        public var packetsSent: Int?
+        public var packetsReceived: Int?
+        /// Longest silence between two packets received (a path switch shows here).
+        public var longestGapMilliseconds: Double?
+        /// From dialling (or ringing) to the first decoded audio frame.
+        public var setupMilliseconds: Double?
+        public var ended: String?
     }
 }

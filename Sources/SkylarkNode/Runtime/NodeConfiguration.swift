@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkOverlay
+import SkylarkTraversal
 import SkylarkWire
 
 /// Everything `skylark run` decides before the node starts.
@@ -19,6 +20,14 @@ public struct NodeConfiguration: Sendable {
     /// How often an `auto` node asks for a dial-back while it is a client.
     public var reachabilityCheckInterval: Double = 30
     public var supernode = SupernodeCore.Configuration()
+    /// Admission limits for the relay circuits a supernode carries.
+    public var relayLimits = RelayCircuits.Limits()
+    public var call = CallSession.Configuration()
+    /// What the microphone plays: a WAV file, `tone:HZ` or `silence`.
+    public var microphone = "silence"
+    /// Where heard audio goes: a WAV file path (written as audio arrives), or nil for none.
+    public var speaker: String?
+    public var autoAnswer = false
     public var session = ClientSession.Configuration()
     /// Total time allowed to find a supernode at start-up.
     public var bootstrapTimeout: Double = 10

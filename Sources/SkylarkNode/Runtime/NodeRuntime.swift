@@ -5,6 +5,7 @@ import NIOPosix
 import ServiceLifecycle
 import SkylarkCrypto
 import SkylarkOverlay
+import SkylarkTraversal
 import SkylarkWire
 import Synchronization
 
@@ -21,6 +22,10 @@ enum NodeEvent: Sendable {
     case directLoginFinished(Result<Credential, LoginFailure>)
     case loginRelayDone(link: LinkID, requestID: UInt64, answer: [UInt8]?)
     case control(ControlRequest, EventLoopPromise<String>)
+    /// A relay packet the supernode's own circuit table sent to this node itself.
+    case localRelayPacket([UInt8])
+    /// The 20 ms media clock.
+    case mediaTick
     case tick
     case shutdown
 }
@@ -78,8 +83,9 @@ public final class NodeRuntime: Service, Sendable {
         let identity = IdentityBox(try LocalIdentity(key: identityKey, credential: nil))
         let verifier = Verifier(loginKey: configuration.profile.loginKey)
         let role = RoleFlag()
+        let relay = RelayForwarder(table: RelayTable(limits: configuration.relayLimits), sink: sink)
         let sockets = NodeSockets(group: group, identity: identity, verifier: verifier, role: role, ids: LinkIDs(), sink: sink,
-                                  idleTimeout: .seconds(Int64(configuration.linkIdleTimeout)))
+                                  idleTimeout: .seconds(Int64(configuration.linkIdleTimeout)), relay: relay)
 
         // Sockets first: a port that cannot be bound is a clear error before anything else.
         var listeners: [any Channel] = []
@@ -89,6 +95,7 @@ public final class NodeRuntime: Service, Sendable {
             for endpoint in configuration.listen { listeners.append(try await sockets.listen(on: endpoint)) }
             if let first = configuration.listen.first {
                 udp.append(try await sockets.udp(on: first, socket: 0))
+                relay.setUDP(udp[0])
                 // The alternate port answers "reply from another port" probes (NAT detection).
                 udp.append(try await sockets.udp(on: HostPort(host: first.host, port: 0), socket: 1))
             }
@@ -119,6 +126,14 @@ public final class NodeRuntime: Service, Sendable {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .milliseconds(100))
                         sink.yield(.tick)
+                    }
+                }
+                group.addTask {
+                    // The media clock: 20 ms frames. The reactor sends what is due by the wall
+                    // clock, so a late tick is caught up rather than drifting.
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(20), tolerance: .milliseconds(2))
+                        sink.yield(.mediaTick)
                     }
                 }
                 for await job in jobs { group.addTask { await job.body() } }

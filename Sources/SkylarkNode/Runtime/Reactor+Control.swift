@@ -42,6 +42,15 @@ extension Reactor {
                 }
                 session!.setStatus(status, now: now)
                 promise.succeed(Self.answer(ControlResults.Done(done: "presence set to \(status.rawValue)")))
+            case .call:
+                startCall(to: name, promise: promise, now: now)
+            case .answer:
+                answerCall(request.name, promise: promise, now: now)
+            case .hangup:
+                hangUp(request.name, promise: promise, now: now)
+            case .calls:
+                let reports = calls.sorted { $0.value.startedAt < $1.value.startedAt }.map { callReport($0.key, entry: $0.value, now: now) }
+                promise.succeed(Self.answer(reports))
             }
         } catch {
             promise.succeed(Self.failure(error.description))

@@ -204,6 +204,8 @@ extension Reactor {
                 check.answeredAt = now
                 reachability = check
             }
+        case let .relay(callID):
+            relayAnswered(callID: callID, message, now: now)
         }
     }
 

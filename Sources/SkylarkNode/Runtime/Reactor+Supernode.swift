@@ -11,7 +11,7 @@ extension Reactor {
         let endpoints = advertisedTCP()
         let contact = Contact(nodeID: nodeID, name: name, endpoints: endpoints, udpEndpoint: advertisedUDP())
         var core = SupernodeCore(identity: identity, verifier: verifier, contact: contact, configuration: configuration.supernode,
-                                 seed: UInt64.random(in: 1...UInt64.max), now: now)
+                                 seed: UInt64.random(in: 1...UInt64.max), now: now, relays: sockets.relay.table)
         if udp.count > 1, let port = udp[1].localAddress?.port { core.alternateUDPPort = UInt32(port) }
         var seeds: [Contact] = []
         if let link = supernodeLink, let entry = links[link], let peer = entry.peer, let endpoint = entry.dialled {
@@ -123,6 +123,10 @@ extension Reactor {
 
     func supernodeDutiesTick(now: Double) {
         seedTick(now: now)
+        if supernode != nil, now >= nextRelayExpiry {
+            nextRelayExpiry = now + 5
+            _ = sockets.relay.table.expire(now: now)
+        }
         for (token, check) in dialBackChecks where check.deadline <= now {
             dialBackProbeDone(token: token, tcpReached: check.tcpReached)
         }

@@ -44,6 +44,7 @@ final class Reactor {
         case hostCache
         case authenticate
         case dialBack
+        case relay(callID: String)
     }
 
     enum Phase: Equatable {
@@ -109,6 +110,10 @@ final class Reactor {
     var seedDials: Set<LinkID> = []
     var nextSeedAttempt: Double = 0
     var seedBackoff: Double = 1
+    var nextRelayExpiry: Double = 0
+
+    // Calls, by hex call id.
+    var calls: [String: CallEntry] = [:]
 
     // Control requests waiting for the overlay.
     var searchWaiters: [UInt64: (promise: EventLoopPromise<String>, deadline: Double)] = [:]
@@ -195,6 +200,10 @@ final class Reactor {
             links[link]?.handle.send(message)
         case let .control(request, promise):
             control(request, promise: promise, now: now)
+        case let .localRelayPacket(packet):
+            relayPacketArrived(packet, from: supernode?.contact.udpEndpoint ?? HostPort(host: "0.0.0.0", port: 0), overTCP: false, now: now)
+        case .mediaTick:
+            if hasActiveMedia { callsTick(now: now) }
         case .tick:
             tick(now: now)
         case .shutdown:
@@ -211,6 +220,7 @@ final class Reactor {
         expireRuntimeRequests(now: now)
         supernodeDutiesTick(now: now)
         controlTick(now: now)
+        callsTick(now: now)
         if let link = supernodeLink, now >= nextKeepalive {
             nextKeepalive = now + configuration.keepaliveInterval
             var ping = OvLinkMessage()
@@ -301,6 +311,8 @@ final class Reactor {
             switch message.body {
             case let .handover(handover)?:
                 handedOver(handover, now: now)
+            case let .relayData(data)?:
+                relayPacketArrived(Array(data.packet), from: entry.dialled ?? HostPort(host: "0.0.0.0", port: 0), overTCP: true, now: now)
             case let .attached(attached)?:
                 observedEndpoint = HostPort(attached.observedEndpoint)
                 nextNATCheck = min(nextNATCheck, now + 0.2)
@@ -345,6 +357,7 @@ final class Reactor {
             }
         case .client:
             supernode?.linkClosed(id, now: now)
+            for leg in sockets.relay.table.legs(touching: .link(id)) { sockets.relay.table.teardown(leg: leg) }
         case .supernodePeer:
             if let peer = entry.peer, peerLinks[peer.nodeID] == id { peerLinks[peer.nodeID] = nil }
         case .spare:
@@ -421,6 +434,10 @@ final class Reactor {
             runtimeRequests[id] = nil
             if case .loginRelay = entry.0 { loginRelayFailed("no answer from the supernode", now: now) }
             if case .dialBack = entry.0 { finishReachabilityCheck(now: now) }
+            if case let .relay(callID) = entry.0 {
+                calls[callID]?.session.relayRefused("the supernode did not answer", now: now)
+                drainCall(callID, now: now)
+            }
         }
     }
 
@@ -430,7 +447,11 @@ final class Reactor {
         switch action {
         case let .send(link, message):
             if link == .local {
-                session?.handleMessage(message, now: now)
+                if message.id >= 1 << 61, message.id < 1 << 62, let (request, _) = runtimeRequests.removeValue(forKey: message.id) {
+                    runtimeAnswer(request, message, link: link, now: now)
+                } else {
+                    session?.handleMessage(message, now: now)
+                }
             } else {
                 links[link]?.handle.send(message)
             }
@@ -486,6 +507,8 @@ final class Reactor {
         case let .buddyRequest(from, text):
             console.note("buddy request from \(from)\(text.isEmpty ? "" : ": \(text)") (skylark buddy accept \(from))")
             logger.info("buddy request", metadata: ["buddy.name": "\(from)"])
+        case let .callSignal(from, signal):
+            callSignalArrived(from: from, signal, now: now)
         case let .buddyConfirmed(name):
             console.note("\(name) is now your buddy")
         case let .buddyRemoved(name):
@@ -521,8 +544,12 @@ final class Reactor {
             }
             return
         }
+        if bytes.first == RelayCircuits.packetMarker { return relayPacketArrived(bytes, from: source, overTCP: false, now: now) }
+        if let first = bytes.first, first & 0xC0 == 0x80 { return mediaArrived(bytes, via: nil, from: source, now: now) }
         guard bytes.first == 0xD5, let datagram = try? OvDatagram(serializedBytes: Array(bytes.dropFirst())) else { return }
         switch datagram.body {
+        case let .pathCheck(check)?:
+            pathCheckArrived(check, from: source, circuit: nil, overTCP: false, now: now)
         case let .hostCacheQuery(query)?:
             guard let supernode, query.nonce.count <= 32 else { return }
             var answer = OvDatagram()

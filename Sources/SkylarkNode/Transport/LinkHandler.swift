@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import SkylarkOverlay
+import SkylarkTraversal
 import SkylarkWire
 import Synchronization
 
@@ -16,14 +17,16 @@ final class LinkHandler: ChannelInboundHandler {
     private var link: SecureLink
     private let sink: NodeEventSink
     private let handshakeTimeout: TimeAmount
+    private let relay: RelayForwarder
     private var context: ChannelHandlerContext?
     private var reported = false
     private var closeReason: String?
 
-    init(id: LinkID, link: SecureLink, sink: NodeEventSink, handshakeTimeout: TimeAmount = .seconds(10)) {
+    init(id: LinkID, link: SecureLink, sink: NodeEventSink, relay: RelayForwarder, handshakeTimeout: TimeAmount = .seconds(10)) {
         self.id = id
         self.link = link
         self.sink = sink
+        self.relay = relay
         self.handshakeTimeout = handshakeTimeout
     }
 
@@ -51,6 +54,7 @@ final class LinkHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         _ = link.endOfInput()
+        relay.unregister(id)
         report(.linkClosed(id, reason: closeReason ?? "connection closed"))
         self.context = nil
         context.fireChannelInactive()
@@ -104,6 +108,7 @@ final class LinkHandler: ChannelInboundHandler {
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
             case let .established(peer, purpose):
                 let handle = LinkHandle(id: id, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+                relay.register(handle)
                 sink.yield(.linkEstablished(handle, peer: peer, purpose: purpose))
             case let .upgraded(peer):
                 sink.yield(.linkUpgraded(id, peer: peer))
@@ -116,6 +121,8 @@ final class LinkHandler: ChannelInboundHandler {
                     send(pong)
                 case .pong?:
                     continue  // its arrival already reset the idle timer
+                case let .relayData(data)? where relay.forwardFromLink(id, packet: Array(data.packet)):
+                    continue  // a circuit this supernode carries: forwarded without the reactor
                 default:
                     sink.yield(.linkMessage(id, message))
                 }

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import SkylarkOverlay
+import SkylarkTraversal
 import SkylarkWire
 import Synchronization
 
@@ -25,6 +26,7 @@ struct NodeSockets: Sendable {
     let ids: LinkIDs
     let sink: NodeEventSink
     let idleTimeout: TimeAmount
+    let relay: RelayForwarder
 
     func listen(on endpoint: HostPort) async throws -> any Channel {
         let identity = self.identity
@@ -33,6 +35,7 @@ struct NodeSockets: Sendable {
         let ids = self.ids
         let sink = self.sink
         let idleTimeout = self.idleTimeout
+        let relay = self.relay
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
@@ -41,7 +44,7 @@ struct NodeSockets: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let link = try SecureLink(role: .responder(isSupernode: role.isSupernode), identity: identity.current, verifier: verifier)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(LinkHandler(id: ids.make(), link: link, sink: sink))
+                    try channel.pipeline.syncOperations.addHandler(LinkHandler(id: ids.make(), link: link, sink: sink, relay: relay))
                 }
             }
             .bind(host: endpoint.host, port: endpoint.port)
@@ -55,6 +58,7 @@ struct NodeSockets: Sendable {
         let verifier = self.verifier
         let sink = self.sink
         let idleTimeout = self.idleTimeout
+        let relay = self.relay
         var reasons: [String] = []
         for endpoint in endpoints {
             do {
@@ -65,7 +69,7 @@ struct NodeSockets: Sendable {
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                            try channel.pipeline.syncOperations.addHandler(LinkHandler(id: id, link: link, sink: sink))
+                            try channel.pipeline.syncOperations.addHandler(LinkHandler(id: id, link: link, sink: sink, relay: relay))
                         }
                     }
                     .connect(host: endpoint.host, port: endpoint.port)
@@ -80,11 +84,12 @@ struct NodeSockets: Sendable {
 
     func udp(on endpoint: HostPort, socket index: Int) async throws -> any Channel {
         let sink = self.sink
+        let relay = self.relay
         return try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            .channelInitializer { channel in
+            .channelInitializer { [relay] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DatagramHandler(socket: index, sink: sink))
+                    try channel.pipeline.syncOperations.addHandler(DatagramHandler(socket: index, sink: sink, relay: relay))
                 }
             }
             .bind(host: endpoint.host, port: endpoint.port)
@@ -92,21 +97,42 @@ struct NodeSockets: Sendable {
     }
 }
 
-/// Hands every datagram to the reactor; oversized ones are dropped here.
+/// Relay packets for circuits this supernode carries are forwarded right here, on the event
+/// loop (the relay's hot path: a table lookup and a send); every other datagram goes to the
+/// reactor. Oversized datagrams are dropped.
 final class DatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
     private let socket: Int
     private let sink: NodeEventSink
+    private let relay: RelayForwarder
 
-    init(socket: Int, sink: NodeEventSink) {
+    init(socket: Int, sink: NodeEventSink, relay: RelayForwarder) {
         self.socket = socket
         self.sink = sink
+        self.relay = relay
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        guard envelope.data.readableBytes <= 2048, let source = HostPort(socketAddress: envelope.remoteAddress) else { return }
+        var envelope = unwrapInboundIn(data)
+        guard envelope.data.readableBytes <= 2048 else { return }
+        if envelope.data.readableBytes > RelayCircuits.headerByteCount,
+           envelope.data.getInteger(at: envelope.data.readerIndex, as: UInt8.self) == RelayCircuits.packetMarker,
+           let leg = envelope.data.getBytes(at: envelope.data.readerIndex + 1, length: RelayCircuits.legIDByteCount),
+           let forward = relay.table.route(leg: leg, from: .udp(HostPort(socketAddress: envelope.remoteAddress) ?? HostPort(host: "?", port: 0)),
+                                           byteCount: envelope.data.readableBytes, now: Date().timeIntervalSince1970) {
+            envelope.data.setBytes(forward.legID, at: envelope.data.readerIndex + 1)
+            switch forward.endpoint {
+            case let .udp(target):
+                guard let address = try? SocketAddress(ipAddress: target.host, port: target.port) else { return }
+                context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: address, data: envelope.data)), promise: nil)
+            case let .link(id):
+                relay.sendOverLink(id, packet: Array(envelope.data.readableBytesView))
+            }
+            return
+        }
+        guard let source = HostPort(socketAddress: envelope.remoteAddress) else { return }
         sink.yield(.datagram(Array(envelope.data.readableBytesView), from: source, socket: socket))
     }
 
@@ -120,5 +146,49 @@ extension Channel {
     func sendDatagram(_ bytes: [UInt8], to endpoint: HostPort) {
         guard let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) else { return }
         writeAndFlush(AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes)), promise: nil)
+    }
+}
+
+/// What the relay fast path needs: the circuit table, and a way to reach TCP links (for
+/// UDP-blocked clients) and the main UDP socket (for relay packets that arrived over TCP).
+final class RelayForwarder: Sendable {
+    let table: RelayTable
+    private let sink: NodeEventSink
+    private let links = Mutex<[LinkID: LinkHandle]>([:])
+    private let udp = Mutex<(any Channel)?>(nil)
+
+    init(table: RelayTable, sink: NodeEventSink) {
+        self.table = table
+        self.sink = sink
+    }
+
+    func register(_ handle: LinkHandle) { links.withLock { $0[handle.id] = handle } }
+    func unregister(_ id: LinkID) { _ = links.withLock { $0.removeValue(forKey: id) } }
+    func setUDP(_ channel: any Channel) { udp.withLock { $0 = channel } }
+
+    func sendOverLink(_ id: LinkID, packet: [UInt8]) {
+        // The supernode's own user is one end of this circuit: hand the packet to the reactor.
+        if id == .local {
+            sink.yield(.localRelayPacket(packet))
+            return
+        }
+        guard let handle = links.withLock({ $0[id] }) else { return }
+        var message = OvLinkMessage()
+        message.relayData = OvRelayData()
+        message.relayData.packet = Data(packet)
+        handle.send(message)
+    }
+
+    /// A relay packet that arrived in a TCP link's RelayData: forwarded if it belongs to a circuit
+    /// carried here. Returns false when it does not (it is for this node itself).
+    func forwardFromLink(_ id: LinkID, packet: [UInt8]) -> Bool {
+        guard let (leg, _) = RelayCircuits.parse(packet),
+              let forward = table.route(leg: leg, from: .link(id), byteCount: packet.count, now: Date().timeIntervalSince1970) else { return false }
+        let rewritten = RelayCircuits.packet(leg: forward.legID, payload: Array(packet[RelayCircuits.headerByteCount...]))
+        switch forward.endpoint {
+        case let .udp(target): udp.withLock { $0 }?.sendDatagram(rewritten, to: target)
+        case let .link(other): sendOverLink(other, packet: rewritten)
+        }
+        return true
     }
 }

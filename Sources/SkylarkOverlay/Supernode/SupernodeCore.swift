@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkTraversal
 import SkylarkWire
 
 /// Identifies one link of a node; chosen by the I/O adapter. `LinkID.local` is the node's own
@@ -28,6 +29,12 @@ public struct SupernodeCore: Sendable {
         public var hostCacheAnswerSize = 40
         /// UDP probe requests accepted per source address per minute.
         public var probesPerMinute = 30
+        /// Relays (besides the two ends) in a relay circuit.
+        public var relaysPerCircuit = 2
+        /// Attempts to build a circuit around refusing relays.
+        public var circuitAttempts = 3
+        /// How long a hop has to answer a CircuitSetup.
+        public var circuitSetupTimeout: Double = 4
         public init() {}
     }
 
@@ -86,6 +93,19 @@ public struct SupernodeCore: Sendable {
         case unpublish
     }
 
+    /// A circuit being set up: ours (for a client) or one we are a hop of.
+    private struct CircuitSetupState: Sendable {
+        enum Origin: Sendable {
+            case client(link: LinkID, requestID: UInt64, callee: String, calleeSupernode: Contact, attempt: Int, avoid: Set<NodeID>)
+            case upstream(link: LinkID, requestID: UInt64)
+        }
+        var origin: Origin
+        /// Our leg toward the caller: torn down if the setup fails.
+        var ownLeg: [UInt8]
+        var next: NodeID
+        var deadline: Double
+    }
+
     private struct Departure: Sendable {
         var client: AttachedClient
         var announceAt: Double
@@ -102,6 +122,9 @@ public struct SupernodeCore: Sendable {
     private var pendingByRequest: [UInt64: (pending: Pending, deadline: Double)] = [:]
     private var departures: [String: Departure] = [:]
     private var dialBackTokens: [UInt64: Origin] = [:]
+    private var circuitSetups: [UInt64: CircuitSetupState] = [:]
+    private var relayLookups: [DHTCore.OperationID: (link: LinkID, requestID: UInt64, callee: String, avoid: Set<NodeID>)] = [:]
+    public let relays: RelayTable
     private var probeBudget: [String: (windowStart: Double, count: Int)] = [:]
     private var actions: [Action] = []
     /// Ids of our own requests start high so they never collide with the DHT core's.
@@ -111,7 +134,9 @@ public struct SupernodeCore: Sendable {
     /// Set by `depart`: the node is leaving and starts nothing new in the overlay.
     public private(set) var hasDeparted = false
 
-    public init(identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Double) {
+    public init(identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Double,
+                relays: RelayTable = RelayTable()) {
+        self.relays = relays
         self.identity = identity
         self.verifier = verifier
         self.configuration = configuration
@@ -143,6 +168,7 @@ public struct SupernodeCore: Sendable {
         for delivery in deliveries.values { deadline = min(deadline, delivery.deadline) }
         for departure in departures.values { deadline = min(deadline, departure.announceAt) }
         for entry in pendingByRequest.values { deadline = min(deadline, entry.deadline) }
+        for setup in circuitSetups.values { deadline = min(deadline, setup.deadline) }
         return deadline.isFinite ? deadline : nil
     }
 
@@ -274,6 +300,13 @@ public struct SupernodeCore: Sendable {
                 actions.append(.dialBack(order: order, token: token))
             }
 
+        case let .relayRequest(request)?:
+            guard clients[link] != nil else { return refuse(link, message.id, .notAllowed, "attach first") }
+            guard let callee = try? UserName.canonical(request.callee) else { return refuse(link, message.id, .invalid, "not a valid name") }
+            let avoid = Set(request.avoid.filter { $0.count == NodeID.byteCount }.map { NodeID(bytes: $0) })
+            let operation = dht.findValue(NodeID.presenceKey(for: callee), now: now)
+            relayLookups[operation] = (link, message.id, callee, avoid)
+
         case .detach?:
             if let client = clients.removeValue(forKey: link) {
                 if linkByName[peer.name] == link { linkByName[peer.name] = nil }
@@ -296,6 +329,10 @@ public struct SupernodeCore: Sendable {
         guard !hasDeparted else { return }
         if let entry = pendingByRequest.removeValue(forKey: message.id) {
             peerAnswered(entry.pending, message, now: now)
+            return
+        }
+        if let setup = circuitSetups.removeValue(forKey: message.id) {
+            circuitAnswered(setup, message, now: now)
             return
         }
         if let delivery = deliveries[message.id], case let .forwarding(node, _) = delivery.stage, node == sender.nodeID {
@@ -332,6 +369,8 @@ public struct SupernodeCore: Sendable {
             if let target = HostPort(order.replyTo), order.transactionID.count <= 32 {
                 actions.append(.sendProbe(to: target, transactionID: Array(order.transactionID), fromAlternatePort: false))
             }
+        case let .circuitSetup(setup)?:
+            circuitSetupArrived(setup, link: link, requestID: message.id, now: now)
         default:
             break
         }
@@ -343,6 +382,10 @@ public struct SupernodeCore: Sendable {
         dht.handleUnreachable(id, now: now)
         for (key, delivery) in deliveries {
             if case let .forwarding(node, _) = delivery.stage, node == id { forwardAnswered(key, delivered: false, now: now) }
+        }
+        for (requestID, setup) in circuitSetups where setup.next == id {
+            circuitSetups[requestID] = nil
+            circuitFailed(setup, reason: "a relay could not be reached", now: now)
         }
         drainDHT(now: now)
     }
@@ -404,6 +447,10 @@ public struct SupernodeCore: Sendable {
             case .forwarding: forwardAnswered(id, delivered: false, now: now)
             case .lookingUp, .storing: break  // the DHT core times those out itself
             }
+        }
+        for (requestID, setup) in circuitSetups where setup.deadline <= now {
+            circuitSetups[requestID] = nil
+            circuitFailed(setup, reason: "a relay did not answer", now: now)
         }
         for (id, entry) in pendingByRequest where entry.deadline <= now {
             pendingByRequest[id] = nil
@@ -540,6 +587,152 @@ public struct SupernodeCore: Sendable {
         return message
     }
 
+    // MARK: - Relay circuits
+
+    private mutating func relayLookupFinished(_ lookup: (link: LinkID, requestID: UInt64, callee: String, avoid: Set<NodeID>),
+                                              _ outcome: DHTCore.LookupOutcome, now: Double) {
+        let presence = outcome.records.first.flatMap { try? OvSignedPresence(serializedBytes: $0.value) }
+            .flatMap { try? SignedRecords.verifyPresence($0, verifier: verifier, now: now).record }
+        guard let presence, presence.status != .offline, let far = Contact(presence.supernode), far.udpEndpoint != nil else {
+            return refuse(lookup.link, lookup.requestID, .unavailable, "\(lookup.callee) is not online")
+        }
+        buildCircuit(.client(link: lookup.link, requestID: lookup.requestID, callee: lookup.callee, calleeSupernode: far, attempt: 1, avoid: lookup.avoid), now: now)
+    }
+
+    /// Our end of a circuit for a client: a leg facing the client, bound by its first packet,
+    /// and a leg toward the first hop of the chain (two relays, then the callee's supernode).
+    private mutating func buildCircuit(_ origin: CircuitSetupState.Origin, now: Double) {
+        guard case let .client(link, requestID, callee, far, _, avoid) = origin else { return }
+        let ownLeg = SecureRandom.bytes(RelayCircuits.legIDByteCount)
+        var candidates = dht.routing.allContacts.filter { $0.nodeID != far.nodeID && !avoid.contains($0.nodeID) && $0.udpEndpoint != nil }
+        var chain: [Contact] = []
+        while chain.count < configuration.relaysPerCircuit, !candidates.isEmpty {
+            chain.append(candidates.remove(at: Int(random.next() % UInt64(candidates.count))))
+        }
+        chain.append(far)
+        if chain.count == 1 && far.nodeID == contact.nodeID {
+            // The network has no relay and both callers are here: one circuit joining two clients.
+            let farLeg = SecureRandom.bytes(RelayCircuits.legIDByteCount)
+            guard linkByName[callee] != nil else { return refuse(link, requestID, .unavailable, "\(callee) is not attached here any more") }
+            do {
+                try relays.admit(towardCaller: .init(id: ownLeg, endpoint: nil), towardCallee: .init(id: farLeg, endpoint: nil), now: now)
+            } catch {
+                return refuse(link, requestID, .overloaded, error.description)
+            }
+            return grant(link: link, requestID: requestID, ownLeg: ownLeg, farLeg: farLeg, relays: [identity.name ?? ""], farEndpoint: contact.udpEndpoint)
+        }
+        let first = chain[0]
+        do {
+            try relays.admit(towardCaller: .init(id: ownLeg, endpoint: nil), towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: first.udpEndpoint.map { .udp($0) }), now: now)
+        } catch {
+            return refuse(link, requestID, .overloaded, error.description)
+        }
+        sendSetup(toward: chain, after: ownLeg, callee: callee, origin: origin, now: now)
+    }
+
+    /// Sends the CircuitSetup for the leg after `ownLeg` to the first of `chain`.
+    private mutating func sendSetup(toward chain: [Contact], after ownLeg: [UInt8], callee: String, origin: CircuitSetupState.Origin, now: Double) {
+        // The leg id toward the next hop was chosen at admission: read it back by routing nothing.
+        guard let next = chain.first, let nextLeg = relays.outgoingLeg(after: ownLeg) else {
+            circuitFailed(CircuitSetupState(origin: origin, ownLeg: ownLeg, next: contact.nodeID, deadline: now), reason: "no relay", now: now)
+            return
+        }
+        var setup = OvCircuitSetup()
+        setup.legID = Data(nextLeg)
+        setup.remaining = chain.dropFirst().map(\.message)
+        setup.callee = callee
+        setup.bandwidth = UInt64(relays.limits.perCircuitBandwidth)
+        setup.previousEndpoint = contact.udpEndpoint?.description ?? ""
+        var message = OvLinkMessage()
+        message.id = makeID()
+        message.circuitSetup = setup
+        circuitSetups[message.id] = CircuitSetupState(origin: origin, ownLeg: ownLeg, next: next.nodeID, deadline: now + configuration.circuitSetupTimeout)
+        actions.append(.sendToNode(next, message))
+    }
+
+    /// We are a hop of someone's circuit.
+    private mutating func circuitSetupArrived(_ setup: OvCircuitSetup, link: LinkID, requestID: UInt64, now: Double) {
+        guard setup.legID.count == RelayCircuits.legIDByteCount, let previous = HostPort(setup.previousEndpoint) else {
+            return refuse(link, requestID, .invalid, "bad circuit setup")
+        }
+        let inbound = RelayCircuits.Leg(id: Array(setup.legID), endpoint: .udp(previous))
+        let remaining = setup.remaining.prefix(4).compactMap(Contact.init)
+        if remaining.isEmpty {
+            // The last hop: the callee must be attached here; its leg is bound by its first packet.
+            guard linkByName[setup.callee] != nil else { return refuse(link, requestID, .unavailable, "\(setup.callee) is not attached here") }
+            let farLeg = SecureRandom.bytes(RelayCircuits.legIDByteCount)
+            do {
+                try relays.admit(towardCaller: inbound, towardCallee: .init(id: farLeg, endpoint: nil), bandwidth: Double(setup.bandwidth), now: now)
+            } catch {
+                return refuse(link, requestID, .overloaded, error.description)
+            }
+            var ready = OvCircuitReady()
+            ready.relays = [identity.name ?? ""]
+            ready.farLegID = Data(farLeg)
+            ready.farEndpoint = contact.udpEndpoint?.description ?? ""
+            var answer = OvLinkMessage()
+            answer.id = requestID
+            answer.circuitReady = ready
+            actions.append(.send(link: link, message: answer))
+            return
+        }
+        guard let next = remaining.first, let nextUDP = next.udpEndpoint else { return refuse(link, requestID, .invalid, "bad circuit setup") }
+        do {
+            try relays.admit(towardCaller: inbound, towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: .udp(nextUDP)),
+                             bandwidth: Double(setup.bandwidth), now: now)
+        } catch {
+            return refuse(link, requestID, .overloaded, error.description)
+        }
+        sendSetup(toward: remaining, after: inbound.id, callee: setup.callee, origin: .upstream(link: link, requestID: requestID), now: now)
+    }
+
+    private mutating func circuitAnswered(_ setup: CircuitSetupState, _ message: OvLinkMessage, now: Double) {
+        guard case let .circuitReady(ready)? = message.body else {
+            var reason = "refused"
+            if case let .refused(refused)? = message.body { reason = refused.reason }
+            return circuitFailed(setup, reason: reason, now: now)
+        }
+        let name = identity.name ?? ""
+        switch setup.origin {
+        case let .upstream(link, requestID):
+            var forward = ready
+            forward.relays = [name] + ready.relays
+            var answer = OvLinkMessage()
+            answer.id = requestID
+            answer.circuitReady = forward
+            actions.append(.send(link: link, message: answer))
+        case let .client(link, requestID, _, _, _, _):
+            grant(link: link, requestID: requestID, ownLeg: setup.ownLeg, farLeg: Array(ready.farLegID), relays: [name] + ready.relays,
+                  farEndpoint: HostPort(ready.farEndpoint))
+        }
+    }
+
+    private mutating func circuitFailed(_ setup: CircuitSetupState, reason: String, now: Double) {
+        relays.teardown(leg: setup.ownLeg)
+        switch setup.origin {
+        case let .upstream(link, requestID):
+            refuse(link, requestID, .overloaded, reason)
+        case let .client(link, requestID, callee, far, attempt, avoid):
+            guard attempt < configuration.circuitAttempts else { return refuse(link, requestID, .overloaded, "no relay circuit: \(reason)") }
+            // Around the relay that failed (and any other we tried).
+            var avoid = avoid
+            if setup.next != far.nodeID { avoid.insert(setup.next) }
+            buildCircuit(.client(link: link, requestID: requestID, callee: callee, calleeSupernode: far, attempt: attempt + 1, avoid: avoid), now: now)
+        }
+    }
+
+    private mutating func grant(link: LinkID, requestID: UInt64, ownLeg: [UInt8], farLeg: [UInt8], relays names: [String], farEndpoint: HostPort?) {
+        var granted = OvRelayGranted()
+        granted.legID = Data(ownLeg)
+        granted.farLegID = Data(farLeg)
+        granted.relays = names
+        granted.farEndpoint = farEndpoint?.description ?? ""
+        var answer = OvLinkMessage()
+        answer.id = requestID
+        answer.relayGranted = granted
+        actions.append(.send(link: link, message: answer))
+    }
+
     // MARK: - Departures
 
     private mutating func announceDeparture(_ client: AttachedClient, now: Double) {
@@ -578,6 +771,8 @@ public struct SupernodeCore: Sendable {
             case let .lookupFinished(operation, outcome):
                 if let delivery = deliveries.first(where: { if case let .lookingUp(op) = $0.value.stage { return op == operation } else { return false } }) {
                     lookedUp(delivery.key, outcome: outcome, now: now)
+                } else if let lookup = relayLookups.removeValue(forKey: operation) {
+                    relayLookupFinished(lookup, outcome, now: now)
                 } else if let pending = pendingByOperation.removeValue(forKey: operation) {
                     completeLookup(pending, outcome)
                 }

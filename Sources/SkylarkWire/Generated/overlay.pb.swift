@@ -149,6 +149,9 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
 
   /// payload: Departure; sent by the subject's supernode
   case departure // = 7
+
+  /// payload: CallSignal; live only, never stored
+  case call // = 8
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -165,6 +168,7 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 5: self = .buddyRemove
     case 6: self = .presence
     case 7: self = .departure
+    case 8: self = .call
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -179,6 +183,7 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .buddyRemove: return 5
     case .presence: return 6
     case .departure: return 7
+    case .call: return 8
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -193,6 +198,97 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     .buddyRemove,
     .presence,
     .departure,
+    .call,
+  ]
+
+}
+
+public nonisolated enum OvCallEndReason: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case hangup // = 0
+  case declined // = 1
+  case busy // = 2
+  case noAnswer // = 3
+  case failed // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .hangup
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .hangup
+    case 1: self = .declined
+    case 2: self = .busy
+    case 3: self = .noAnswer
+    case 4: self = .failed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .hangup: return 0
+    case .declined: return 1
+    case .busy: return 2
+    case .noAnswer: return 3
+    case .failed: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [OvCallEndReason] = [
+    .hangup,
+    .declined,
+    .busy,
+    .noAnswer,
+    .failed,
+  ]
+
+}
+
+public nonisolated enum OvCandidateKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// a local address of the node (same LAN)
+  case host // = 0
+
+  /// the node's public UDP mapping, as a supernode saw it
+  case reflexive // = 1
+
+  /// a relay circuit ending at a supernode
+  case relay // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .host
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .host
+    case 1: self = .reflexive
+    case 2: self = .relay
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .host: return 0
+    case .reflexive: return 1
+    case .relay: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [OvCandidateKind] = [
+    .host,
+    .reflexive,
+    .relay,
   ]
 
 }
@@ -713,6 +809,274 @@ public nonisolated struct OvDeparture: Sendable {
   public init() {}
 }
 
+public nonisolated struct OvCallSignal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 16 random bytes chosen by the caller
+  public var callID: Data = Data()
+
+  public var body: OvCallSignal.OneOf_Body? = nil
+
+  public var offer: OvCallOffer {
+    get {
+      if case .offer(let v)? = body {return v}
+      return OvCallOffer()
+    }
+    set {body = .offer(newValue)}
+  }
+
+  public var answer: OvCallAnswer {
+    get {
+      if case .answer(let v)? = body {return v}
+      return OvCallAnswer()
+    }
+    set {body = .answer(newValue)}
+  }
+
+  public var end: OvCallEnd {
+    get {
+      if case .end(let v)? = body {return v}
+      return OvCallEnd()
+    }
+    set {body = .end(newValue)}
+  }
+
+  /// candidates found later (a relay circuit), either side
+  public var candidates: OvCallCandidates {
+    get {
+      if case .candidates(let v)? = body {return v}
+      return OvCallCandidates()
+    }
+    set {body = .candidates(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Body: Equatable, Sendable {
+    case offer(OvCallOffer)
+    case answer(OvCallAnswer)
+    case end(OvCallEnd)
+    /// candidates found later (a relay circuit), either side
+    case candidates(OvCallCandidates)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct OvCallOffer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// X25519, fresh per call: media keys come from it
+  public var ephemeralKey: Data = Data()
+
+  public var candidates: [OvMediaCandidate] = []
+
+  public var natType: String = String()
+
+  /// the caller's RTP SSRC
+  public var ssrc: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvCallAnswer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ephemeralKey: Data = Data()
+
+  public var candidates: [OvMediaCandidate] = []
+
+  public var natType: String = String()
+
+  public var ssrc: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvCallEnd: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var reason: OvCallEndReason = .hangup
+
+  public var detail: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvCallCandidates: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var candidates: [OvMediaCandidate] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvMediaCandidate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: OvCandidateKind = .host
+
+  /// HOST:PORT to send to (the far supernode's UDP port for RELAY)
+  public var endpoint: String = String()
+
+  /// RELAY: the id of the circuit's leg at that supernode
+  public var circuitID: Data = Data()
+
+  /// RELAY: supernode names along the circuit, for status
+  public var relays: [String] = []
+
+  /// RELAY: the owner reaches its supernode over TCP only
+  public var tcpOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Setting up a relay circuit: the caller asks its supernode, which sends CircuitSetup along the
+/// chain (its own, two relays, the callee's); each hop answers or refuses explicitly.
+public nonisolated struct OvRelayRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var callID: Data = Data()
+
+  /// user name; the callee's supernode must have it attached
+  public var callee: String = String()
+
+  public var calleeSupernode: OvContact {
+    get {_calleeSupernode ?? OvContact()}
+    set {_calleeSupernode = newValue}
+  }
+  /// Returns true if `calleeSupernode` has been explicitly set.
+  public var hasCalleeSupernode: Bool {self._calleeSupernode != nil}
+  /// Clears the value of `calleeSupernode`. Subsequent reads from it will return its default value.
+  public mutating func clearCalleeSupernode() {self._calleeSupernode = nil}
+
+  /// node ids not to use as relays (a relay that died)
+  public var avoid: [Data] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _calleeSupernode: OvContact? = nil
+}
+
+/// Relay packets on UDP (and in RelayData on TCP): 0xD6, a 16-byte leg id, the payload. Each hop
+/// has its own leg ids and rewrites the id as it forwards.
+public nonisolated struct OvRelayGranted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// our leg at our supernode
+  public var legID: Data = Data()
+
+  /// the peer's leg at its supernode
+  public var farLegID: Data = Data()
+
+  /// supernode names, ours first
+  public var relays: [String] = []
+
+  /// the peer's supernode's UDP endpoint
+  public var farEndpoint: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvCircuitSetup: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 16 random bytes: the leg between the sender and the receiver
+  public var legID: Data = Data()
+
+  /// hops after the receiver, the last being the callee's supernode
+  public var remaining: [OvContact] = []
+
+  public var callee: String = String()
+
+  /// bytes per second the circuit may carry each way
+  public var bandwidth: UInt64 = 0
+
+  /// the sender's UDP endpoint: the receiver binds the leg to it
+  public var previousEndpoint: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvCircuitReady: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// names of the hops from the receiver on
+  public var relays: [String] = []
+
+  /// the callee's leg at the last hop
+  public var farLegID: Data = Data()
+
+  /// the last hop's UDP endpoint
+  public var farEndpoint: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvCircuitTeardown: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var legID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Media carried on a TCP link when UDP is blocked: the relay packet, whole.
+public nonisolated struct OvRelayData: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var packet: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct OvLinkMessage: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1014,6 +1378,55 @@ public nonisolated struct OvLinkMessage: Sendable {
     set {body = .probeOrder(newValue)}
   }
 
+  /// Calls: relay circuits.
+  public var relayRequest: OvRelayRequest {
+    get {
+      if case .relayRequest(let v)? = body {return v}
+      return OvRelayRequest()
+    }
+    set {body = .relayRequest(newValue)}
+  }
+
+  public var relayGranted: OvRelayGranted {
+    get {
+      if case .relayGranted(let v)? = body {return v}
+      return OvRelayGranted()
+    }
+    set {body = .relayGranted(newValue)}
+  }
+
+  public var circuitSetup: OvCircuitSetup {
+    get {
+      if case .circuitSetup(let v)? = body {return v}
+      return OvCircuitSetup()
+    }
+    set {body = .circuitSetup(newValue)}
+  }
+
+  public var circuitReady: OvCircuitReady {
+    get {
+      if case .circuitReady(let v)? = body {return v}
+      return OvCircuitReady()
+    }
+    set {body = .circuitReady(newValue)}
+  }
+
+  public var circuitTeardown: OvCircuitTeardown {
+    get {
+      if case .circuitTeardown(let v)? = body {return v}
+      return OvCircuitTeardown()
+    }
+    set {body = .circuitTeardown(newValue)}
+  }
+
+  public var relayData: OvRelayData {
+    get {
+      if case .relayData(let v)? = body {return v}
+      return OvRelayData()
+    }
+    set {body = .relayData(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -1057,6 +1470,13 @@ public nonisolated struct OvLinkMessage: Sendable {
     case depart(OvDepart)
     case dialBackOrder(OvDialBackOrder)
     case probeOrder(OvProbeOrder)
+    /// Calls: relay circuits.
+    case relayRequest(OvRelayRequest)
+    case relayGranted(OvRelayGranted)
+    case circuitSetup(OvCircuitSetup)
+    case circuitReady(OvCircuitReady)
+    case circuitTeardown(OvCircuitTeardown)
+    case relayData(OvRelayData)
 
   }
 
@@ -1724,6 +2144,14 @@ public nonisolated struct OvDatagram: Sendable {
     set {body = .probe(newValue)}
   }
 
+  public var pathCheck: OvPathCheck {
+    get {
+      if case .pathCheck(let v)? = body {return v}
+      return OvPathCheck()
+    }
+    set {body = .pathCheck(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -1731,8 +2159,33 @@ public nonisolated struct OvDatagram: Sendable {
     case hostCacheAnswer(OvHostCacheAnswer)
     case probeRequest(OvProbeRequest)
     case probe(OvProbe)
+    case pathCheck(OvPathCheck)
 
   }
+
+  public init() {}
+}
+
+/// Connectivity check between two callers (and keepalive of a working path). Authenticated with
+/// a key only the two callers hold, so a third party cannot fake a working path.
+public nonisolated struct OvPathCheck: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var callID: Data = Data()
+
+  public var transaction: UInt64 = 0
+
+  public var response: Bool = false
+
+  /// response: the source address the check arrived from
+  public var seenFrom: String = String()
+
+  /// HMAC-SHA256 (truncated to 16 bytes) over fields 1-4
+  public var tag: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -1806,7 +2259,15 @@ nonisolated extension OvStatus: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension OvEnvelopeKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ENVELOPE_KIND_UNSPECIFIED\0\u{1}ENVELOPE_KIND_MESSAGE\0\u{1}ENVELOPE_KIND_RECEIPT\0\u{1}ENVELOPE_KIND_BUDDY_REQUEST\0\u{1}ENVELOPE_KIND_BUDDY_ACCEPT\0\u{1}ENVELOPE_KIND_BUDDY_REMOVE\0\u{1}ENVELOPE_KIND_PRESENCE\0\u{1}ENVELOPE_KIND_DEPARTURE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ENVELOPE_KIND_UNSPECIFIED\0\u{1}ENVELOPE_KIND_MESSAGE\0\u{1}ENVELOPE_KIND_RECEIPT\0\u{1}ENVELOPE_KIND_BUDDY_REQUEST\0\u{1}ENVELOPE_KIND_BUDDY_ACCEPT\0\u{1}ENVELOPE_KIND_BUDDY_REMOVE\0\u{1}ENVELOPE_KIND_PRESENCE\0\u{1}ENVELOPE_KIND_DEPARTURE\0\u{1}ENVELOPE_KIND_CALL\0")
+}
+
+nonisolated extension OvCallEndReason: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CALL_END_REASON_HANGUP\0\u{1}CALL_END_REASON_DECLINED\0\u{1}CALL_END_REASON_BUSY\0\u{1}CALL_END_REASON_NO_ANSWER\0\u{1}CALL_END_REASON_FAILED\0")
+}
+
+nonisolated extension OvCandidateKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CANDIDATE_KIND_HOST\0\u{1}CANDIDATE_KIND_REFLEXIVE\0\u{1}CANDIDATE_KIND_RELAY\0")
 }
 
 nonisolated extension OvRefusalCode: SwiftProtobuf._ProtoNameProviding {
@@ -2466,9 +2927,564 @@ nonisolated extension OvDeparture: SwiftProtobuf.Message, SwiftProtobuf._Message
   }
 }
 
+nonisolated extension OvCallSignal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CallSignal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}offer\0\u{1}answer\0\u{1}end\0\u{1}candidates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.callID) }()
+      case 2: try {
+        var v: OvCallOffer?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .offer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .offer(v)
+        }
+      }()
+      case 3: try {
+        var v: OvCallAnswer?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .answer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .answer(v)
+        }
+      }()
+      case 4: try {
+        var v: OvCallEnd?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .end(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .end(v)
+        }
+      }()
+      case 5: try {
+        var v: OvCallCandidates?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .candidates(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .candidates(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.callID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.callID, fieldNumber: 1)
+    }
+    switch self.body {
+    case .offer?: try {
+      guard case .offer(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .answer?: try {
+      guard case .answer(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .end?: try {
+      guard case .end(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .candidates?: try {
+      guard case .candidates(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCallSignal, rhs: OvCallSignal) -> Bool {
+    if lhs.callID != rhs.callID {return false}
+    if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvCallOffer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CallOffer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ephemeral_key\0\u{1}candidates\0\u{3}nat_type\0\u{1}ssrc\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.ephemeralKey) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.candidates) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.natType) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ssrc) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ephemeralKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.ephemeralKey, fieldNumber: 1)
+    }
+    if !self.candidates.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.candidates, fieldNumber: 2)
+    }
+    if !self.natType.isEmpty {
+      try visitor.visitSingularStringField(value: self.natType, fieldNumber: 3)
+    }
+    if self.ssrc != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ssrc, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCallOffer, rhs: OvCallOffer) -> Bool {
+    if lhs.ephemeralKey != rhs.ephemeralKey {return false}
+    if lhs.candidates != rhs.candidates {return false}
+    if lhs.natType != rhs.natType {return false}
+    if lhs.ssrc != rhs.ssrc {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvCallAnswer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CallAnswer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ephemeral_key\0\u{1}candidates\0\u{3}nat_type\0\u{1}ssrc\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.ephemeralKey) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.candidates) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.natType) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.ssrc) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ephemeralKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.ephemeralKey, fieldNumber: 1)
+    }
+    if !self.candidates.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.candidates, fieldNumber: 2)
+    }
+    if !self.natType.isEmpty {
+      try visitor.visitSingularStringField(value: self.natType, fieldNumber: 3)
+    }
+    if self.ssrc != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ssrc, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCallAnswer, rhs: OvCallAnswer) -> Bool {
+    if lhs.ephemeralKey != rhs.ephemeralKey {return false}
+    if lhs.candidates != rhs.candidates {return false}
+    if lhs.natType != rhs.natType {return false}
+    if lhs.ssrc != rhs.ssrc {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvCallEnd: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CallEnd"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{1}detail\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.reason != .hangup {
+      try visitor.visitSingularEnumField(value: self.reason, fieldNumber: 1)
+    }
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCallEnd, rhs: OvCallEnd) -> Bool {
+    if lhs.reason != rhs.reason {return false}
+    if lhs.detail != rhs.detail {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvCallCandidates: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CallCandidates"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}candidates\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.candidates) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.candidates.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.candidates, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCallCandidates, rhs: OvCallCandidates) -> Bool {
+    if lhs.candidates != rhs.candidates {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvMediaCandidate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MediaCandidate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}endpoint\0\u{3}circuit_id\0\u{1}relays\0\u{3}tcp_only\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.endpoint) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.circuitID) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.relays) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.tcpOnly) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.kind != .host {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.endpoint.isEmpty {
+      try visitor.visitSingularStringField(value: self.endpoint, fieldNumber: 2)
+    }
+    if !self.circuitID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.circuitID, fieldNumber: 3)
+    }
+    if !self.relays.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.relays, fieldNumber: 4)
+    }
+    if self.tcpOnly != false {
+      try visitor.visitSingularBoolField(value: self.tcpOnly, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvMediaCandidate, rhs: OvMediaCandidate) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.endpoint != rhs.endpoint {return false}
+    if lhs.circuitID != rhs.circuitID {return false}
+    if lhs.relays != rhs.relays {return false}
+    if lhs.tcpOnly != rhs.tcpOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvRelayRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RelayRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}callee\0\u{3}callee_supernode\0\u{1}avoid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.callID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.callee) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._calleeSupernode) }()
+      case 4: try { try decoder.decodeRepeatedBytesField(value: &self.avoid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.callID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.callID, fieldNumber: 1)
+    }
+    if !self.callee.isEmpty {
+      try visitor.visitSingularStringField(value: self.callee, fieldNumber: 2)
+    }
+    try { if let v = self._calleeSupernode {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.avoid.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.avoid, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvRelayRequest, rhs: OvRelayRequest) -> Bool {
+    if lhs.callID != rhs.callID {return false}
+    if lhs.callee != rhs.callee {return false}
+    if lhs._calleeSupernode != rhs._calleeSupernode {return false}
+    if lhs.avoid != rhs.avoid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvRelayGranted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RelayGranted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}leg_id\0\u{3}far_leg_id\0\u{1}relays\0\u{3}far_endpoint\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.legID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.farLegID) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.relays) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.farEndpoint) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.legID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.legID, fieldNumber: 1)
+    }
+    if !self.farLegID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.farLegID, fieldNumber: 2)
+    }
+    if !self.relays.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.relays, fieldNumber: 3)
+    }
+    if !self.farEndpoint.isEmpty {
+      try visitor.visitSingularStringField(value: self.farEndpoint, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvRelayGranted, rhs: OvRelayGranted) -> Bool {
+    if lhs.legID != rhs.legID {return false}
+    if lhs.farLegID != rhs.farLegID {return false}
+    if lhs.relays != rhs.relays {return false}
+    if lhs.farEndpoint != rhs.farEndpoint {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvCircuitSetup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CircuitSetup"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}leg_id\0\u{1}remaining\0\u{1}callee\0\u{1}bandwidth\0\u{3}previous_endpoint\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.legID) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.remaining) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.callee) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.bandwidth) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.previousEndpoint) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.legID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.legID, fieldNumber: 1)
+    }
+    if !self.remaining.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.remaining, fieldNumber: 2)
+    }
+    if !self.callee.isEmpty {
+      try visitor.visitSingularStringField(value: self.callee, fieldNumber: 3)
+    }
+    if self.bandwidth != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bandwidth, fieldNumber: 4)
+    }
+    if !self.previousEndpoint.isEmpty {
+      try visitor.visitSingularStringField(value: self.previousEndpoint, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCircuitSetup, rhs: OvCircuitSetup) -> Bool {
+    if lhs.legID != rhs.legID {return false}
+    if lhs.remaining != rhs.remaining {return false}
+    if lhs.callee != rhs.callee {return false}
+    if lhs.bandwidth != rhs.bandwidth {return false}
+    if lhs.previousEndpoint != rhs.previousEndpoint {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvCircuitReady: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CircuitReady"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}relays\0\u{3}far_leg_id\0\u{3}far_endpoint\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.relays) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.farLegID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.farEndpoint) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.relays.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.relays, fieldNumber: 1)
+    }
+    if !self.farLegID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.farLegID, fieldNumber: 2)
+    }
+    if !self.farEndpoint.isEmpty {
+      try visitor.visitSingularStringField(value: self.farEndpoint, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCircuitReady, rhs: OvCircuitReady) -> Bool {
+    if lhs.relays != rhs.relays {return false}
+    if lhs.farLegID != rhs.farLegID {return false}
+    if lhs.farEndpoint != rhs.farEndpoint {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvCircuitTeardown: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CircuitTeardown"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}leg_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.legID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.legID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.legID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvCircuitTeardown, rhs: OvCircuitTeardown) -> Bool {
+    if lhs.legID != rhs.legID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvRelayData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RelayData"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}packet\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.packet) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.packet.isEmpty {
+      try visitor.visitSingularBytesField(value: self.packet, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvRelayData, rhs: OvRelayData) -> Bool {
+    if lhs.packet != rhs.packet {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension OvLinkMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LinkMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ping\0\u{1}pong\0\u{1}refused\0\u{1}ack\0\u{2}\u{5}authenticate\0\u{3}login_relay\0\u{3}login_relay_reply\0\u{3}host_cache_request\0\u{3}host_cache_reply\0\u{2}\u{6}attach\0\u{1}attached\0\u{3}publish_presence\0\u{1}search\0\u{3}search_result\0\u{1}deliver\0\u{3}deliver_result\0\u{3}fetch_mailbox\0\u{3}mailbox_contents\0\u{3}mailbox_clear\0\u{3}dial_back_request\0\u{3}dial_back_result\0\u{1}detach\0\u{2}\u{8}incoming\0\u{1}handover\0\u{4}\u{9}find_node\0\u{1}nodes\0\u{3}find_value\0\u{1}values\0\u{1}store\0\u{1}stored\0\u{1}forward\0\u{1}forwarded\0\u{1}unpublish\0\u{1}depart\0\u{3}dial_back_order\0\u{3}probe_order\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ping\0\u{1}pong\0\u{1}refused\0\u{1}ack\0\u{2}\u{5}authenticate\0\u{3}login_relay\0\u{3}login_relay_reply\0\u{3}host_cache_request\0\u{3}host_cache_reply\0\u{2}\u{6}attach\0\u{1}attached\0\u{3}publish_presence\0\u{1}search\0\u{3}search_result\0\u{1}deliver\0\u{3}deliver_result\0\u{3}fetch_mailbox\0\u{3}mailbox_contents\0\u{3}mailbox_clear\0\u{3}dial_back_request\0\u{3}dial_back_result\0\u{1}detach\0\u{2}\u{8}incoming\0\u{1}handover\0\u{4}\u{9}find_node\0\u{1}nodes\0\u{3}find_value\0\u{1}values\0\u{1}store\0\u{1}stored\0\u{1}forward\0\u{1}forwarded\0\u{1}unpublish\0\u{1}depart\0\u{3}dial_back_order\0\u{3}probe_order\0\u{4}\u{9}relay_request\0\u{3}relay_granted\0\u{3}circuit_setup\0\u{3}circuit_ready\0\u{3}circuit_teardown\0\u{3}relay_data\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2945,6 +3961,84 @@ nonisolated extension OvLinkMessage: SwiftProtobuf.Message, SwiftProtobuf._Messa
           self.body = .probeOrder(v)
         }
       }()
+      case 70: try {
+        var v: OvRelayRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .relayRequest(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .relayRequest(v)
+        }
+      }()
+      case 71: try {
+        var v: OvRelayGranted?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .relayGranted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .relayGranted(v)
+        }
+      }()
+      case 72: try {
+        var v: OvCircuitSetup?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .circuitSetup(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .circuitSetup(v)
+        }
+      }()
+      case 73: try {
+        var v: OvCircuitReady?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .circuitReady(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .circuitReady(v)
+        }
+      }()
+      case 74: try {
+        var v: OvCircuitTeardown?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .circuitTeardown(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .circuitTeardown(v)
+        }
+      }()
+      case 75: try {
+        var v: OvRelayData?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .relayData(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .relayData(v)
+        }
+      }()
       default: break
       }
     }
@@ -3102,6 +4196,30 @@ nonisolated extension OvLinkMessage: SwiftProtobuf.Message, SwiftProtobuf._Messa
     case .probeOrder?: try {
       guard case .probeOrder(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 61)
+    }()
+    case .relayRequest?: try {
+      guard case .relayRequest(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
+    }()
+    case .relayGranted?: try {
+      guard case .relayGranted(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
+    }()
+    case .circuitSetup?: try {
+      guard case .circuitSetup(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 72)
+    }()
+    case .circuitReady?: try {
+      guard case .circuitReady(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 73)
+    }()
+    case .circuitTeardown?: try {
+      guard case .circuitTeardown(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 74)
+    }()
+    case .relayData?: try {
+      guard case .relayData(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 75)
     }()
     case nil: break
     }
@@ -4356,7 +5474,7 @@ nonisolated extension OvProbeOrder: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension OvDatagram: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Datagram"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_cache_query\0\u{3}host_cache_answer\0\u{3}probe_request\0\u{1}probe\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}host_cache_query\0\u{3}host_cache_answer\0\u{3}probe_request\0\u{1}probe\0\u{3}path_check\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4416,6 +5534,19 @@ nonisolated extension OvDatagram: SwiftProtobuf.Message, SwiftProtobuf._MessageI
           self.body = .probe(v)
         }
       }()
+      case 5: try {
+        var v: OvPathCheck?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .pathCheck(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .pathCheck(v)
+        }
+      }()
       default: break
       }
     }
@@ -4443,6 +5574,10 @@ nonisolated extension OvDatagram: SwiftProtobuf.Message, SwiftProtobuf._MessageI
       guard case .probe(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     }()
+    case .pathCheck?: try {
+      guard case .pathCheck(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -4450,6 +5585,56 @@ nonisolated extension OvDatagram: SwiftProtobuf.Message, SwiftProtobuf._MessageI
 
   public static func ==(lhs: OvDatagram, rhs: OvDatagram) -> Bool {
     if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvPathCheck: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PathCheck"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}transaction\0\u{1}response\0\u{3}seen_from\0\u{1}tag\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.callID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.transaction) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.response) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.seenFrom) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.tag) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.callID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.callID, fieldNumber: 1)
+    }
+    if self.transaction != 0 {
+      try visitor.visitSingularUInt64Field(value: self.transaction, fieldNumber: 2)
+    }
+    if self.response != false {
+      try visitor.visitSingularBoolField(value: self.response, fieldNumber: 3)
+    }
+    if !self.seenFrom.isEmpty {
+      try visitor.visitSingularStringField(value: self.seenFrom, fieldNumber: 4)
+    }
+    if !self.tag.isEmpty {
+      try visitor.visitSingularBytesField(value: self.tag, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvPathCheck, rhs: OvPathCheck) -> Bool {
+    if lhs.callID != rhs.callID {return false}
+    if lhs.transaction != rhs.transaction {return false}
+    if lhs.response != rhs.response {return false}
+    if lhs.seenFrom != rhs.seenFrom {return false}
+    if lhs.tag != rhs.tag {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

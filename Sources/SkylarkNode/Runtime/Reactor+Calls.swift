@@ -1,0 +1,356 @@
+import Foundation
+import NIOCore
+import SkylarkCrypto
+import SkylarkOverlay
+import SkylarkTraversal
+import SkylarkWire
+
+/// A call as the reactor holds it: the signalling and path core, and the media once keys and a
+/// path exist.
+struct CallEntry {
+    var session: CallSession
+    var media: CallMedia?
+    /// When the user dialled or the call rang, for the setup time.
+    var startedAt: Double
+    var answeredAt: Double?
+    var firstAudioAt: Double?
+    var endedAt: Double?
+    var endReason: String?
+    var pathHistory: [String] = []
+    /// Control requests waiting for the call to be answered or to end.
+    var waiters: [EventLoopPromise<String>] = []
+}
+
+extension Reactor {
+    static let callRequestID: UInt64 = 1 << 61
+
+    // MARK: - Control
+
+    func startCall(to rawName: String, promise: EventLoopPromise<String>, now: Double) {
+        guard let session else { return promise.succeed(Self.failure("not logged in yet")) }
+        guard let name = try? UserName.canonical(rawName) else { return promise.succeed(Self.failure("invalid name '\(rawName)'")) }
+        guard let buddy = session.state.buddies[name], buddy.state == .confirmed else {
+            return promise.succeed(Self.failure("\(name) is not your buddy (calls are between buddies: skylark buddy add \(name))"))
+        }
+        guard buddy.presence == .online || buddy.presence == .away else {
+            return promise.succeed(Self.failure("\(name) is offline"))
+        }
+        if let busy = calls.values.first(where: { !$0.session.isEnded }) {
+            return promise.succeed(Self.failure("already in a call with \(busy.session.peer) (skylark hangup first)"))
+        }
+        do {
+            let call = try CallSession(calling: name, candidates: ownMediaCandidates(), natType: natType.rawValue, peerNAT: buddy.natType ?? "unknown",
+                                       ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
+            let id = call.callID.hexString
+            calls[id] = CallEntry(session: call, startedAt: now)
+            console.note("calling \(name) (call \(id.prefix(8)))")
+            logger.info("call started", metadata: ["call.id": "\(id)", "call.peer": "\(name)"])
+            drainCall(id, now: now)
+            promise.succeed(Self.answer(callReport(id, now: now)))
+        } catch {
+            promise.succeed(Self.failure("cannot start the call: \(error)"))
+        }
+    }
+
+    func answerCall(_ id: String?, promise: EventLoopPromise<String>, now: Double) {
+        guard let id = resolveCall(id, where: { $0.session.phase == .ringing }) else {
+            return promise.succeed(Self.failure(id == nil ? "no call is ringing" : "no ringing call \(id!)"))
+        }
+        calls[id]?.session.answer(now: now)
+        calls[id]?.answeredAt = now
+        drainCall(id, now: now)
+        promise.succeed(Self.answer(callReport(id, now: now)))
+    }
+
+    func hangUp(_ id: String?, promise: EventLoopPromise<String>, now: Double) {
+        guard let id = resolveCall(id, where: { !$0.session.isEnded }) else {
+            return promise.succeed(Self.failure(id == nil ? "no call in progress" : "no call \(id!)"))
+        }
+        if calls[id]?.session.phase == .ringing { calls[id]?.session.decline() } else { calls[id]?.session.hangUp() }
+        drainCall(id, now: now)
+        promise.succeed(Self.answer(callReport(id, now: now)))
+    }
+
+    /// A call by (a prefix of) its id, or the only call matching `filter`.
+    func resolveCall(_ id: String?, where filter: (CallEntry) -> Bool) -> String? {
+        if let id { return calls.keys.first { $0.hasPrefix(id.lowercased()) && filter(calls[$0]!) } }
+        let matching = calls.filter { filter($0.value) }.map(\.key)
+        return matching.count == 1 ? matching[0] : matching.sorted { calls[$0]!.startedAt > calls[$1]!.startedAt }.first
+    }
+
+    /// Our candidates: LAN addresses and the public UDP mapping (none when UDP is blocked).
+    func ownMediaCandidates() -> [OvMediaCandidate] {
+        guard natType != .udpBlocked else { return [] }
+        var candidates: [OvMediaCandidate] = []
+        for endpoint in privateEndpoints() {
+            var candidate = OvMediaCandidate()
+            candidate.kind = .host
+            candidate.endpoint = endpoint
+            candidates.append(candidate)
+        }
+        if let publicUDP, !candidates.contains(where: { $0.endpoint == publicUDP.description }) {
+            var candidate = OvMediaCandidate()
+            candidate.kind = .reflexive
+            candidate.endpoint = publicUDP.description
+            candidates.append(candidate)
+        }
+        return candidates
+    }
+
+    // MARK: - Signalling and checks in
+
+    func callSignalArrived(from peer: String, _ signal: OvCallSignal, now: Double) {
+        let id = Array(signal.callID).hexString
+        guard signal.callID.count == 16 else { return }
+        if calls[id] != nil {
+            guard calls[id]!.session.peer == peer else { return }
+            calls[id]!.session.handleSignal(signal, now: now)
+            if case .answer? = signal.body { calls[id]!.answeredAt = now }
+            drainCall(id, now: now)
+            return
+        }
+        guard case let .offer(offer)? = signal.body else { return }
+        if calls.values.contains(where: { !$0.session.isEnded }) {
+            // Busy: one call at a time.
+            var busy = OvCallSignal()
+            busy.callID = signal.callID
+            busy.end = OvCallEnd()
+            busy.end.reason = .busy
+            busy.end.detail = "\(identity.name ?? "callee") is in another call"
+            try? session?.sendCallSignal(busy, to: peer, now: now)
+            return
+        }
+        do {
+            let call = try CallSession(offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType.rawValue,
+                                       ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
+            calls[id] = CallEntry(session: call, startedAt: now)
+            console.note("incoming call from \(peer) (call \(id.prefix(8)))\(configuration.autoAnswer ? ", answering" : " — skylark answer")")
+            logger.info("call ringing", metadata: ["call.id": "\(id)", "call.peer": "\(peer)"])
+            if configuration.autoAnswer {
+                calls[id]!.session.answer(now: now)
+                calls[id]!.answeredAt = now
+            }
+            drainCall(id, now: now)
+        } catch {
+            logger.warning("cannot take a call", metadata: ["call.error": "\(error)"])
+        }
+    }
+
+    func pathCheckArrived(_ check: OvPathCheck, from source: HostPort, circuit: [UInt8]?, overTCP: Bool, now: Double) {
+        let id = Array(check.callID).hexString
+        guard calls[id] != nil else { return }
+        calls[id]!.session.handleCheck(check, from: source, circuit: circuit, overTCP: overTCP, now: now)
+        drainCall(id, now: now)
+    }
+
+    /// A relay packet for this node (not one to forward): its payload is a path check or media.
+    func relayPacketArrived(_ packet: [UInt8], from source: HostPort, overTCP: Bool, now: Double) {
+        guard let (leg, payload) = RelayCircuits.parse(packet), let first = payload.first else { return }
+        if first == 0xD5, let datagram = try? OvDatagram(serializedBytes: Array(payload.dropFirst())), case let .pathCheck(check)? = datagram.body {
+            return pathCheckArrived(check, from: source, circuit: leg, overTCP: overTCP, now: now)
+        }
+        mediaArrived(Array(payload), via: leg, from: source, now: now)
+    }
+
+    /// Encrypted RTP from the peer, straight or out of a circuit.
+    func mediaArrived(_ packet: [UInt8], via leg: [UInt8]?, from source: HostPort, now: Double) {
+        guard let id = calls.first(where: { entry in
+            guard let path = entry.value.session.path, entry.value.media != nil else { return false }
+            return leg != nil ? path.circuit == leg : path.endpoint == source || entry.value.media!.accepts(packet)
+        })?.key else { return }
+        if calls[id]!.media!.receive(packet, now: now) {
+            calls[id]!.session.mediaArrived(now: now)
+        }
+    }
+
+    // MARK: - Actions out
+
+    func drainCall(_ id: String, now: Double) {
+        while let action = calls[id]?.session.poll() {
+            switch action {
+            case let .signal(signal):
+                guard let peer = calls[id]?.session.peer else { continue }
+                do { try session?.sendCallSignal(signal, to: peer, now: now) } catch {
+                    logger.warning("cannot signal the call", metadata: ["call.error": "\(error)"])
+                }
+            case let .sendCheck(check, target, circuit, overTCP):
+                var datagram = OvDatagram()
+                datagram.pathCheck = check
+                guard let body = try? datagram.serializedBytes() as [UInt8] else { continue }
+                sendCallPacket([0xD5] + body, to: target, circuit: circuit, overTCP: overTCP)
+            case let .requestRelay(avoid):
+                requestRelay(for: id, avoid: avoid, now: now)
+            case let .pathChanged(path):
+                callPathChanged(id, path, now: now)
+            case let .ended(reason, detail):
+                callEnded(id, reason: reason, detail: detail, now: now)
+            }
+        }
+    }
+
+    /// Sends a call packet (path check or media) straight over UDP, or into a relay circuit:
+    /// over UDP to our supernode's relay port, or over our TCP link when UDP is blocked.
+    func sendCallPacket(_ payload: [UInt8], to target: HostPort, circuit: [UInt8]?, overTCP: Bool) {
+        guard let circuit else {
+            udp.first?.sendDatagram(payload, to: target)
+            return
+        }
+        let packet = RelayCircuits.packet(leg: circuit, payload: payload)
+        if supernode != nil {
+            // Our end of the circuit is in our own table.
+            _ = sockets.relay.forwardFromLink(.local, packet: packet)
+        } else if overTCP, let link = supernodeLink {
+            var message = OvLinkMessage()
+            message.relayData = OvRelayData()
+            message.relayData.packet = Data(packet)
+            links[link]?.handle.send(message)
+        } else {
+            udp.first?.sendDatagram(packet, to: target)
+        }
+    }
+
+    func requestRelay(for id: String, avoid: [String], now: Double) {
+        guard let peer = calls[id]?.session.peer else { return }
+        var request = OvRelayRequest()
+        request.callID = Data(hexCallID(id))
+        request.callee = peer
+        let message: (inout OvLinkMessage) -> Void = { $0.relayRequest = request }
+        if supernode != nil {
+            var local = OvLinkMessage()
+            local.id = makeRequestID()
+            message(&local)
+            runtimeRequests[local.id] = (.relay(callID: id), now + 15)
+            supernode?.handleClientMessage(local, link: .local, peer: ownPeer, observedEndpoint: "local", now: now)
+        } else if let link = supernodeLink {
+            sendRuntimeRequest(.relay(callID: id), on: link, now: now, timeout: 15, message)
+        } else {
+            calls[id]?.session.relayRefused("not attached to a supernode", now: now)
+        }
+        logger.info("relay requested", metadata: ["call.id": "\(id)", "call.avoid": "\(avoid.joined(separator: ","))"])
+    }
+
+    func relayAnswered(callID id: String, _ message: OvLinkMessage, now: Double) {
+        guard calls[id] != nil else { return }
+        switch message.body {
+        case let .relayGranted(granted)?:
+            // Our end of the circuit is our supernode's UDP port (ourselves, when we are one).
+            let ownEnd = supernode?.contact.udpEndpoint ?? session?.supernode?.udpEndpoint
+            guard let ownEnd else { return calls[id]!.session.relayRefused("no supernode UDP endpoint", now: now) }
+            calls[id]!.session.relayGranted(granted, ownEnd: ownEnd, overTCP: natType == .udpBlocked && supernode == nil, now: now)
+            logger.info("relay granted", metadata: ["call.id": "\(id)", "call.relays": "\(granted.relays.joined(separator: ">"))"])
+        case let .refused(refused)?:
+            calls[id]!.session.relayRefused(refused.reason, now: now)
+            logger.warning("relay refused", metadata: ["call.id": "\(id)", "call.error": "\(refused.reason)"])
+        default:
+            calls[id]!.session.relayRefused("unexpected answer", now: now)
+        }
+        drainCall(id, now: now)
+    }
+
+    func callPathChanged(_ id: String, _ path: CallSession.Path?, now: Double) {
+        guard var entry = calls[id] else { return }
+        if let path {
+            let text = Self.describe(path)
+            entry.pathHistory.append(text)
+            console.note("call with \(entry.session.peer): \(text)")
+            logger.info("call path", metadata: ["call.id": "\(id)", "call.path": "\(text)"])
+            if entry.media == nil, let secret = entry.session.sharedSecret, let peerSSRC = entry.session.peerSSRC {
+                do {
+                    entry.media = try CallMedia(sharedSecret: secret, callID: entry.session.callID, role: entry.session.role, ssrc: entry.session.ssrc,
+                                                peerSSRC: peerSSRC, microphone: configuration.microphone, speaker: speakerPath(for: entry.session), now: now)
+                } catch {
+                    logger.error("cannot start the call's audio", metadata: ["call.error": "\(error)"])
+                    entry.session.hangUp()
+                }
+            }
+            for waiter in entry.waiters { waiter.succeed(Self.answer(callReport(id, entry: entry, now: now))) }
+            entry.waiters = []
+        }
+        calls[id] = entry
+        drainCall(id, now: now)
+    }
+
+    func callEnded(_ id: String, reason: OvCallEndReason, detail: String, now: Double) {
+        guard var entry = calls[id] else { return }
+        entry.endedAt = now
+        entry.endReason = detail
+        entry.media?.close()
+        console.note("call with \(entry.session.peer) ended: \(detail)")
+        logger.info("call ended", metadata: ["call.id": "\(id)", "call.reason": "\(detail)"])
+        for waiter in entry.waiters { waiter.succeed(Self.answer(callReport(id, entry: entry, now: now))) }
+        entry.waiters = []
+        calls[id] = entry
+    }
+
+    /// The recording of a call: the --speaker path, where "{peer}" and "{call}" are replaced by
+    /// the peer's name and the call id (one file per call), or none.
+    func speakerPath(for call: CallSession) -> String? {
+        configuration.speaker.map { $0.replacingOccurrences(of: "{peer}", with: call.peer).replacingOccurrences(of: "{call}", with: call.callID.hexString) }
+    }
+
+    // MARK: - Time
+
+    /// Called every 20 ms while a call has media, and from the 100 ms tick.
+    func callsTick(now: Double) {
+        for id in Array(calls.keys) {
+            guard var entry = calls[id] else { continue }
+            if let deadline = entry.session.nextDeadline, deadline <= now {
+                entry.session.handleTimeout(now: now)
+                calls[id] = entry
+                drainCall(id, now: now)
+                entry = calls[id]!
+            }
+            if let path = entry.session.path, let media = entry.media {
+                for packet in media.packetsDue(now: now) {
+                    sendCallPacket(packet, to: path.endpoint, circuit: path.circuit, overTCP: path.overTCP)
+                }
+                if media.playOut(now: now), entry.firstAudioAt == nil {
+                    calls[id]?.firstAudioAt = now
+                    logger.info("first audio", metadata: ["call.id": "\(id)", "call.setup_ms": "\(Int((now - entry.startedAt) * 1000))",
+                                                          "call.path": "\(entry.session.path.map(Self.describe) ?? "-")"])
+                }
+            }
+            // Ended calls are kept a minute for `skylark calls`.
+            if let ended = entry.endedAt, now - ended > 60 { calls[id] = nil }
+        }
+    }
+
+    var hasActiveMedia: Bool { calls.values.contains { $0.media != nil && !$0.session.isEnded } }
+
+    // MARK: - Reports
+
+    func callReport(_ id: String, now: Double) -> ControlResults.Call {
+        callReport(id, entry: calls[id]!, now: now)
+    }
+
+    func callReport(_ id: String, entry: CallEntry, now: Double) -> ControlResults.Call {
+        let state: String
+        switch entry.session.phase {
+        case .calling: state = "calling"
+        case .ringing: state = "ringing"
+        case .connecting: state = "connecting"
+        case .active: state = "active"
+        case .ended: state = "ended"
+        }
+        let stats = entry.media?.statistics(now: now)
+        return ControlResults.Call(
+            id: id, peer: entry.session.peer, direction: entry.session.role == .caller ? "outgoing" : "incoming", state: state,
+            path: entry.session.path.map { $0.kind.rawValue }, relays: entry.session.path?.relays ?? [], overTCP: entry.session.path?.overTCP ?? false,
+            pathDetail: entry.session.path.map(Self.describe), pathHistory: entry.pathHistory,
+            rttMilliseconds: entry.session.path?.rtt.map { ($0 * 1000).rounded() },
+            lossPercent: stats?.lossPercent, jitterMilliseconds: stats?.jitterMilliseconds, bitrateKbps: stats?.bitrateKbps,
+            packetsSent: stats?.packetsSent, packetsReceived: stats?.packetsReceived,
+            longestGapMilliseconds: stats?.longestGapMilliseconds.map { $0.rounded() },
+            setupMilliseconds: entry.firstAudioAt.map { (($0 - entry.startedAt) * 1000).rounded() },
+            ended: entry.endReason)
+    }
+
+    static func describe(_ path: CallSession.Path) -> String {
+        switch path.kind {
+        case .direct, .punched: return "\(path.kind.rawValue) UDP to \(path.endpoint)"
+        case .relayed: return "relayed over \(path.overTCP ? "TCP" : "UDP") via \(path.relays.joined(separator: " > "))"
+        }
+    }
+
+    func hexCallID(_ id: String) -> [UInt8] { [UInt8](hexString: id) ?? [] }
+}

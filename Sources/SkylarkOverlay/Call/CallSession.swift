@@ -1,0 +1,478 @@
+import Foundation
+import SkylarkCrypto
+import SkylarkWire
+
+/// One voice call, either side, as a sans-I/O core: signalling, the key agreement, and finding
+/// and keeping a media path. Media itself (Opus, RTP, encryption) is the adapter's; this core
+/// says which path to send it on.
+///
+/// - Signalling: `CallSignal`s sent as CALL envelopes, signed by the sender — so the fresh X25519
+///   keys in the offer and the answer are authenticated, and the media keys derived from them are
+///   known to the two callers only (relays forward ciphertext).
+/// - Paths: every candidate the peer offers (its LAN addresses, its public UDP mapping, a relay
+///   circuit) is checked at once with authenticated `PathCheck`s; the call starts on the first
+///   that answers and moves to a better one when it answers (UDP beats relay; relay over UDP beats
+///   relay over TCP). Both sides sending checks to each other's public mapping is what punches
+///   port-restricted NATs.
+/// - A relay is requested at once when either side's NAT makes UDP unlikely (symmetric,
+///   UDP-blocked, unknown), otherwise when no UDP path works after `relayFallbackDelay`.
+/// - The active path is checked every `keepaliveInterval`; after `deadAfter` without an answer it
+///   is dropped for the next best, and if there is none the caller asks for a new relay circuit
+///   avoiding the relays it used.
+public struct CallSession: Sendable {
+    public struct Configuration: Sendable {
+        public var checkInterval: Double = 0.05
+        public var checkLifetime: Double = 8
+        public var keepaliveInterval: Double = 0.25
+        public var deadAfter: Double = 1
+        public var relayFallbackDelay: Double = 1.5
+        public var ringTimeout: Double = 45
+        public var connectTimeout: Double = 15
+        public init() {}
+    }
+
+    public enum Role: String, Sendable, Codable { case caller, callee }
+
+    public enum PathKind: String, Sendable, Codable { case direct, punched, relayed }
+
+    public struct Path: Sendable, Equatable {
+        public var kind: PathKind
+        /// Where to send: the peer's UDP address, or (relayed) our end of the circuit.
+        public var endpoint: HostPort
+        public var circuit: [UInt8]?
+        public var relays: [String]
+        /// Relayed over our TCP link to our supernode (UDP blocked).
+        public var overTCP: Bool
+        public var rtt: Double?
+    }
+
+    public enum Phase: Equatable, Sendable {
+        case calling
+        case ringing
+        case connecting
+        case active
+        case ended(OvCallEndReason, String)
+    }
+
+    public enum Action: Sendable {
+        /// Send to the peer as a CALL envelope.
+        case signal(OvCallSignal)
+        /// Send a path check: straight to `to` over UDP, or wrapped in a relay packet for `circuit`
+        /// (to our supernode's UDP port, or over our TCP link when `overTCP`).
+        case sendCheck(OvPathCheck, to: HostPort, circuit: [UInt8]?, overTCP: Bool)
+        /// Ask our supernode for a relay circuit toward the peer, avoiding these relays.
+        case requestRelay(avoid: [String])
+        /// Media should go this way from now on (nil: no path).
+        case pathChanged(Path?)
+        case ended(OvCallEndReason, String)
+    }
+
+    private struct Pair: Sendable {
+        var endpoint: HostPort
+        var kind: PathKind
+        var circuit: [UInt8]?
+        var relays: [String]
+        var overTCP: Bool
+        var createdAt: Double
+        var nextCheck: Double
+        var pending: [UInt64: Double] = [:]
+        var succeeded = false
+        var failed = false
+        var lastAnswer: Double?
+        var rtt: Double?
+
+        var priority: Int {
+            switch (kind, overTCP) {
+            case (.direct, _), (.punched, _): return 3
+            case (.relayed, false): return 2
+            case (.relayed, true): return 1
+            }
+        }
+
+        func sameRoute(as other: Pair) -> Bool { endpoint == other.endpoint && circuit == other.circuit }
+    }
+
+    public let configuration: Configuration
+    public let callID: [UInt8]
+    public let role: Role
+    public let peer: String
+    public let ssrc: UInt32
+    public private(set) var peerSSRC: UInt32?
+    public private(set) var phase: Phase
+    public private(set) var path: Path?
+    public private(set) var sharedSecret: [UInt8]?
+    public private(set) var startedAt: Double
+    public private(set) var connectedAt: Double?
+    private let ephemeral: X25519.PrivateKey
+    private let ephemeralPublic: [UInt8]
+    private var peerEphemeral: [UInt8]?
+    private var checkKey: [UInt8]?
+    private var ownCandidates: [OvMediaCandidate]
+    private let ownNAT: String
+    private var peerNAT: String
+    private var peerCandidates: [OvMediaCandidate] = []
+    private var ownRelay: OvMediaCandidate?
+    private var usedRelays: [String] = []
+    private var relayRequested = false
+    private var pairs: [Pair] = []
+    private var actions: [Action] = []
+    private var nextTransaction: UInt64 = 1
+    private var phaseDeadline: Double
+
+    /// Starts a call to `peer`. `peerNAT` is the type in the peer's presence, if known.
+    public init(calling peer: String, callID: [UInt8] = SecureRandom.bytes(16), candidates: [OvMediaCandidate], natType: String,
+                peerNAT: String, ssrc: UInt32, configuration: Configuration = .init(), now: Double) throws {
+        self.configuration = configuration
+        self.callID = callID
+        self.role = .caller
+        self.peer = peer
+        self.ssrc = ssrc
+        self.phase = .calling
+        self.startedAt = now
+        self.ephemeral = try X25519.PrivateKey()
+        self.ephemeralPublic = try ephemeral.publicKey()
+        self.ownCandidates = candidates
+        self.ownNAT = natType
+        self.peerNAT = peerNAT
+        self.phaseDeadline = now + configuration.ringTimeout
+        var offer = OvCallOffer()
+        offer.ephemeralKey = Data(ephemeralPublic)
+        offer.candidates = candidates
+        offer.natType = natType
+        offer.ssrc = ssrc
+        var signal = OvCallSignal()
+        signal.callID = Data(callID)
+        signal.offer = offer
+        actions.append(.signal(signal))
+        if Self.needsRelay(natType) || Self.needsRelay(peerNAT) { requestRelay() }
+    }
+
+    /// An incoming call: rings until `answer`, `decline` or the ring timeout.
+    public init(offer: OvCallOffer, callID: [UInt8], from peer: String, candidates: [OvMediaCandidate], natType: String,
+                ssrc: UInt32, configuration: Configuration = .init(), now: Double) throws {
+        self.configuration = configuration
+        self.callID = callID
+        self.role = .callee
+        self.peer = peer
+        self.ssrc = ssrc
+        self.peerSSRC = offer.ssrc
+        self.phase = .ringing
+        self.startedAt = now
+        self.ephemeral = try X25519.PrivateKey()
+        self.ephemeralPublic = try ephemeral.publicKey()
+        self.ownCandidates = candidates
+        self.ownNAT = natType
+        self.peerNAT = offer.natType
+        self.peerEphemeral = Array(offer.ephemeralKey)
+        self.phaseDeadline = now + configuration.ringTimeout
+        addPeerCandidates(offer.candidates, now: now)
+    }
+
+    public mutating func poll() -> Action? {
+        actions.isEmpty ? nil : actions.removeFirst()
+    }
+
+    public var isEnded: Bool {
+        if case .ended = phase { return true }
+        return false
+    }
+
+    public var nextDeadline: Double? {
+        guard !isEnded else { return nil }
+        var deadline = phaseDeadline
+        for pair in pairs where !pair.failed { deadline = min(deadline, pair.nextCheck) }
+        if phase == .active || phase == .connecting, let path, let pair = pairs.first(where: { $0.endpoint == path.endpoint && $0.circuit == path.circuit }),
+           let last = pair.lastAnswer {
+            deadline = min(deadline, last + configuration.deadAfter)
+        }
+        return deadline
+    }
+
+    // MARK: - User actions
+
+    public mutating func answer(now: Double) {
+        guard phase == .ringing, let peerEphemeral else { return }
+        do {
+            try agree(peerEphemeral: peerEphemeral)
+        } catch {
+            return end(.failed, "key agreement failed", notify: true)
+        }
+        var answer = OvCallAnswer()
+        answer.ephemeralKey = Data(ephemeralPublic)
+        answer.candidates = ownCandidates
+        answer.natType = ownNAT
+        answer.ssrc = ssrc
+        var signal = OvCallSignal()
+        signal.callID = Data(callID)
+        signal.answer = answer
+        actions.append(.signal(signal))
+        phase = .connecting
+        phaseDeadline = now + configuration.connectTimeout
+        schedulePairs(now: now)
+    }
+
+    public mutating func decline() {
+        guard phase == .ringing else { return }
+        end(.declined, "declined", notify: true)
+    }
+
+    public mutating func hangUp() {
+        guard !isEnded else { return }
+        end(phase == .calling ? .noAnswer : .hangup, "hung up", notify: true)
+    }
+
+    // MARK: - Inputs
+
+    public mutating func handleSignal(_ signal: OvCallSignal, now: Double) {
+        guard Array(signal.callID) == callID, !isEnded else { return }
+        switch signal.body {
+        case let .answer(answer)?:
+            guard role == .caller, phase == .calling else { return }
+            do {
+                try agree(peerEphemeral: Array(answer.ephemeralKey))
+            } catch {
+                return end(.failed, "key agreement failed", notify: true)
+            }
+            peerSSRC = answer.ssrc
+            peerNAT = answer.natType
+            phase = .connecting
+            phaseDeadline = now + configuration.connectTimeout
+            addPeerCandidates(answer.candidates, now: now)
+            if let ownRelay { sendCandidates([ownRelay]) }
+            schedulePairs(now: now)
+            if !relayRequested && (Self.needsRelay(ownNAT) || Self.needsRelay(peerNAT)) { requestRelay() }
+        case let .candidates(candidates)?:
+            addPeerCandidates(candidates.candidates, now: now)
+        case let .end(end)?:
+            self.end(end.reason, end.detail.isEmpty ? "ended by \(peer)" : end.detail, notify: false)
+        case .offer?, nil:
+            return
+        }
+    }
+
+    /// A path check (or its answer) that arrived from `source` — over UDP, or out of a relay
+    /// circuit (`circuit`).
+    public mutating func handleCheck(_ check: OvPathCheck, from source: HostPort, circuit: [UInt8]?, overTCP: Bool, now: Double) {
+        guard Array(check.callID) == callID, let checkKey, !isEnded, Self.tag(check, key: checkKey) == Array(check.tag) else { return }
+        if check.response {
+            guard let index = pairs.firstIndex(where: { $0.pending[check.transaction] != nil }) else { return }
+            let sentAt = pairs[index].pending.removeValue(forKey: check.transaction)!
+            let rtt = now - sentAt
+            pairs[index].rtt = pairs[index].rtt.map { 0.8 * $0 + 0.2 * rtt } ?? rtt
+            pairs[index].lastAnswer = now
+            pairs[index].failed = false
+            if !pairs[index].succeeded {
+                pairs[index].succeeded = true
+                pairs[index].nextCheck = now + configuration.keepaliveInterval
+            }
+            choosePath(now: now)
+        } else {
+            // Answer on the way it came. A check arriving from an address we did not know (the
+            // peer's mapping toward us, behind its NAT) becomes a candidate of its own.
+            var answer = OvPathCheck()
+            answer.callID = check.callID
+            answer.transaction = check.transaction
+            answer.response = true
+            answer.seenFrom = source.description
+            answer.tag = Data(Self.tag(answer, key: checkKey))
+            actions.append(.sendCheck(answer, to: source, circuit: circuit, overTCP: overTCP))
+            if circuit == nil, !pairs.contains(where: { $0.circuit == nil && $0.endpoint == source }) {
+                pairs.append(Pair(endpoint: source, kind: udpKind(), circuit: nil, relays: [], overTCP: false, createdAt: now, nextCheck: now))
+            }
+        }
+    }
+
+    /// Our supernode set up a circuit toward the peer's supernode.
+    public mutating func relayGranted(_ granted: OvRelayGranted, ownEnd: HostPort, overTCP: Bool, now: Double) {
+        guard !isEnded, let far = HostPort(granted.farEndpoint) else { return }
+        relayRequested = false
+        usedRelays = granted.relays
+        // We send into our end; the peer sends into the far end.
+        pairs.append(Pair(endpoint: ownEnd, kind: .relayed, circuit: Array(granted.legID), relays: granted.relays, overTCP: overTCP,
+                          createdAt: now, nextCheck: now))
+        var candidate = OvMediaCandidate()
+        candidate.kind = .relay
+        candidate.endpoint = far.description
+        candidate.circuitID = granted.farLegID
+        candidate.relays = granted.relays
+        ownRelay = candidate
+        if phase != .calling { sendCandidates([candidate]) }
+        schedulePairs(now: now)
+    }
+
+    public mutating func relayRefused(_ reason: String, now: Double) {
+        relayRequested = false
+        if path == nil && pairs.allSatisfy({ !$0.succeeded }) && phase == .connecting && pairs.allSatisfy(\.failed) {
+            end(.failed, "no path: \(reason)", notify: true)
+        }
+    }
+
+    /// Media arrived on the current path: as good as a check answer for keeping it alive.
+    public mutating func mediaArrived(now: Double) {
+        guard let path, let index = pairs.firstIndex(where: { $0.endpoint == path.endpoint && $0.circuit == path.circuit }) else { return }
+        pairs[index].lastAnswer = now
+    }
+
+    public mutating func handleTimeout(now: Double) {
+        guard !isEnded else { return }
+        switch phase {
+        case .calling, .ringing:
+            if now >= phaseDeadline { return end(.noAnswer, "no answer", notify: true) }
+        case .connecting:
+            if now >= phaseDeadline { return end(.failed, "no media path could be found", notify: true) }
+        default:
+            break
+        }
+        guard phase == .connecting || phase == .active else { return }
+        for index in pairs.indices where !pairs[index].failed {
+            // A working path that stopped answering is dead.
+            if pairs[index].succeeded, let last = pairs[index].lastAnswer, now - last >= configuration.deadAfter {
+                pairs[index].failed = true
+                pairs[index].succeeded = false
+                continue
+            }
+            if !pairs[index].succeeded, now - pairs[index].createdAt >= configuration.checkLifetime {
+                pairs[index].failed = true
+                continue
+            }
+            if now >= pairs[index].nextCheck { sendCheck(index, now: now) }
+        }
+        choosePath(now: now)
+        if role == .caller, !relayRequested, ownRelay == nil, path == nil, now - startedAt >= configuration.relayFallbackDelay, phase == .connecting {
+            requestRelay()
+        }
+    }
+
+    // MARK: - Internals
+
+    private mutating func agree(peerEphemeral: [UInt8]) throws {
+        self.peerEphemeral = peerEphemeral
+        let shared = try ephemeral.sharedSecret(with: peerEphemeral)
+        let (callerKey, calleeKey) = role == .caller ? (ephemeralPublic, peerEphemeral) : (peerEphemeral, ephemeralPublic)
+        let material = try HKDF.sha256(inputKeyMaterial: shared, salt: callID, info: Array("skylark-call-v1".utf8) + callerKey + calleeKey,
+                                       outputByteCount: 64)
+        sharedSecret = Array(material[0..<32])
+        checkKey = Array(material[32..<64])
+    }
+
+    private mutating func addPeerCandidates(_ candidates: [OvMediaCandidate], now: Double) {
+        for candidate in candidates.prefix(16) {
+            guard let endpoint = HostPort(candidate.endpoint) else { continue }
+            peerCandidates.append(candidate)
+            switch candidate.kind {
+            case .host, .reflexive:
+                // Nothing to send over UDP when ours is blocked.
+                guard !Self.udpBlocked(ownNAT) else { continue }
+                guard !pairs.contains(where: { $0.circuit == nil && $0.endpoint == endpoint }) else { continue }
+                pairs.append(Pair(endpoint: endpoint, kind: udpKind(), circuit: nil, relays: [], overTCP: false, createdAt: now, nextCheck: now))
+            case .relay:
+                // The peer's relay ends at our supernode side: we send into it there.
+                let circuit = Array(candidate.circuitID)
+                guard circuit.count == 16, !pairs.contains(where: { $0.circuit == circuit }) else { continue }
+                pairs.append(Pair(endpoint: endpoint, kind: .relayed, circuit: circuit, relays: candidate.relays,
+                                  overTCP: Self.udpBlocked(ownNAT), createdAt: now, nextCheck: now))
+            case .UNRECOGNIZED:
+                continue
+            }
+        }
+    }
+
+    private mutating func schedulePairs(now: Double) {
+        guard phase == .connecting || phase == .active else { return }
+        for index in pairs.indices where !pairs[index].failed && pairs[index].nextCheck <= now { sendCheck(index, now: now) }
+    }
+
+    private mutating func sendCheck(_ index: Int, now: Double) {
+        guard let checkKey else { return }
+        var check = OvPathCheck()
+        check.callID = Data(callID)
+        check.transaction = nextTransaction
+        nextTransaction += 1
+        check.tag = Data(Self.tag(check, key: checkKey))
+        pairs[index].pending[check.transaction] = now
+        if pairs[index].pending.count > 64 { pairs[index].pending.removeAll() }
+        pairs[index].nextCheck = now + (pairs[index].succeeded ? configuration.keepaliveInterval : configuration.checkInterval)
+        actions.append(.sendCheck(check, to: pairs[index].endpoint, circuit: pairs[index].circuit, overTCP: pairs[index].overTCP))
+    }
+
+    private mutating func choosePath(now: Double) {
+        let best = pairs.filter { $0.succeeded && !$0.failed }.max { a, b in
+            a.priority != b.priority ? a.priority < b.priority : (a.rtt ?? .infinity) > (b.rtt ?? .infinity)
+        }
+        let newPath = best.map { Path(kind: $0.kind, endpoint: $0.endpoint, circuit: $0.circuit, relays: $0.relays, overTCP: $0.overTCP, rtt: $0.rtt) }
+        guard newPath?.endpoint != path?.endpoint || newPath?.circuit != path?.circuit else {
+            if let newPath { path?.rtt = newPath.rtt }
+            return
+        }
+        // Only move to a path that is better, or away from one that died.
+        if let current = path, let candidate = best, let currentPair = pairs.first(where: { $0.endpoint == current.endpoint && $0.circuit == current.circuit }),
+           currentPair.succeeded && !currentPair.failed && candidate.priority <= currentPair.priority {
+            return
+        }
+        path = newPath
+        if newPath != nil {
+            if phase == .connecting {
+                phase = .active
+                connectedAt = now
+            }
+        } else if phase == .active, role == .caller, !relayRequested {
+            // The path died and nothing else works: a new circuit around the relays we used.
+            ownRelay = nil
+            pairs.removeAll { $0.kind == .relayed && $0.failed }
+            requestRelay()
+        }
+        actions.append(.pathChanged(newPath))
+    }
+
+    private mutating func requestRelay() {
+        relayRequested = true
+        // Never our own supernode or the peer's (they are the circuit's ends), only the middle ones.
+        let avoid = usedRelays.count > 2 ? Array(usedRelays.dropFirst().dropLast()) : []
+        actions.append(.requestRelay(avoid: avoid))
+    }
+
+    private mutating func sendCandidates(_ candidates: [OvMediaCandidate]) {
+        var signal = OvCallSignal()
+        signal.callID = Data(callID)
+        signal.candidates = OvCallCandidates()
+        signal.candidates.candidates = candidates
+        actions.append(.signal(signal))
+    }
+
+    private mutating func end(_ reason: OvCallEndReason, _ detail: String, notify: Bool) {
+        guard !isEnded else { return }
+        phase = .ended(reason, detail)
+        if notify {
+            var signal = OvCallSignal()
+            signal.callID = Data(callID)
+            signal.end = OvCallEnd()
+            signal.end.reason = reason
+            signal.end.detail = detail
+            actions.append(.signal(signal))
+        }
+        if path != nil { actions.append(.pathChanged(nil)) }
+        path = nil
+        actions.append(.ended(reason, detail))
+    }
+
+    /// Direct when either side is publicly reachable; otherwise the NATs had to be punched.
+    private func udpKind() -> PathKind {
+        let reachable: Set<String> = ["open", "full-cone"]
+        return reachable.contains(ownNAT) || reachable.contains(peerNAT) ? .direct : .punched
+    }
+
+    static func needsRelay(_ nat: String) -> Bool {
+        nat == "symmetric" || nat == "udp-blocked" || nat == "unknown" || nat.isEmpty
+    }
+
+    static func udpBlocked(_ nat: String) -> Bool { nat == "udp-blocked" }
+
+    /// HMAC-SHA256 over the check's fields, truncated to 16 bytes.
+    static func tag(_ check: OvPathCheck, key: [UInt8]) -> [UInt8] {
+        var bytes = Array("skylark-path-check-v1".utf8) + Array(check.callID)
+        bytes += (0..<8).map { UInt8(truncatingIfNeeded: check.transaction >> UInt64(56 - 8 * $0)) }
+        bytes.append(check.response ? 1 : 0)
+        bytes += Array(check.seenFrom.utf8)
+        return Array(HMAC.sha256(key: key, message: bytes).prefix(16))
+    }
+}
