@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import Synchronization
 
 /// One account as stored: never the password, only its salted scrypt hash.
 public struct AccountRecord: Sendable, Equatable {
@@ -45,6 +46,11 @@ public protocol AccountStore: Sendable {
 /// Accounts in one SQLite file, in WAL mode with full synchronous commits.
 public final class SQLiteAccountStore: AccountStore {
     private let database: SQLiteDatabase
+    /// Credential serials are reserved durably in blocks, so a login costs no fsync of its own:
+    /// every serial handed out is at or below a high-water mark already on disk, and after a
+    /// crash numbering resumes above it (a gap, never a repeat).
+    static let serialBlock: Int64 = 64
+    private let serials = Mutex<(next: UInt64, limit: UInt64)>((0, 0))
 
     public init(path: String) throws(AccountStoreError) {
         do {
@@ -99,14 +105,22 @@ public final class SQLiteAccountStore: AccountStore {
     }
 
     public func nextCredentialSerial() throws(AccountStoreError) -> UInt64 {
-        do {
-            let rows = try database.execute("UPDATE counters SET value = value + 1 WHERE name = 'credential_serial' RETURNING value")
-            guard case let .int(value)? = rows.first?.first else { throw AccountStoreError.unavailable("serial counter missing") }
-            return UInt64(value)
-        } catch let error as AccountStoreError {
-            throw error
-        } catch {
-            throw .unavailable("\(error)")
+        let database = self.database
+        let block = Self.serialBlock
+        let result: Result<UInt64, AccountStoreError> = serials.withLock { serials in
+            if serials.next >= serials.limit {
+                do {
+                    let rows = try database.execute("UPDATE counters SET value = value + ? WHERE name = 'credential_serial' RETURNING value", [.int(block)])
+                    guard case let .int(value)? = rows.first?.first else { return .failure(.unavailable("serial counter missing")) }
+                    serials = (UInt64(value - block), UInt64(value))
+                } catch {
+                    return .failure(.unavailable("\(error)"))
+                }
+            }
+            serials.next += 1
+            return .success(serials.next)
         }
+        return try result.get()
     }
+
 }
