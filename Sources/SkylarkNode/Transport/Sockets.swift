@@ -87,6 +87,15 @@ struct NodeSockets: Sendable {
         let relay = self.relay
         return try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Up to 32 datagrams per recvmmsg, each in its own 2,048-byte slot (as before, one
+            // 2,048-byte buffer per datagram), and room in the kernel for bursts of relay traffic
+            // while the event loop is busy (the kernel caps it at net.core.rmem_max).
+            .channelOption(.datagramVectorReadMessageCount, value: DatagramHandler.vectorReadCount)
+            // One recvmmsg per readiness event: a second call would mostly find the socket
+            // empty (EAGAIN), a wasted system call per wake-up; epoll reports it again if not.
+            .channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048 * DatagramHandler.vectorReadCount))
+            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
             .channelInitializer { [relay] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DatagramHandler(socket: index, sink: sink, relay: relay))
@@ -104,6 +113,8 @@ final class DatagramHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
+    static let vectorReadCount = 32
+
     private let socket: Int
     private let sink: NodeEventSink
     private let relay: RelayForwarder
@@ -115,25 +126,68 @@ final class DatagramHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var envelope = unwrapInboundIn(data)
-        guard envelope.data.readableBytes <= 2048 else { return }
-        if envelope.data.readableBytes > RelayCircuits.headerByteCount,
-           envelope.data.getInteger(at: envelope.data.readerIndex, as: UInt8.self) == RelayCircuits.packetMarker,
-           let leg = envelope.data.getBytes(at: envelope.data.readerIndex + 1, length: RelayCircuits.legIDByteCount),
-           let forward = relay.table.route(leg: leg, from: .udp(HostPort(socketAddress: envelope.remoteAddress) ?? HostPort(host: "?", port: 0)),
-                                           byteCount: envelope.data.readableBytes, now: Date().timeIntervalSince1970) {
-            envelope.data.setBytes(forward.legID, at: envelope.data.readerIndex + 1)
+        let envelope = unwrapInboundIn(data)
+        let count = envelope.data.readableBytes
+        guard count <= 2048 else { return }
+        let start = envelope.data.readerIndex
+        if count > RelayCircuits.headerByteCount,
+           envelope.data.getInteger(at: start, as: UInt8.self) == RelayCircuits.packetMarker,
+           let leg = envelope.data.getBytes(at: start + 1, length: RelayCircuits.legIDByteCount),
+           let forward = relay.table.route(leg: leg, from: .udp(hostPort(of: envelope.remoteAddress)), byteCount: count, now: Date().timeIntervalSince1970) {
             switch forward.endpoint {
             case let .udp(target):
-                guard let address = try? SocketAddress(ipAddress: target.host, port: target.port) else { return }
-                context.writeAndFlush(wrapOutboundOut(AddressedEnvelope(remoteAddress: address, data: envelope.data)), promise: nil)
+                guard sharedRoutes.canReach(target), let address = socketAddress(of: target) else { return }
+                // A new buffer rather than the id rewritten in place: the received buffer is also
+                // held by the pipeline's copy of the envelope, so writing into it would copy it.
+                var packet = context.channel.allocator.buffer(capacity: count)
+                packet.writeInteger(RelayCircuits.packetMarker)
+                packet.writeBytes(forward.legID)
+                packet.writeBytes(envelope.data.readableBytesView.dropFirst(RelayCircuits.headerByteCount))
+                // Flushed once per read batch (channelReadComplete): one sendmmsg for the batch.
+                context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: address, data: packet)), promise: nil)
+                flushPending = true
             case let .link(id):
-                relay.sendOverLink(id, packet: Array(envelope.data.readableBytesView))
+                var packet = envelope.data
+                packet.setBytes(forward.legID, at: start + 1)
+                relay.sendOverLink(id, packet: Array(packet.readableBytesView))
             }
             return
         }
         guard let source = HostPort(socketAddress: envelope.remoteAddress) else { return }
         sink.yield(.datagram(Array(envelope.data.readableBytesView), from: source, socket: socket))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    /// Relay packets forwarded since the last flush.
+    private var flushPending = false
+    /// The circuit table matches legs by `HostPort`; turning every packet's source into text
+    /// (inet_ntop) and every target back into a socket address (inet_pton) is avoided by
+    /// remembering the conversions of recent addresses, a few thousand at most.
+    private var hostPorts: [SocketAddress: HostPort] = [:]
+    private var socketAddresses: [HostPort: SocketAddress] = [:]
+    private static let addressCacheLimit = 16_384
+
+    private func hostPort(of address: SocketAddress) -> HostPort {
+        if let known = hostPorts[address] { return known }
+        let converted = HostPort(socketAddress: address) ?? HostPort(host: "?", port: 0)
+        if hostPorts.count >= Self.addressCacheLimit { hostPorts.removeAll(keepingCapacity: true) }
+        hostPorts[address] = converted
+        return converted
+    }
+
+    private func socketAddress(of endpoint: HostPort) -> SocketAddress? {
+        if let known = socketAddresses[endpoint] { return known }
+        guard let converted = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) else { return nil }
+        if socketAddresses.count >= Self.addressCacheLimit { socketAddresses.removeAll(keepingCapacity: true) }
+        socketAddresses[endpoint] = converted
+        return converted
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -142,12 +196,20 @@ final class DatagramHandler: ChannelInboundHandler {
 }
 
 extension Channel {
-    /// Sends one datagram on a UDP channel; failures are left to the protocols' timeouts.
+    /// Sends one datagram on a UDP channel; failures are left to the protocols' timeouts. A
+    /// destination without a route is skipped: the send would fail with ENETUNREACH, which makes
+    /// SwiftNIO close the socket.
     func sendDatagram(_ bytes: [UInt8], to endpoint: HostPort) {
-        guard let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) else { return }
+        guard Self.routes.canReach(endpoint), let address = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) else { return }
         writeAndFlush(AddressedEnvelope(remoteAddress: address, data: ByteBuffer(bytes: bytes)), promise: nil)
     }
 }
+
+extension Channel {
+    static var routes: Routes { sharedRoutes }
+}
+
+private let sharedRoutes = Routes()
 
 /// What the relay fast path needs: the circuit table, and a way to reach TCP links (for
 /// UDP-blocked clients) and the main UDP socket (for relay packets that arrived over TCP).

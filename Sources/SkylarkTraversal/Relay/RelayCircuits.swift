@@ -75,6 +75,26 @@ public struct RelayCircuits: Sendable {
         }
     }
 
+    /// A leg id as a dictionary key: a 16-byte id (every real one) packed into two words, so
+    /// finding a packet's leg hashes two integers rather than an array of bytes; ids of any
+    /// other length are kept as they are.
+    struct LegKey: Hashable, Sendable {
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        var other: [UInt8]?
+
+        init(_ id: [UInt8]) {
+            guard id.count == RelayCircuits.legIDByteCount else {
+                other = id
+                return
+            }
+            for index in 0..<8 {
+                high = high << 8 | UInt64(id[index])
+                low = low << 8 | UInt64(id[8 + index])
+            }
+        }
+    }
+
     struct Circuit: Sendable {
         var legs: [Leg]  // [toward caller, toward callee]
         var lastActivity: Double
@@ -86,7 +106,7 @@ public struct RelayCircuits: Sendable {
 
     public let limits: Limits
     private var circuits: [UInt64: Circuit] = [:]
-    private var legs: [[UInt8]: (circuit: UInt64, index: Int)] = [:]
+    private var legIndex: [LegKey: (circuit: UInt64, index: Int)] = [:]
     private var nextCircuit: UInt64 = 1
     private var promised: Double = 0
     public private(set) var packetsForwarded: UInt64 = 0
@@ -100,7 +120,7 @@ public struct RelayCircuits: Sendable {
 
     /// Admits a circuit joining the two legs.
     public mutating func admit(towardCaller: Leg, towardCallee: Leg, bandwidth: Double? = nil, now: Double) throws(Refusal) {
-        guard towardCaller.id != towardCallee.id, legs[towardCaller.id] == nil, legs[towardCallee.id] == nil else { throw .duplicate }
+        guard towardCaller.id != towardCallee.id, legIndex[LegKey(towardCaller.id)] == nil, legIndex[LegKey(towardCallee.id)] == nil else { throw .duplicate }
         guard circuits.count < limits.maximumCircuits else { throw .full }
         let rate = min(bandwidth ?? limits.perCircuitBandwidth, limits.perCircuitBandwidth)
         guard promised + rate <= limits.totalBandwidth else { throw .bandwidth }
@@ -109,30 +129,38 @@ public struct RelayCircuits: Sendable {
         nextCircuit += 1
         // One second of burst.
         circuits[key] = Circuit(legs: [towardCaller, towardCallee], lastActivity: now, bandwidth: rate, tokens: [rate, rate], lastRefill: now)
-        legs[towardCaller.id] = (key, 0)
-        legs[towardCallee.id] = (key, 1)
+        legIndex[LegKey(towardCaller.id)] = (key, 0)
+        legIndex[LegKey(towardCallee.id)] = (key, 1)
     }
 
-    public func contains(leg id: [UInt8]) -> Bool { legs[id] != nil }
+    public func contains(leg id: [UInt8]) -> Bool { legIndex[LegKey(id)] != nil }
 
     /// The other leg of the circuit `id` belongs to.
     public func otherLeg(of id: [UInt8]) -> Leg? {
-        guard let (key, index) = legs[id], let circuit = circuits[key] else { return nil }
+        guard let (key, index) = legIndex[LegKey(id)], let circuit = circuits[key] else { return nil }
         return circuit.legs[1 - index]
     }
 
     /// Where a packet of `byteCount` bytes that arrived on leg `id` from `source` goes, or nil to
     /// drop it. An unbound leg is bound here to `source`; after that only `source` may use it.
     public mutating func route(leg id: [UInt8], from source: Endpoint, byteCount: Int, now: Double) -> Forward? {
-        guard let (key, index) = legs[id], var circuit = circuits[key] else {
+        guard let (key, index) = legIndex[LegKey(id)], let slot = circuits.index(forKey: key) else {
             packetsDropped += 1
             return nil
         }
+        // The circuit is changed where it lies: copying it out and back would copy its arrays
+        // (a heap allocation) on every packet.
+        guard let forward = Self.pass(&circuits.values[slot], arrivingOn: index, from: source, byteCount: byteCount, now: now) else {
+            packetsDropped += 1
+            return nil
+        }
+        packetsForwarded += 1
+        return forward
+    }
+
+    private static func pass(_ circuit: inout Circuit, arrivingOn index: Int, from source: Endpoint, byteCount: Int, now: Double) -> Forward? {
         if let bound = circuit.legs[index].endpoint {
-            guard bound == source else {
-                packetsDropped += 1
-                return nil
-            }
+            guard bound == source else { return nil }
         } else {
             circuit.legs[index].endpoint = source
         }
@@ -141,23 +169,17 @@ public struct RelayCircuits: Sendable {
         circuit.lastRefill = now
         for leg in 0..<2 { circuit.tokens[leg] = min(circuit.bandwidth, circuit.tokens[leg] + elapsed * circuit.bandwidth) }
         circuit.lastActivity = now
-        guard circuit.tokens[out] >= Double(byteCount), let target = circuit.legs[out].endpoint else {
-            // Over the circuit's rate, or the far side is a client that has not bound yet.
-            circuits[key] = circuit
-            packetsDropped += 1
-            return nil
-        }
+        // Over the circuit's rate, or the far side is a client that has not bound yet.
+        guard circuit.tokens[out] >= Double(byteCount), let target = circuit.legs[out].endpoint else { return nil }
         circuit.tokens[out] -= Double(byteCount)
-        circuits[key] = circuit
-        packetsForwarded += 1
         return Forward(endpoint: target, legID: circuit.legs[out].id)
     }
 
     /// Removes the circuit that leg `id` belongs to.
     @discardableResult
     public mutating func teardown(leg id: [UInt8]) -> Bool {
-        guard let (key, _) = legs[id], let circuit = circuits.removeValue(forKey: key) else { return false }
-        for leg in circuit.legs { legs[leg.id] = nil }
+        guard let (key, _) = legIndex[LegKey(id)], let circuit = circuits.removeValue(forKey: key) else { return false }
+        for leg in circuit.legs { legIndex[LegKey(leg.id)] = nil }
         promised -= circuit.bandwidth
         return true
     }
