@@ -36,6 +36,9 @@ public struct ClientSession: Sendable {
         case searchFinished(token: UInt64, SearchAnswer)
         /// Call signalling from a buddy (envelope signature checked): for the calls in the adapter.
         case callSignal(from: String, OvCallSignal)
+        /// Conference signalling; not limited to buddies (a mixer need not be one), the
+        /// conference core decides what to accept.
+        case conferenceSignal(from: String, OvConferenceSignal)
         case warning(String)
     }
 
@@ -268,6 +271,15 @@ public struct ClientSession: Sendable {
         send(kind: .call, to: name, payload: payload, store: false, now: now)
     }
 
+    /// Sends conference signalling (live only). Invitations go to buddies only; mixers and
+    /// capability queries may go to anyone.
+    public mutating func sendConferenceSignal(_ signal: OvConferenceSignal, to rawName: String, now: Double) throws(CommandError) {
+        let name = try canonical(rawName)
+        if case .invite? = signal.body, state.buddies[name]?.state != .confirmed { throw .notABuddy(name) }
+        guard let payload = try? signal.serializedBytes() as [UInt8] else { return }
+        send(kind: .conference, to: name, payload: payload, store: false, now: now)
+    }
+
     /// Looks a user up in the DHT; the answer comes as `.searchFinished(token:)`.
     public mutating func search(_ rawName: String, now: Double) throws(CommandError) -> UInt64 {
         let name = try canonical(rawName)
@@ -385,7 +397,7 @@ public struct ClientSession: Sendable {
         guard envelope.to == name, let sender = try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now) else { return }
         let idHex = Array(envelope.id).hexString
         switch envelope.kind {
-        case .presence, .departure, .call:
+        case .presence, .departure, .call, .conference:
             break  // live only; never duplicated in a harmful way
         default:
             guard !state.handledEnvelopes.contains(idHex) else { return }
@@ -453,6 +465,11 @@ public struct ClientSession: Sendable {
             // Only buddies may call; anything else is dropped unread.
             guard state.buddies[from]?.state == .confirmed, let signal = try? OvCallSignal(serializedBytes: envelope.payload) else { return }
             actions.append(.event(.callSignal(from: from, signal)))
+        case .conference:
+            guard let signal = try? OvConferenceSignal(serializedBytes: envelope.payload) else { return }
+            // An invitation rings only from a buddy.
+            if case .invite? = signal.body, state.buddies[from]?.state != .confirmed { return }
+            actions.append(.event(.conferenceSignal(from: from, signal)))
         case .departure:
             // Sent by the supernode the buddy was attached to. Believed only after a second look.
             guard let departure = try? OvDeparture(serializedBytes: envelope.payload),

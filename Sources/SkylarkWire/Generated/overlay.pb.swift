@@ -152,6 +152,9 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
 
   /// payload: CallSignal; live only, never stored
   case call // = 8
+
+  /// payload: ConferenceSignal; live only, never stored
+  case conference // = 9
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -169,6 +172,7 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 6: self = .presence
     case 7: self = .departure
     case 8: self = .call
+    case 9: self = .conference
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -184,6 +188,7 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .presence: return 6
     case .departure: return 7
     case .call: return 8
+    case .conference: return 9
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -199,6 +204,7 @@ public nonisolated enum OvEnvelopeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
     .presence,
     .departure,
     .call,
+    .conference,
   ]
 
 }
@@ -948,6 +954,262 @@ public nonisolated struct OvMediaCandidate: Sendable {
 
   /// RELAY: the owner reaches its supernode over TCP only
   public var tcpOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvConferenceSignal: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 16 random bytes chosen by the initiator
+  public var conferenceID: Data = Data()
+
+  public var body: OvConferenceSignal.OneOf_Body? = nil
+
+  /// initiator -> candidate: how well could you mix?
+  public var query: OvConferenceQuery {
+    get {
+      if case .query(let v)? = body {return v}
+      return OvConferenceQuery()
+    }
+    set {body = .query(newValue)}
+  }
+
+  /// candidate -> initiator
+  public var capability: OvMixerCapability {
+    get {
+      if case .capability(let v)? = body {return v}
+      return OvMixerCapability()
+    }
+    set {body = .capability(newValue)}
+  }
+
+  /// -> invitee: rings
+  public var invite: OvConferenceInvite {
+    get {
+      if case .invite(let v)? = body {return v}
+      return OvConferenceInvite()
+    }
+    set {body = .invite(newValue)}
+  }
+
+  /// invitee -> inviter
+  public var decline: OvConferenceDecline {
+    get {
+      if case .decline(let v)? = body {return v}
+      return OvConferenceDecline()
+    }
+    set {body = .decline(newValue)}
+  }
+
+  /// participant <-> mixer: the leg's call signalling
+  public var leg: OvConferenceLeg {
+    get {
+      if case .leg(let v)? = body {return v}
+      return OvConferenceLeg()
+    }
+    set {body = .leg(newValue)}
+  }
+
+  /// mixer -> participants: who is in, after a change
+  public var roster: OvConferenceRoster {
+    get {
+      if case .roster(let v)? = body {return v}
+      return OvConferenceRoster()
+    }
+    set {body = .roster(newValue)}
+  }
+
+  /// a newer mixer took over: move your leg to it
+  public var moved: OvConferenceMoved {
+    get {
+      if case .moved(let v)? = body {return v}
+      return OvConferenceMoved()
+    }
+    set {body = .moved(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Body: Equatable, Sendable {
+    /// initiator -> candidate: how well could you mix?
+    case query(OvConferenceQuery)
+    /// candidate -> initiator
+    case capability(OvMixerCapability)
+    /// -> invitee: rings
+    case invite(OvConferenceInvite)
+    /// invitee -> inviter
+    case decline(OvConferenceDecline)
+    /// participant <-> mixer: the leg's call signalling
+    case leg(OvConferenceLeg)
+    /// mixer -> participants: who is in, after a change
+    case roster(OvConferenceRoster)
+    /// a newer mixer took over: move your leg to it
+    case moved(OvConferenceMoved)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct OvConferenceQuery: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Measured by the candidate when asked.
+public nonisolated struct OvMixerCapability: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// CPU headroom: idle share of the machine's cores, recent
+  public var idleCores: Double = 0
+
+  /// the uplink: --upstream-kbps, else the link rate of the default route
+  public var upstreamKbps: UInt32 = 0
+
+  /// reachability
+  public var natType: String = String()
+
+  /// a public supernode
+  public var supernode: Bool = false
+
+  /// the supernode this node is attached to (another candidate)
+  public var supernodeName: String = String()
+
+  /// participants it would take at most (its admission limit)
+  public var room: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One entry of the failover order, best first. Everyone holds the same list, so when the mixer
+/// goes every participant moves to the next entry without having to agree first.
+public nonisolated struct OvMixerCandidate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var capability: OvMixerCapability {
+    get {_capability ?? OvMixerCapability()}
+    set {_capability = newValue}
+  }
+  /// Returns true if `capability` has been explicitly set.
+  public var hasCapability: Bool {self._capability != nil}
+  /// Clears the value of `capability`. Subsequent reads from it will return its default value.
+  public mutating func clearCapability() {self._capability = nil}
+
+  /// why it ranks here, for `conf status`
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _capability: OvMixerCapability? = nil
+}
+
+public nonisolated struct OvConferenceInvite: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var initiator: String = String()
+
+  public var invited: [String] = []
+
+  public var mixers: [OvMixerCandidate] = []
+
+  /// index into mixers of the mixer in charge
+  public var epoch: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvConferenceDecline: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var detail: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvConferenceLeg: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var call: OvCallSignal {
+    get {_call ?? OvCallSignal()}
+    set {_call = newValue}
+  }
+  /// Returns true if `call` has been explicitly set.
+  public var hasCall: Bool {self._call != nil}
+  /// Clears the value of `call`. Subsequent reads from it will return its default value.
+  public mutating func clearCall() {self._call = nil}
+
+  /// which mixer the participant means (index into mixers)
+  public var epoch: UInt32 = 0
+
+  /// offers only: the failover order
+  public var mixers: [OvMixerCandidate] = []
+
+  public var initiator: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _call: OvCallSignal? = nil
+}
+
+public nonisolated struct OvConferenceRoster: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var epoch: UInt32 = 0
+
+  public var mixer: String = String()
+
+  /// participants with a working leg (and the mixer, if it takes part)
+  public var members: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct OvConferenceMoved: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var epoch: UInt32 = 0
+
+  public var mixer: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2259,7 +2521,7 @@ nonisolated extension OvStatus: SwiftProtobuf._ProtoNameProviding {
 }
 
 nonisolated extension OvEnvelopeKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ENVELOPE_KIND_UNSPECIFIED\0\u{1}ENVELOPE_KIND_MESSAGE\0\u{1}ENVELOPE_KIND_RECEIPT\0\u{1}ENVELOPE_KIND_BUDDY_REQUEST\0\u{1}ENVELOPE_KIND_BUDDY_ACCEPT\0\u{1}ENVELOPE_KIND_BUDDY_REMOVE\0\u{1}ENVELOPE_KIND_PRESENCE\0\u{1}ENVELOPE_KIND_DEPARTURE\0\u{1}ENVELOPE_KIND_CALL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ENVELOPE_KIND_UNSPECIFIED\0\u{1}ENVELOPE_KIND_MESSAGE\0\u{1}ENVELOPE_KIND_RECEIPT\0\u{1}ENVELOPE_KIND_BUDDY_REQUEST\0\u{1}ENVELOPE_KIND_BUDDY_ACCEPT\0\u{1}ENVELOPE_KIND_BUDDY_REMOVE\0\u{1}ENVELOPE_KIND_PRESENCE\0\u{1}ENVELOPE_KIND_DEPARTURE\0\u{1}ENVELOPE_KIND_CALL\0\u{1}ENVELOPE_KIND_CONFERENCE\0")
 }
 
 nonisolated extension OvCallEndReason: SwiftProtobuf._ProtoNameProviding {
@@ -3233,6 +3495,485 @@ nonisolated extension OvMediaCandidate: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.circuitID != rhs.circuitID {return false}
     if lhs.relays != rhs.relays {return false}
     if lhs.tcpOnly != rhs.tcpOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvConferenceSignal: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConferenceSignal"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}conference_id\0\u{1}query\0\u{1}capability\0\u{1}invite\0\u{1}decline\0\u{1}leg\0\u{1}roster\0\u{1}moved\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.conferenceID) }()
+      case 2: try {
+        var v: OvConferenceQuery?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .query(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .query(v)
+        }
+      }()
+      case 3: try {
+        var v: OvMixerCapability?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .capability(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .capability(v)
+        }
+      }()
+      case 4: try {
+        var v: OvConferenceInvite?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .invite(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .invite(v)
+        }
+      }()
+      case 5: try {
+        var v: OvConferenceDecline?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .decline(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .decline(v)
+        }
+      }()
+      case 6: try {
+        var v: OvConferenceLeg?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .leg(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .leg(v)
+        }
+      }()
+      case 7: try {
+        var v: OvConferenceRoster?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .roster(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .roster(v)
+        }
+      }()
+      case 8: try {
+        var v: OvConferenceMoved?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .moved(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .moved(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.conferenceID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.conferenceID, fieldNumber: 1)
+    }
+    switch self.body {
+    case .query?: try {
+      guard case .query(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .capability?: try {
+      guard case .capability(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .invite?: try {
+      guard case .invite(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .decline?: try {
+      guard case .decline(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .leg?: try {
+      guard case .leg(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .roster?: try {
+      guard case .roster(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .moved?: try {
+      guard case .moved(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvConferenceSignal, rhs: OvConferenceSignal) -> Bool {
+    if lhs.conferenceID != rhs.conferenceID {return false}
+    if lhs.body != rhs.body {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvConferenceQuery: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConferenceQuery"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvConferenceQuery, rhs: OvConferenceQuery) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvMixerCapability: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MixerCapability"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}idle_cores\0\u{3}upstream_kbps\0\u{3}nat_type\0\u{1}supernode\0\u{3}supernode_name\0\u{1}room\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.idleCores) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.upstreamKbps) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.natType) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.supernode) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.supernodeName) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.room) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.idleCores.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.idleCores, fieldNumber: 2)
+    }
+    if self.upstreamKbps != 0 {
+      try visitor.visitSingularUInt32Field(value: self.upstreamKbps, fieldNumber: 3)
+    }
+    if !self.natType.isEmpty {
+      try visitor.visitSingularStringField(value: self.natType, fieldNumber: 4)
+    }
+    if self.supernode != false {
+      try visitor.visitSingularBoolField(value: self.supernode, fieldNumber: 5)
+    }
+    if !self.supernodeName.isEmpty {
+      try visitor.visitSingularStringField(value: self.supernodeName, fieldNumber: 6)
+    }
+    if self.room != 0 {
+      try visitor.visitSingularUInt32Field(value: self.room, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvMixerCapability, rhs: OvMixerCapability) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.idleCores != rhs.idleCores {return false}
+    if lhs.upstreamKbps != rhs.upstreamKbps {return false}
+    if lhs.natType != rhs.natType {return false}
+    if lhs.supernode != rhs.supernode {return false}
+    if lhs.supernodeName != rhs.supernodeName {return false}
+    if lhs.room != rhs.room {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvMixerCandidate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MixerCandidate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}capability\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._capability) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try { if let v = self._capability {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvMixerCandidate, rhs: OvMixerCandidate) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs._capability != rhs._capability {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvConferenceInvite: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConferenceInvite"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}initiator\0\u{1}invited\0\u{1}mixers\0\u{1}epoch\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.initiator) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.invited) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.mixers) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.epoch) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.initiator.isEmpty {
+      try visitor.visitSingularStringField(value: self.initiator, fieldNumber: 1)
+    }
+    if !self.invited.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.invited, fieldNumber: 2)
+    }
+    if !self.mixers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mixers, fieldNumber: 3)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt32Field(value: self.epoch, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvConferenceInvite, rhs: OvConferenceInvite) -> Bool {
+    if lhs.initiator != rhs.initiator {return false}
+    if lhs.invited != rhs.invited {return false}
+    if lhs.mixers != rhs.mixers {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvConferenceDecline: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConferenceDecline"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}detail\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.detail) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.detail.isEmpty {
+      try visitor.visitSingularStringField(value: self.detail, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvConferenceDecline, rhs: OvConferenceDecline) -> Bool {
+    if lhs.detail != rhs.detail {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvConferenceLeg: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConferenceLeg"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}call\0\u{1}epoch\0\u{1}mixers\0\u{1}initiator\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._call) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.epoch) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.mixers) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.initiator) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._call {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt32Field(value: self.epoch, fieldNumber: 2)
+    }
+    if !self.mixers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mixers, fieldNumber: 3)
+    }
+    if !self.initiator.isEmpty {
+      try visitor.visitSingularStringField(value: self.initiator, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvConferenceLeg, rhs: OvConferenceLeg) -> Bool {
+    if lhs._call != rhs._call {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.mixers != rhs.mixers {return false}
+    if lhs.initiator != rhs.initiator {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvConferenceRoster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConferenceRoster"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}mixer\0\u{1}members\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.epoch) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.mixer) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.members) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt32Field(value: self.epoch, fieldNumber: 1)
+    }
+    if !self.mixer.isEmpty {
+      try visitor.visitSingularStringField(value: self.mixer, fieldNumber: 2)
+    }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.members, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvConferenceRoster, rhs: OvConferenceRoster) -> Bool {
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.mixer != rhs.mixer {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension OvConferenceMoved: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConferenceMoved"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}mixer\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.epoch) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.mixer) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt32Field(value: self.epoch, fieldNumber: 1)
+    }
+    if !self.mixer.isEmpty {
+      try visitor.visitSingularStringField(value: self.mixer, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: OvConferenceMoved, rhs: OvConferenceMoved) -> Bool {
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.mixer != rhs.mixer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,117 @@
+import Foundation
+import SkylarkMedia
+import SkylarkOverlay
+
+/// A conference's audio at the node that mixes it: one encrypted RTP stream each way per leg
+/// (keys from that leg's own handshake, so each participant's audio is end-to-end encrypted
+/// between it and the mixer), the `ConferenceMixer` in between, and — when the mixing node takes
+/// part — its own microphone in and its speaker out without any codec.
+///
+/// The reactor calls `tick(now:)` every 20 ms; it mixes every slot due by `now` (catching up
+/// after a late tick, like `CallMedia`) and returns the sealed packets per leg.
+final class MixerMedia {
+    struct Leg {
+        var participant: String
+        var cipher: MediaCipher
+        var ssrc: UInt32
+        var peerSSRC: UInt32
+        var sequence = UInt16.random(in: 0...UInt16.max)
+        var timestamp = UInt32.random(in: 0...UInt32.max)
+        var packetsSent = 0
+        var packetsReceived = 0
+    }
+
+    private let mixer: ConferenceMixer
+    private var legs: [String: Leg] = [:]
+    private var source: (any AudioSource)?
+    private var voiceActivity = VoiceActivityDetector()
+    private let sink: WAVFileSink?
+    private let start: Double
+    private var slots = 0
+
+    /// `localName`: the mixing node's user when it takes part, with its microphone and speaker.
+    init(localName: String?, microphone: String, speaker: String?, now: Double) throws {
+        mixer = try ConferenceMixer()
+        mixer.setLocal(localName)
+        source = try localName.map { _ in try AudioSourceSpec.make(microphone) }
+        sink = try localName.flatMap { _ in try speaker.map { try WAVFileSink(path: $0) } }
+        start = now
+    }
+
+    var counters: ConferenceMixer.Counters { mixer.counters }
+
+    func addLeg(_ id: String, participant: String, sharedSecret: [UInt8], callID: [UInt8], ssrc: UInt32, peerSSRC: UInt32) throws {
+        let keys = try MediaKeys.derive(sharedSecret: sharedSecret, callID: callID)
+        // The participant opened the leg: it is the leg's caller, the mixer its callee.
+        legs[id] = Leg(participant: participant, cipher: MediaCipher(keys: keys, role: .callee), ssrc: ssrc, peerSSRC: peerSSRC)
+        try mixer.addRemote(participant)
+    }
+
+    func removeLeg(_ id: String) {
+        guard let leg = legs.removeValue(forKey: id) else { return }
+        if !legs.values.contains(where: { $0.participant == leg.participant }) { mixer.removeRemote(leg.participant) }
+    }
+
+    func hasLeg(_ id: String) -> Bool { legs[id] != nil }
+
+    /// An incoming packet on leg `id`; false when it is not that leg's or fails authentication.
+    func receive(_ packet: [UInt8], leg id: String, now: Double) -> Bool {
+        guard var leg = legs[id], let (header, _) = try? RTPHeader.decode(packet), header.ssrc == leg.peerSSRC,
+              let (opened, payload) = try? leg.cipher.open(packet) else { return false }
+        leg.packetsReceived += 1
+        legs[id] = leg
+        mixer.receive(from: leg.participant, sequence: opened.sequenceNumber, timestamp: opened.timestamp, payload: payload, now: now)
+        return true
+    }
+
+    /// Whether `packet` is RTP from one of our legs (by SSRC), and which.
+    func leg(for packet: [UInt8]) -> String? {
+        guard let (header, _) = try? RTPHeader.decode(packet) else { return nil }
+        return legs.first { $0.value.peerSSRC == header.ssrc }?.key
+    }
+
+    /// Mixes the slots due by `now`; the sealed packets to send, per leg id.
+    func tick(now: Double) -> [(leg: String, packet: [UInt8])] {
+        let due = Int((now - start) / CallMedia.frame) + 1
+        if due - slots > CallMedia.maximumCatchUp { slots = due - 1 }
+        var out: [(String, [UInt8])] = []
+        while slots < due {
+            slots += 1
+            var frame: [Int16]?
+            if source != nil {
+                let pcm = source!.nextFrame() ?? [Int16](repeating: 0, count: Opus.frameSampleCount)
+                if voiceActivity.isVoice(pcm) { frame = pcm }
+            }
+            let mixed = mixer.tick(now: now, localFrame: frame)
+            if source != nil {
+                try? sink?.write(mixed.local ?? [Int16](repeating: 0, count: Opus.frameSampleCount))
+            }
+            let outputs = Dictionary(mixed.outputs.map { ($0.participant, $0) }, uniquingKeysWith: { first, _ in first })
+            for id in legs.keys.sorted() {
+                guard var leg = legs[id] else { continue }
+                defer {
+                    leg.timestamp &+= UInt32(Opus.frameSampleCount)
+                    legs[id] = leg
+                }
+                guard let output = outputs[leg.participant] else { continue }
+                let header = RTPHeader(sequenceNumber: leg.sequence, timestamp: leg.timestamp, ssrc: leg.ssrc, marker: output.startsTalkspurt)
+                guard let packet = try? leg.cipher.seal(header: header, payload: output.payload) else { continue }
+                leg.sequence &+= 1
+                leg.packetsSent += 1
+                out.append((id, packet))
+            }
+        }
+        return out
+    }
+
+    func legStatistics(_ id: String) -> (sent: Int, received: Int, loss: Double?, jitter: Double?)? {
+        guard let leg = legs[id] else { return nil }
+        let stats = mixer.statistics(of: leg.participant)
+        let expected = (stats?.received ?? 0) + (stats?.lost ?? 0) - (stats?.late ?? 0)
+        return (leg.packetsSent, leg.packetsReceived, expected > 0 ? 100 * Double(stats!.lost) / Double(expected) : nil, stats?.jitterMs)
+    }
+
+    func close() {
+        try? sink?.close()
+    }
+}
