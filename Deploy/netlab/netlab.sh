@@ -23,19 +23,20 @@
 #     skl-update  203.0.113.11   update server :8080
 #     skl-sn1..5  203.0.113.21-25  default supernodes :7100 and :443
 #     skl-pub     203.0.113.30   a public node (promotes itself)
-#     routers, WAN side 203.0.113.101-104, each with one client on its LAN 10.N.0.2/24:
+#     routers, WAN side 203.0.113.101-105, each with one client on its LAN 10.N.0.2/24:
 #       skl-r-pr   port-restricted cone   nft masquerade (Linux's default: one mapping per
 #                                         source port, replies only from the exact peer)
 #       skl-r-sym  symmetric              nft masquerade random,fully-random (new port per peer)
 #       skl-r-udp  UDP blocked            TCP masqueraded, all UDP dropped
 #       skl-r-443  TCP 80/443 only        only TCP to ports 80 and 443 goes out
-#     clients skl-c-pr, skl-c-sym, skl-c-udp, skl-c-443
+#       skl-r-pr2  a second port-restricted cone (two port-restricted NATs must punch)
+#     clients skl-c-pr, skl-c-sym, skl-c-udp, skl-c-443, skl-c-pr2
 set -euo pipefail
 
 PREFIX=skl
 INET=$PREFIX-inet
 HOSTS=(login:10 update:11 sn1:21 sn2:22 sn3:23 sn4:24 sn5:25 pub:30)
-ROUTERS=(pr:101:1 sym:102:2 udp:103:3 443:104:4)
+ROUTERS=(pr:101:1 sym:102:2 udp:103:3 443:104:4 pr2:105:5)
 HERE=$(cd "$(dirname "$0")" && pwd)
 # The shaper's build cache, logs (ROUTER.log) and PID files (ROUTER.pid): outside the repository.
 SHAPER_DIR=/tmp/skylark-netlab-shaper
@@ -89,7 +90,7 @@ up() {
 router_rules() {
   local masquerade="masquerade" filter=""
   case $1 in
-    pr) ;;
+    pr|pr2) ;;
     sym) masquerade="masquerade random,fully-random" ;;
     udp) filter='meta l4proto udp drop' ;;
     443) filter='iifname "lan0" tcp dport { 80, 443 } accept
@@ -107,6 +108,14 @@ table ip filter {
     type filter hook forward priority 0; policy accept;
     jump loss
     $filter
+  }
+  # Like a home router: unsolicited packets from the internet to the router itself are dropped
+  # without an answer. A packet dropped here leaves no conntrack state behind; one accepted to a
+  # closed port would, and would push the router's next mapping toward that peer onto another
+  # port (that breaks hole punching and makes a cone NAT look symmetric).
+  chain input {
+    type filter hook input priority 0; policy accept;
+    iifname "e0" ct state new drop
   }
   chain loss {
   }

@@ -69,23 +69,40 @@ search_finds() { "$bin/skylark" search "$2" --state "$work/$1" --json | jq -e '.
 # Users and where they run. Default supernodes on the internet segment; "pub" is a public node in
 # auto mode; the others sit behind one NAT router each.
 supernodes=(sn1 sn2 sn3 sn4 sn5)
-declare -A home=([pub]=pub [alice]=c-pr [bob]=c-sym [carol]=c-udp [dave]=c-443 [erin]=c-udp)
-declare -A kind=([pub]=public [alice]=port-restricted [bob]=symmetric [carol]=udp-blocked [dave]=tcp-443-only)
+declare -A home=([pub]=pub [alice]=c-pr [bob]=c-sym [carol]=c-udp [dave]=c-443 [erin]=c-udp [frank]=c-pr2)
+# Each node's microphone plays its own tone in calls; recordings are checked against it.
+declare -A tone=([pub]=300 [alice]=440 [bob]=550 [carol]=660 [dave]=770 [frank]=880)
+declare -A kind=([pub]=public [alice]=port-restricted [bob]=symmetric [carol]=udp-blocked [dave]=tcp-443-only [frank]=port-restricted)
 users=(pub alice bob carol dave)
 
 start_node() {
   local user=$1; shift
   local ns=${home[$user]:-$user}
   # ip netns exec and env both exec, so $! is the node's own PID.
-  ip netns exec "skl-$ns" env SKYLARK_PASSWORD="password-$user" SKYLARK_LOG_LEVEL=info "$bin/skylark" run "$user" \
+  ip netns exec "skl-$ns" env SKYLARK_PASSWORD="password-$user" SKYLARK_LOG_LEVEL="${NETLAB_LOG_LEVEL:-info}" "$bin/skylark" run "$user" \
     --network "$work/network.json" --state "$work/$user" --no-console "$@" >>"$work/$user.log" 2>&1 &
   node_pid[$user]=$!
 }
 
+call_flags() { echo --mic "tone:${tone[$1]}" --speaker "$work/$1-from-{peer}.wav" --auto-answer; }
+
 start_client() {
   local user=$1
   # auto mode with short thresholds: a NATed node must stay a client, the public one must promote.
-  start_node "$user" --listen 0.0.0.0:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0
+  start_node "$user" --listen 0.0.0.0:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0 $(call_flags "$user")
+}
+
+# restart_node USER: starts a node this run killed again, as setup started it, and waits until it is back.
+restart_node() {
+  local user=$1
+  case $user in
+    sn*) local i=${user#sn}
+         start_node "$user" --listen "203.0.113.2$i:7100" --listen "203.0.113.2$i:443" --supernode always
+         wait_for 30 "$user is a supernode again" field_is "$user" .role supernode ;;
+    pub) start_node pub --listen 203.0.113.30:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0 $(call_flags pub) ;;
+    *)   start_client "$user" ;;
+  esac
+  wait_for 30 "$user is back online" field_is "$user" .presence online
 }
 
 stop_node() { # graceful
@@ -112,7 +129,7 @@ setup() {
   ip netns exec skl-update "$bin/skylark-update" serve --state "$work/update-state" --listen 203.0.113.11:8080 >>"$work/update.log" 2>&1 &
   server_pids+=($!)
   wait_for 20 "login server listening" grep -q listening "$work/login.log"
-  for user in "${supernodes[@]}" "${users[@]}" erin; do
+  for user in "${supernodes[@]}" "${users[@]}" erin frank; do
     in_ns login env SKYLARK_PASSWORD="password-$user" "$bin/skylark" register "$user" --network "$work/network.json" --state "$work/reg-$user" >/dev/null
   done
   echo "== starting 5 default supernodes, a public node and 4 NATed clients"
@@ -120,9 +137,9 @@ setup() {
     start_node "sn$i" --listen "203.0.113.2$i:7100" --listen "203.0.113.2$i:443" --supernode always
   done
   for user in "${supernodes[@]}"; do wait_for 30 "$user is a supernode" field_is "$user" .role supernode; done
-  start_node pub --listen 203.0.113.30:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0
-  for user in alice bob carol dave; do start_client "$user"; done
-  for user in "${users[@]}"; do wait_for 30 "$user is attached" field_is "$user" .presence online; done
+  start_node pub --listen 203.0.113.30:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0 $(call_flags pub)
+  for user in alice bob carol dave frank; do start_client "$user"; done
+  for user in "${users[@]}" frank; do wait_for 30 "$user is attached" field_is "$user" .presence online; done
 }
 
 # --- Scenarios ---------------------------------------------------------------------------------
@@ -266,7 +283,8 @@ scenario_messages() {
 scenario_client_drop() {
   # dave's node dies without signing off: buddies believe it only after the supernode's grace
   # period and their own confirmation, and then within 10 s.
-  local start
+  local start b
+  for b in pub alice bob carol; do wait_for 30 "$b sees dave online first" presence_is "$b" dave online; done
   start=$(now_ms)
   kill -KILL "${node_pid[dave]}"
   unset "node_pid[dave]"
@@ -335,6 +353,154 @@ scenario_supernode_killed() {
   echo "  $victim killed with alice attached: she re-attached to $(status_of alice .supernode | cut -d' ' -f1) and was reachable again after $(( $(now_ms) - start )) ms"
 }
 
+# --- Calls -------------------------------------------------------------------------------------
+
+last_call() { "$bin/skylark" calls --state "$work/$1" --json | jq -r ".result[-1]$2"; }
+call_is() { [ "$(last_call "$1" "$2")" = "$3" ]; }
+heard_at_least() { [ "$(last_call "$1" '.packetsReceived // 0')" -ge "$2" ]; }
+declare -A setup_times=()
+
+# place_call CALLER CALLEE EXPECTED_PATH [THRESHOLD BLOCKS]: a call with 2.5 s of audio each way;
+# checks the path, that the call stays up, and that the callee's recording matches the caller's
+# tone: after the first 0.5 s (the jitter buffer settling), 1.5 s cut into 100 ms blocks, each
+# aligned with the tone by cross-correlation; at least BLOCKS of them (80 %) must correlate at
+# THRESHOLD (0.9) or better. A wrong or garbled signal scores near 0 %.
+place_call() {
+  local caller=$1 callee=$2 expected=$3 threshold=${4:-0.9} blocks=${5:-0.8}
+  ensure_buddies "$caller" "$callee"
+  local dial answer
+  dial=$(now_ms)
+  answer=$(ctl "$caller" call "$callee" 2>&1) || fail "$caller could not call $callee: $answer"
+  wait_for 10 "$caller's call to $callee becomes active" call_is "$caller" .state active
+  wait_for 10 "$callee hears 2.5 s of $caller" heard_at_least "$callee" 125
+  wait_for 10 "$caller hears 2.5 s of $callee" heard_at_least "$caller" 125
+  local path relays detail
+  path=$(last_call "$caller" .path)
+  detail=$(last_call "$caller" .pathDetail)
+  [ "$path" = "$expected" ] || fail "$caller (${kind[$caller]}) -> $callee (${kind[$callee]}): path '$detail', expected $expected"
+  if [ "$expected" = relayed ]; then
+    relays=$(last_call "$caller" '.relays | length')
+    [ "$relays" -eq 4 ] || fail "relayed through $relays supernodes, expected 4: $detail"
+  fi
+  call_is "$callee" .state active || fail "$callee's side of the call is $(last_call "$callee" .state)"
+  local first setup
+  first=$(last_call "$callee" '.firstAudioAtMs // 0')
+  setup=$(( ${first%.*} - dial ))
+  setup_times[$expected]="${setup_times[$expected]:-} $setup"
+  local stats
+  stats=$("$bin/skylark" calls --state "$work/$caller" --json | jq -r '.result[-1] | def r: if . == null then "-" else (. * 10 | round / 10) end; "rtt \(.rttMilliseconds|r) ms, loss \(.lossPercent|r) %, jitter \(.jitterMilliseconds|r) ms, \(.bitrateKbps|r) kb/s"')
+  ctl "$caller" hangup >/dev/null
+  wait_for 5 "$callee sees the call end" call_is "$callee" .state ended
+  local match
+  match=$("$bin/skylark-bench" audio-match --recording "$work/$callee-from-$caller.wav" --tone "${tone[$caller]}" --threshold "$threshold" --blocks "$blocks") \
+    || fail "$callee's recording of $caller does not match ${tone[$caller]} Hz: $match"
+  echo "  $caller (${kind[$caller]}) -> $callee (${kind[$callee]}): $detail; setup $setup ms; $stats; recording $(jq -c '{dominantHz, correlation, blocksMatching}' <<<"$match")"
+}
+
+ensure_buddies() {
+  local a=$1 b=$2
+  presence_is "$a" "$b" online && return
+  ctl "$a" buddy add "$b" >/dev/null
+  wait_for 10 "$b gets $a's request" presence_is "$b" "$a" "-"
+  ctl "$b" buddy accept "$a" >/dev/null
+  wait_for 10 "$a sees $b online" presence_is "$a" "$b" online
+}
+
+scenario_calls() {
+  # Every pair of NAT kinds, and two port-restricted NATs: direct where one side is reachable,
+  # punched for port-restricted pairs, relayed through four supernodes otherwise (over TCP for
+  # UDP-blocked sides).
+  place_call alice pub direct
+  place_call pub bob direct
+  place_call pub carol relayed
+  place_call dave pub relayed
+  place_call alice bob relayed
+  place_call carol alice relayed
+  place_call alice dave relayed
+  place_call bob carol relayed
+  place_call dave bob relayed
+  place_call carol dave relayed
+  place_call alice frank punched
+  local kind_
+  for kind_ in direct punched relayed; do
+    echo "  setup times (dial to first audio at the callee), $kind_: ms${setup_times[$kind_]:-}"
+  done
+  echo "${setup_times[direct]:-}|${setup_times[punched]:-}|${setup_times[relayed]:-}" >"$work/setup-times"
+  # Not a buddy: refused clearly.
+  local answer
+  answer=$("$bin/skylark" call erin --state "$work/alice" --json || true)
+  jq -e '.ok == false and (.error | test("not your buddy"))' <<<"$answer" >/dev/null || fail "calling a non-buddy: $answer"
+}
+
+scenario_calls_impaired() {
+  # 3 % loss and 30 ms of jitter (around 40 ms of delay) on alice's, bob's and frank's routers.
+  for router in pr sym pr2; do bash "$here/netlab.sh" shape "$router" 40 30 3 >/dev/null; done
+  # Losses are concealed and the jitter buffer re-times: 75 % of blocks at 0.8 or better.
+  place_call alice pub direct 0.8 0.75
+  place_call alice bob relayed 0.8 0.75
+  place_call alice frank punched 0.8 0.75
+  for router in pr sym pr2; do bash "$here/netlab.sh" shape "$router" off >/dev/null; done
+  echo "  with 3 % loss and ±30 ms jitter each way the calls held and the recordings matched (75 % of blocks at 0.8)"
+}
+
+scenario_call_switch() {
+  # Start on a relay, move to the direct path once found: the callee must hear no gap over 100 ms.
+  ensure_buddies alice pub
+  ctl alice call pub --relay-first >/dev/null
+  wait_for 10 "the call is active" call_is alice .state active
+  wait_for 10 "it moves to the direct path" call_is alice .path direct
+  wait_for 10 "pub hears 2 s after the switch" heard_at_least pub 150
+  local history gap
+  history=$(last_call alice '.pathHistory | join(" then ")')
+  gap=$(last_call pub '.longestGapMilliseconds')
+  ctl alice hangup >/dev/null
+  [[ "$history" == relayed* ]] || fail "the call did not start relayed: $history"
+  [ "${gap%.*}" -le 100 ] || fail "a gap of $gap ms when the path changed"
+  echo "  $history; longest gap heard by pub: $gap ms"
+}
+
+scenario_call_capture() {
+  # A capture of a direct call decodes as RTP (the header is in clear; the payload is encrypted).
+  command -v tshark >/dev/null || fail "tshark is missing (apt: tshark)"
+  ip netns exec skl-pub tshark -i e0 -f "udp port 7100" -a duration:4 -w "$work/direct.pcap" >"$work/tshark.log" 2>&1 &
+  local capture=$!
+  wait_for 10 "tshark is capturing" grep -q "Capturing on" "$work/tshark.log"
+  ensure_buddies alice pub
+  ctl alice call pub >/dev/null
+  wait_for 10 "the call is active" call_is alice .state active
+  wait_for 10 "pub hears alice" heard_at_least pub 50
+  wait_for 10 "the capture ends" bash -c "! kill -0 $capture 2>/dev/null"
+  ctl alice hangup >/dev/null
+  local rtp
+  rtp=$(tshark -r "$work/direct.pcap" -d udp.port==7100,rtp -Y "rtp.version == 2 && rtp.p_type == 111" -T fields -e rtp.ssrc 2>/dev/null | wc -l)
+  [ "$rtp" -ge 50 ] || fail "only $rtp RTP packets decoded in the capture"
+  echo "  tshark decoded $rtp RTP packets (version 2, payload type 111) in a capture of a direct call"
+}
+
+scenario_call_relay_killed() {
+  # A relayed call loses a relay supernode mid-call: it re-routes within 2 s and does not drop.
+  ensure_buddies alice bob
+  ctl alice call bob >/dev/null
+  wait_for 10 "the call is active" call_is alice .state active
+  wait_for 10 "bob hears alice" heard_at_least bob 50
+  local victim
+  victim=$(last_call alice '.relays[1]')
+  [ -n "${node_pid[$victim]:-}" ] || fail "relay '$victim' is not a node of this lab"
+  local start before
+  before=$(last_call bob '.packetsReceived')
+  start=$(now_ms)
+  kill -KILL "${node_pid[$victim]}"
+  unset "node_pid[$victim]"
+  wait_for 3 "the call re-routes around $victim" bash -c "$bin/skylark calls --state $work/alice --json | jq -e '.result[-1] | .state == \"active\" and .path != null and (.relays | index(\"$victim\") | not)'"
+  local took=$(( $(now_ms) - start ))
+  [ "$took" -le 2000 ] || fail "re-routing took $took ms"
+  wait_for 5 "bob hears alice again" heard_at_least bob $(( before + 50 ))
+  call_is bob .state active || fail "the call dropped"
+  echo "  relay $victim killed mid-call: re-routed via $(last_call alice '.relays | join(" > ")') in $took ms; the call stayed up"
+  ctl alice hangup >/dev/null
+  restart_node "$victim"  # later scenarios count on every node of the lab
+}
+
 # Not one of the checks: keeps the lab running for manual exploration until $work/hold is removed
 # (run.sh hold; the work folder is printed).
 scenario_hold() {
@@ -343,8 +509,9 @@ scenario_hold() {
   while [ -e "$work/hold" ]; do sleep 1; done
 }
 
-all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages client_drop
-               supernode_leaves supernode_killed dead_host_cache)
+all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages
+               calls calls_impaired call_switch call_capture call_relay_killed
+               client_drop supernode_leaves supernode_killed dead_host_cache)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}")
 

@@ -249,8 +249,11 @@ struct Presence: AsyncParsableCommand {
 struct Call: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Call a buddy (voice, end-to-end encrypted).")
     @Argument var name: String
+    @Flag(help: "Start on a relay circuit and move to a UDP path once found (diagnostic).") var relayFirst = false
     @OptionGroup var control: ControlOptions
-    func run() async throws { printCall(await control.send(ControlRequest(command: .call, name: name))) }
+    func run() async throws {
+        printCall(await control.send(ControlRequest(command: .call, name: name, text: relayFirst ? "relay-first" : nil)))
+    }
 }
 
 struct Answer: AsyncParsableCommand {

@@ -146,7 +146,8 @@ struct JitterBufferTests {
         // The target jumped to cover the 100 ms excess, and the buffer stretched (concealment
         // without consuming slots) to reach it.
         #expect(stats.targetDelayMs > 100, "\(stats)")
-        #expect(stats.concealed >= 4, "\(stats)")
+        // Stretching stops within a frame of the target: 3 frames of concealment for 80 ms more.
+        #expect(stats.concealed >= 3, "\(stats)")
         #expect(stats.currentDelayMs > 90, "\(stats)")
         #expect(simulation.framesPlayed == Array(0..<40) + Array(41..<simulation.framesPlayed.last!  + 1))
         // Later the target shrinks and the buffer skips a frame now and then to follow it;
@@ -186,7 +187,9 @@ struct JitterBufferTests {
         let calm = simulation.buffer.statistics
         #expect(calm.jitterMs < 1, "\(calm)")
         #expect(calm.targetDelayMs < 30, "\(calm)")
-        #expect(calm.currentDelayMs < 55, "\(calm)")
+        // The delay settles inside the band: at most 2.5 frames (50 ms) above the target.
+        #expect(calm.currentDelayMs < calm.targetDelayMs + 50 + 1, "\(calm)")
+        #expect(calm.currentDelayMs < loud.currentDelayMs, "\(calm)")
         // Shrinking is done by skipping frames, a few at a time, never by losing them.
         #expect(calm.late == lateAfterAdapting)
         #expect(calm.discarded > 0)

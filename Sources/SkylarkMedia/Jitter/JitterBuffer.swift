@@ -23,16 +23,17 @@
 ///   (≈35 ms for a uniform 0–80 ms), so 2 J plus the minimum covers most of the spread, and
 ///   the late-packet rule below the rest;
 /// - it grows at once when the jitter grows, and when a packet arrives late (to that packet's
-///   excess transit plus half a frame), and shrinks by at most 20 ms per second of playout
+///   excess transit plus half a frame), and shrinks by at most 10 ms per second of playout
 ///   (a noisy path gets a steady delay, not a sawtooth);
 /// - always within [minimumDelay, maximumDelay].
 ///
-/// The delay moves in whole frames: more than 5 ms short of the target and the buffer inserts
-/// one `.conceal` without consuming a slot; more than 1.5 frames (30 ms) over it and it skips
-/// one slot (at most one per tick, so shrinking is gradual). The band is wider than a frame, so
-/// one correction always lands inside it, and its slack absorbs the adapter's own timer jitter
-/// without flapping. Skipping drops 20 ms of audio; Opus copes, and it happens about once a
-/// second only while the target is shrinking.
+/// The delay moves in whole frames: a whole frame (20 ms) short of the target and the buffer
+/// inserts one `.conceal` without consuming a slot; more than 2.5 frames (50 ms) over it and it
+/// skips one slot (at most one per tick, so shrinking is gradual). Each correction is a
+/// discontinuity the listener can hear, so the band is wide — more than three frames — and a
+/// path whose packets arrive in bursts (a TCP relay) does not make the delay flap. Skipping
+/// drops 20 ms of audio; Opus copes, and it happens at most about once every two seconds while
+/// the target is shrinking.
 ///
 /// **Loss.** A slot is lost when its time comes and its packet has not arrived; a packet for a
 /// slot already played is *late* and dropped (and raises the target). Duplicates are dropped.
@@ -64,7 +65,7 @@ public struct JitterBuffer: Sendable {
         public var baselineWindow: Int
 
         public init(minimumDelay: Double = 0.020, maximumDelay: Double = 0.200, frameDuration: Double = 0.020, clockRate: Int = 48_000,
-                    jitterMultiplier: Double = 2, shrinkRate: Double = 0.020, maximumConcealment: Double = 0.5, capacity: Int = 64, baselineWindow: Int = 100) {
+                    jitterMultiplier: Double = 2, shrinkRate: Double = 0.010, maximumConcealment: Double = 0.5, capacity: Int = 64, baselineWindow: Int = 100) {
             self.minimumDelay = minimumDelay
             self.maximumDelay = max(maximumDelay, minimumDelay)
             self.frameDuration = frameDuration
@@ -270,14 +271,14 @@ public struct JitterBuffer: Sendable {
 
         var slot = next
         var delay = delay(ofMediaTime: mediaTime(of: slot), now: now)
-        if delay < target - configuration.frameDuration / 4 {
+        if delay < target - configuration.frameDuration {
             // Too little delay: stretch by one frame of concealment, slot not consumed.
             phase = .playing(next: slot)
             statistics.concealed += 1
             statistics.currentDelayMs = delay * 1000
             return .conceal
         }
-        if delay > target + 1.5 * configuration.frameDuration {
+        if delay > target + 2.5 * configuration.frameDuration {
             // Too much delay: skip one slot (if its packet is here, it is discarded).
             if packets.removeValue(forKey: slot) != nil { statistics.discarded += 1 } else { statistics.lost += 1 }
             playedThrough = slot

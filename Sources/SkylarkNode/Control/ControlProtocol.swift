@@ -125,6 +125,10 @@ public enum ControlResults {
         public var longestGapMilliseconds: Double?
         /// From dialling (or ringing) to the first decoded audio frame.
         public var setupMilliseconds: Double?
+        /// When the call was dialled (or rang) and when the first audio frame was decoded here,
+        /// Unix milliseconds: dial-to-audio across two nodes is callee.firstAudioAtMs − caller.startedAtMs.
+        public var startedAtMs: Double
+        public var firstAudioAtMs: Double?
         public var ended: String?
     }
 }

@@ -46,7 +46,10 @@ final class CallMedia {
     private var source: any AudioSource
     private let sink: WAVFileSink?
     private var cipher: MediaCipher
-    private var jitter = JitterBuffer()
+    private var jitter: JitterBuffer
+    /// Conference legs send only while the microphone carries voice.
+    private var voiceActivity: VoiceActivityDetector?
+    private var pausedSending = true
     private let ssrc: UInt32
     private let peerSSRC: UInt32
     private var sequence = UInt16.random(in: 0...UInt16.max)
@@ -62,7 +65,9 @@ final class CallMedia {
     private var longestGap: Double = 0
 
     init(sharedSecret: [UInt8], callID: [UInt8], role: CallSession.Role, ssrc: UInt32, peerSSRC: UInt32, microphone: String, speaker: String?,
-         now: Double) throws {
+         conferenceLeg: Bool = false, now: Double) throws {
+        jitter = JitterBuffer(configuration: conferenceLeg ? ConferenceMixer.Configuration().jitter : JitterBuffer.Configuration())
+        voiceActivity = conferenceLeg ? VoiceActivityDetector() : nil
         encoder = try OpusEncoder(bitrate: 32_000, complexity: 5, inbandFEC: true, expectedPacketLoss: 10)
         decoder = try OpusDecoder()
         source = try AudioSourceSpec.make(microphone)
@@ -81,8 +86,15 @@ final class CallMedia {
         while framesSent < due {
             framesSent += 1
             let pcm = source.nextFrame() ?? [Int16](repeating: 0, count: Opus.frameSampleCount)
+            if voiceActivity?.isVoice(pcm) == false {
+                // Silence is not sent (RFC 3550 §5.1: the timestamp runs on, the sequence does not).
+                timestamp &+= UInt32(Opus.frameSampleCount)
+                pausedSending = true
+                continue
+            }
             guard let opus = try? encoder.encode(pcm) else { continue }
-            let header = RTPHeader(sequenceNumber: sequence, timestamp: timestamp, ssrc: ssrc, marker: framesSent == 1)
+            let header = RTPHeader(sequenceNumber: sequence, timestamp: timestamp, ssrc: ssrc, marker: pausedSending)
+            pausedSending = false
             sequence &+= 1
             timestamp &+= UInt32(Opus.frameSampleCount)
             guard let packet = try? cipher.seal(header: header, payload: opus) else { continue }

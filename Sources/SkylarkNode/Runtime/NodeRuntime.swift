@@ -105,6 +105,15 @@ public final class NodeRuntime: Service, Sendable {
             throw error
         }
         let bound = listeners.compactMap { $0.localAddress.flatMap(HostPort.init(socketAddress:)) }
+        // The node cannot do without its UDP port; if it ever closes before the end, say so loudly.
+        let stopping = OutcomeBox()
+        for channel in udp {
+            let logger = self.logger
+            let local = channel.localAddress.map { "\($0)" } ?? "?"
+            channel.closeFuture.whenComplete { _ in
+                if stopping.value.withLock({ $0 == nil }) { logger.error("UDP socket closed unexpectedly", metadata: ["udp.local": "\(local)"]) }
+            }
+        }
         onReady(ReadyInfo(listening: bound, controlSocket: files.controlSocketPath))
         let udpChannels = udp
         let configuration = self.configuration
@@ -142,6 +151,7 @@ public final class NodeRuntime: Service, Sendable {
         } onGracefulShutdown: {
             sink.yield(.shutdown)
         }
+        stopping.value.withLock { $0 = .stopped }
         for channel in listeners + udp { try? await channel.close() }
         try? await control?.close()
         unlink(files.controlSocketPath)

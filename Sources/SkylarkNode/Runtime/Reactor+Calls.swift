@@ -26,7 +26,7 @@ extension Reactor {
 
     // MARK: - Control
 
-    func startCall(to rawName: String, promise: EventLoopPromise<String>, now: Double) {
+    func startCall(to rawName: String, relayFirst: Bool = false, promise: EventLoopPromise<String>, now: Double) {
         guard let session else { return promise.succeed(Self.failure("not logged in yet")) }
         guard let name = try? UserName.canonical(rawName) else { return promise.succeed(Self.failure("invalid name '\(rawName)'")) }
         guard let buddy = session.state.buddies[name], buddy.state == .confirmed else {
@@ -40,7 +40,7 @@ extension Reactor {
         }
         do {
             let call = try CallSession(calling: name, candidates: ownMediaCandidates(), natType: natType.rawValue, peerNAT: buddy.natType ?? "unknown",
-                                       ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
+                                       ssrc: UInt32.random(in: 1...UInt32.max), relayFirst: relayFirst, configuration: configuration.call, now: now)
             let id = call.callID.hexString
             calls[id] = CallEntry(session: call, startedAt: now)
             console.note("calling \(name) (call \(id.prefix(8)))")
@@ -138,6 +138,8 @@ extension Reactor {
 
     func pathCheckArrived(_ check: OvPathCheck, from source: HostPort, circuit: [UInt8]?, overTCP: Bool, now: Double) {
         let id = Array(check.callID).hexString
+        logger.trace("path check in", metadata: ["call.id": "\(id)", "peer.address": "\(source)", "call.known": "\(calls[id] != nil)",
+                                                 "call.response": "\(check.response)", "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")"])
         guard calls[id] != nil else { return }
         calls[id]!.session.handleCheck(check, from: source, circuit: circuit, overTCP: overTCP, now: now)
         drainCall(id, now: now)
@@ -174,6 +176,8 @@ extension Reactor {
                     logger.warning("cannot signal the call", metadata: ["call.error": "\(error)"])
                 }
             case let .sendCheck(check, target, circuit, overTCP):
+                logger.trace("path check out", metadata: ["call.id": "\(id)", "peer.address": "\(target)", "call.response": "\(check.response)",
+                                                          "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")"])
                 var datagram = OvDatagram()
                 datagram.pathCheck = check
                 guard let body = try? datagram.serializedBytes() as [UInt8] else { continue }
@@ -342,6 +346,7 @@ extension Reactor {
             packetsSent: stats?.packetsSent, packetsReceived: stats?.packetsReceived,
             longestGapMilliseconds: stats?.longestGapMilliseconds.map { $0.rounded() },
             setupMilliseconds: entry.firstAudioAt.map { (($0 - entry.startedAt) * 1000).rounded() },
+            startedAtMs: (entry.startedAt * 1000).rounded(), firstAudioAtMs: entry.firstAudioAt.map { ($0 * 1000).rounded() },
             ended: entry.endReason)
     }
 

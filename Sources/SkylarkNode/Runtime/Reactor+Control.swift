@@ -43,7 +43,7 @@ extension Reactor {
                 session!.setStatus(status, now: now)
                 promise.succeed(Self.answer(ControlResults.Done(done: "presence set to \(status.rawValue)")))
             case .call:
-                startCall(to: name, promise: promise, now: now)
+                startCall(to: name, relayFirst: request.text == "relay-first", promise: promise, now: now)
             case .answer:
                 answerCall(request.name, promise: promise, now: now)
             case .hangup:

@@ -418,9 +418,12 @@ extension Reactor {
         sendDatagram(datagram, to: via)
     }
 
-    func natFinished(_ result: NATType, mapped: HostPort?, now: Double) {
+    func natFinished(_ result: NATType, mapped: HostPort?, comparedTwoSupernodes: Bool, now: Double) {
         natProbe = nil
-        nextNATCheck = now + configuration.natRecheckInterval
+        // Without a second supernode a symmetric NAT looks port-restricted: look again soon, by
+        // when the host cache has usually brought one in.
+        let undecided = !comparedTwoSupernodes && (result == .portRestricted || result == .restricted)
+        nextNATCheck = now + (undecided ? 5 : configuration.natRecheckInterval)
         let changed = result != natType || mapped != publicUDP
         natType = result
         publicUDP = mapped

@@ -14,15 +14,17 @@ extension Reactor {
                                  seed: UInt64.random(in: 1...UInt64.max), now: now, relays: sockets.relay.table)
         if udp.count > 1, let port = udp[1].localAddress?.port { core.alternateUDPPort = UInt32(port) }
         var seeds: [Contact] = []
+        // Seeds' UDP endpoints are not known yet (a cached address may be TCP 443): the DHT learns
+        // them from the supernodes themselves.
         if let link = supernodeLink, let entry = links[link], let peer = entry.peer, let endpoint = entry.dialled {
-            seeds.append(Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: endpoint))
+            seeds.append(Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: session?.supernode?.udpEndpoint))
         }
         let own = ownEndpoints
         for entry in hostCache.ranked(now: now) {
             guard let hex = entry.nodeID, let bytes = [UInt8](hexString: hex), let endpoint = HostPort(entry.endpoint), !own.contains(endpoint) else { continue }
             let id = NodeID(bytes: bytes)
             guard id != nodeID, !seeds.contains(where: { $0.nodeID == id }) else { continue }
-            seeds.append(Contact(nodeID: id, name: "", endpoints: [endpoint], udpEndpoint: endpoint))
+            seeds.append(Contact(nodeID: id, name: "", endpoints: [endpoint], udpEndpoint: nil))
         }
         core.join(seeds: seeds, now: now)
         supernode = core
@@ -83,7 +85,9 @@ extension Reactor {
             var datagram = OvDatagram()
             datagram.probe = OvProbe()
             datagram.probe.transactionID = order.nonce
-            sendDatagram(datagram, to: target)
+            // From the second port: an unsolicited packet from our main port would take the NAT
+            // tuple the node's own later traffic to us needs, and skew its mapping.
+            sendDatagram(datagram, to: target, socket: 1)
             check.udpSent = true
         }
         dialBackChecks[token] = check

@@ -252,7 +252,7 @@ final class Reactor {
                 perform(action)
             }
         }
-        if let probe = natProbe, let result = probe.result { natFinished(result, mapped: probe.mappedAddress, now: now) }
+        if let probe = natProbe, let result = probe.result { natFinished(result, mapped: probe.mappedAddress, comparedTwoSupernodes: probe.secondary != nil, now: now) }
     }
 
     // MARK: - Links
@@ -278,7 +278,7 @@ final class Reactor {
                 seedDials.remove(id)
                 guard let peer, supernode != nil else { return }
                 if peerLinks[peer.nodeID] == nil { peerLinks[peer.nodeID] = id }
-                supernode?.join(seeds: [Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: endpoint)], now: now)
+                supernode?.join(seeds: [Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: nil)], now: now)
                 logger.info("joined the overlay", metadata: ["dht.seed": "\(peer.name)@\(endpoint)"])
             case .dialBackProbe:
                 // A dial-back link reports through `linkClosed` with the dial-back reason.
@@ -509,6 +509,8 @@ final class Reactor {
             logger.info("buddy request", metadata: ["buddy.name": "\(from)"])
         case let .callSignal(from, signal):
             callSignalArrived(from: from, signal, now: now)
+        case let .conferenceSignal(from, signal):
+            logger.debug("conference signal ignored", metadata: ["peer.name": "\(from)", "conference.id": "\(signal.conferenceID)"])
         case let .buddyConfirmed(name):
             console.note("\(name) is now your buddy")
         case let .buddyRemoved(name):

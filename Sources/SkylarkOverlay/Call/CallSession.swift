@@ -118,10 +118,14 @@ public struct CallSession: Sendable {
     private var actions: [Action] = []
     private var nextTransaction: UInt64 = 1
     private var phaseDeadline: Double
+    /// Until a relay path works, UDP pairs are held back (see `relayFirst`).
+    private var relayFirst = false
 
     /// Starts a call to `peer`. `peerNAT` is the type in the peer's presence, if known.
+    /// `relayFirst`: start on a relay circuit and only then look for a UDP path (and move to it)
+    /// — a diagnostic that exercises switching paths mid-call.
     public init(calling peer: String, callID: [UInt8] = SecureRandom.bytes(16), candidates: [OvMediaCandidate], natType: String,
-                peerNAT: String, ssrc: UInt32, configuration: Configuration = .init(), now: Double) throws {
+                peerNAT: String, ssrc: UInt32, relayFirst: Bool = false, configuration: Configuration = .init(), now: Double) throws {
         self.configuration = configuration
         self.callID = callID
         self.role = .caller
@@ -140,11 +144,12 @@ public struct CallSession: Sendable {
         offer.candidates = candidates
         offer.natType = natType
         offer.ssrc = ssrc
+        self.relayFirst = relayFirst
         var signal = OvCallSignal()
         signal.callID = Data(callID)
         signal.offer = offer
         actions.append(.signal(signal))
-        if Self.needsRelay(natType) || Self.needsRelay(peerNAT) { requestRelay() }
+        if relayFirst || Self.needsRelay(natType) || Self.needsRelay(peerNAT) { requestRelay() }
     }
 
     /// An incoming call: rings until `answer`, `decline` or the ring timeout.
@@ -240,7 +245,7 @@ public struct CallSession: Sendable {
             addPeerCandidates(answer.candidates, now: now)
             if let ownRelay { sendCandidates([ownRelay]) }
             schedulePairs(now: now)
-            if !relayRequested && (Self.needsRelay(ownNAT) || Self.needsRelay(peerNAT)) { requestRelay() }
+            if !relayRequested && ownRelay == nil && (Self.needsRelay(ownNAT) || Self.needsRelay(peerNAT)) { requestRelay() }
         case let .candidates(candidates)?:
             addPeerCandidates(candidates.candidates, now: now)
         case let .end(end)?:
@@ -331,6 +336,7 @@ public struct CallSession: Sendable {
                 pairs[index].succeeded = false
                 continue
             }
+            if heldBack(index) { continue }
             if !pairs[index].succeeded, now - pairs[index].createdAt >= configuration.checkLifetime {
                 pairs[index].failed = true
                 continue
@@ -379,7 +385,18 @@ public struct CallSession: Sendable {
 
     private mutating func schedulePairs(now: Double) {
         guard phase == .connecting || phase == .active else { return }
-        for index in pairs.indices where !pairs[index].failed && pairs[index].nextCheck <= now { sendCheck(index, now: now) }
+        for index in pairs.indices where !pairs[index].failed && pairs[index].nextCheck <= now && !heldBack(index) { sendCheck(index, now: now) }
+    }
+
+    /// A UDP pair waiting for the relay (relay-first calls), with its lifetime not yet running.
+    private mutating func heldBack(_ index: Int) -> Bool {
+        guard relayFirst, pairs[index].circuit == nil else { return false }
+        if pairs.contains(where: { $0.circuit != nil && $0.succeeded }) {
+            relayFirst = false
+            for other in pairs.indices where pairs[other].circuit == nil { pairs[other].createdAt = pairs[other].nextCheck }
+            return false
+        }
+        return true
     }
 
     private mutating func sendCheck(_ index: Int, now: Double) {

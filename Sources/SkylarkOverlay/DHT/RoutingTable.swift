@@ -45,7 +45,12 @@ public struct RoutingTable: Sendable {
         bucket.lastTouched = now
         if let position = bucket.entries.firstIndex(where: { $0.contact.nodeID == contact.nodeID }) {
             var entry = bucket.entries.remove(at: position)
+            // A contact from a cache (no UDP endpoint, maybe no name) never erases what the
+            // node told us itself.
+            let known = entry.contact
             entry.contact = contact
+            if entry.contact.udpEndpoint == nil { entry.contact.udpEndpoint = known.udpEndpoint }
+            if entry.contact.name.isEmpty { entry.contact.name = known.name }
             entry.lastSeen = now
             entry.failures = 0
             bucket.entries.append(entry)

@@ -141,6 +141,9 @@ public struct SupernodeCore: Sendable {
         self.verifier = verifier
         self.configuration = configuration
         self.random = SplitMix64(seed: seed ^ 0x5EED)
+        // A random start keeps our request ids apart from other supernodes'.
+        var ids = SplitMix64(seed: seed ^ 0x1D)
+        self.nextID = (1 << 62) + (ids.next() >> 24)
         self.dht = DHTCore(ownContact: contact, validator: OverlayRecordValidator(verifier: verifier), configuration: configuration.dht, seed: seed, now: now)
     }
 
@@ -327,19 +330,21 @@ public struct SupernodeCore: Sendable {
 
     public mutating func handlePeerMessage(_ message: OvLinkMessage, link: LinkID, from sender: PeerIdentity, now: Double) {
         guard !hasDeparted else { return }
-        if let entry = pendingByRequest.removeValue(forKey: message.id) {
-            peerAnswered(entry.pending, message, now: now)
-            return
-        }
-        if let setup = circuitSetups.removeValue(forKey: message.id) {
-            circuitAnswered(setup, message, now: now)
-            return
-        }
-        if let delivery = deliveries[message.id], case let .forwarding(node, _) = delivery.stage, node == sender.nodeID {
-            var delivered = false
-            if case let .forwarded(forwarded)? = message.body { delivered = forwarded.delivered }
-            forwardAnswered(message.id, delivered: delivered, now: now)
-            return
+        // Answers are matched to our requests by id and by who answers; a request is never taken
+        // for an answer, whatever its id (every supernode numbers its own requests).
+        if Self.isAnswer(message) {
+            if let setup = circuitSetups[message.id], setup.next == sender.nodeID {
+                circuitSetups[message.id] = nil
+                return circuitAnswered(setup, message, now: now)
+            }
+            if let delivery = deliveries[message.id], case let .forwarding(node, _) = delivery.stage, node == sender.nodeID {
+                var delivered = false
+                if case let .forwarded(forwarded)? = message.body { delivered = forwarded.delivered }
+                return forwardAnswered(message.id, delivered: delivered, now: now)
+            }
+            if case .dialBackResult? = message.body, let entry = pendingByRequest.removeValue(forKey: message.id) {
+                return peerAnswered(entry.pending, message, now: now)
+            }
         }
         switch message.body {
         case .findNode?, .findValue?, .store?, .unpublish?, .mailboxClear?, .depart?:
@@ -366,8 +371,10 @@ public struct SupernodeCore: Sendable {
             dialBackTokens[token] = .peer(link: link, requestID: message.id)
             actions.append(.dialBack(order: order, token: token))
         case let .probeOrder(order)?:
+            // From our second port, so this unsolicited probe cannot occupy the NAT tuple the
+            // node's own traffic to our main port will need.
             if let target = HostPort(order.replyTo), order.transactionID.count <= 32 {
-                actions.append(.sendProbe(to: target, transactionID: Array(order.transactionID), fromAlternatePort: false))
+                actions.append(.sendProbe(to: target, transactionID: Array(order.transactionID), fromAlternatePort: true))
             }
         case let .circuitSetup(setup)?:
             circuitSetupArrived(setup, link: link, requestID: message.id, now: now)
@@ -585,6 +592,13 @@ public struct SupernodeCore: Sendable {
         message.id = id
         message.incoming = incoming
         return message
+    }
+
+    static func isAnswer(_ message: OvLinkMessage) -> Bool {
+        switch message.body {
+        case .nodes?, .values?, .stored?, .ack?, .refused?, .forwarded?, .dialBackResult?, .circuitReady?: return true
+        default: return false
+        }
     }
 
     // MARK: - Relay circuits
