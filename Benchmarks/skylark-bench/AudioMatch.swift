@@ -82,3 +82,68 @@ struct AudioMatch: ParsableCommand {
         if !result.match { Foundation.exit(1) }
     }
 }
+
+/// Which tones a conference recording holds: `skylark-bench audio-tones --recording R.wav
+/// --present 440,550 --absent 300`. Goertzel power at each frequency over the voiced part (after
+/// `--settle`, at most `--seconds`), relative to the strongest expected tone. A tone is present
+/// at `--present-min` of the strongest or more (−13 dB by default: five equal tones mixed are
+/// all near 1), absent at `--absent-max` or less (−20 dB). Prints one JSON line; exits 1 when any
+/// expectation fails.
+struct AudioTones: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audio-tones",
+                                                    abstract: "Does a recorded WAV hold these tones and not those? (conferences in the NAT lab)")
+
+    @Option(help: "The recorded WAV (48 kHz).") var recording: String
+    @Option(help: "Tones that must be heard, Hz, comma-separated.") var present: String
+    @Option(help: "Tones that must not be heard, Hz, comma-separated.") var absent: String = ""
+    @Option(help: "Seconds of voiced audio to analyse.") var seconds: Double = 2
+    @Option(help: "Seconds of voiced audio skipped first.") var settle: Double = 0.5
+    @Option(help: "Minimum power of a present tone, relative to the strongest.") var presentMin: Double = 0.05
+    @Option(help: "Maximum power of an absent tone, relative to the strongest present one.") var absentMax: Double = 0.01
+
+    struct Result: Codable {
+        var voicedSeconds: Double
+        /// Power relative to the strongest present tone, by frequency.
+        var relative: [String: Double]
+        var missing: [String]
+        var unwanted: [String]
+        var match: Bool
+    }
+
+    func run() throws {
+        let wanted = try Self.frequencies(present)
+        let unwantedTones = try Self.frequencies(absent)
+        guard !wanted.isEmpty else { throw ValidationError("--present needs at least one frequency") }
+        let samples = try WAVFile(path: recording).samples
+        let firstVoiced = samples.firstIndex { abs(Int($0)) > 200 } ?? samples.count
+        let voiced = Array(samples[firstVoiced...])
+        let window = Array(voiced.dropFirst(Int(settle * Double(Opus.sampleRate))).prefix(Int(seconds * Double(Opus.sampleRate))))
+        guard window.count >= Opus.sampleRate / 2 else {
+            return finish(Result(voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), relative: [:],
+                                 missing: wanted.map { "\(Int($0))" }, unwanted: [], match: false))
+        }
+        var power: [Double: Double] = [:]
+        for frequency in wanted + unwantedTones { power[frequency] = AudioAnalysis.power(of: window, at: frequency) }
+        let strongest = max(wanted.compactMap { power[$0] }.max() ?? 0, 1e-9)
+        var relative: [String: Double] = [:]
+        for (frequency, value) in power { relative["\(Int(frequency))"] = (value / strongest * 1000).rounded() / 1000 }
+        let missing = wanted.filter { power[$0]! / strongest < presentMin }.map { "\(Int($0))" }
+        let unwanted = unwantedTones.filter { power[$0]! / strongest > absentMax }.map { "\(Int($0))" }
+        finish(Result(voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), relative: relative, missing: missing, unwanted: unwanted,
+                      match: missing.isEmpty && unwanted.isEmpty))
+    }
+
+    static func frequencies(_ text: String) throws -> [Double] {
+        try text.split(separator: ",").map { part in
+            guard let value = Double(part.trimmingCharacters(in: .whitespaces)), value > 0 else { throw ValidationError("'\(part)' is not a frequency") }
+            return value
+        }
+    }
+
+    private func finish(_ result: Result) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: (try? encoder.encode(result)) ?? Data(), as: UTF8.self))
+        if !result.match { Foundation.exit(1) }
+    }
+}

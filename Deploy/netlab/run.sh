@@ -501,6 +501,74 @@ scenario_call_relay_killed() {
   restart_node "$victim"  # later scenarios count on every node of the lab
 }
 
+# conf USER JQ: a field of USER's newest conference.
+conf() { "$bin/skylark" conf status --state "$work/$1" --json | jq -r ".result[-1]$2"; }
+conf_members_are() { [ "$(conf "$1" '.members | length')" -eq "$2" ]; }
+conf_leg_hears() { [ "$(conf "$1" ".leg.packetsReceived // 0")" -ge "$2" ]; }
+conf_mixes_for() { [ "$(conf "$1" ".mixing.ticks // 0")" -ge "$2" ]; }
+# conf_resumed USER VICTIM: USER hears the others again, through another mixer than VICTIM.
+conf_resumed() { conf "$1" "| select(.mixer != \"$2\" and .audioSinceMs != null) | .audioSinceMs" | grep -q .; }
+
+# check_conference_audio MIXER USERS...: each user's recording from MIXER holds every other
+# user's tone and not its own.
+check_conference_audio() {
+  local mixer=$1; shift
+  local user other present result
+  for user in "$@"; do
+    present=()
+    for other in "$@"; do [ "$other" != "$user" ] && present+=("${tone[$other]}"); done
+    result=$("$bin/skylark-bench" audio-tones --recording "$work/$user-from-conference-$mixer.wav" \
+      --present "$(IFS=,; echo "${present[*]}")" --absent "${tone[$user]}") \
+      || fail "$user's recording from $mixer: $result"
+    echo "  $user (${kind[$user]}) hears $(IFS=,; echo "${present[*]}") Hz and not its own ${tone[$user]} Hz: $(jq -c .relative <<<"$result")"
+  done
+}
+
+scenario_conference() {
+  # Six participants behind every NAT kind, each playing its own tone, mixed at the elected node;
+  # then the mixer is killed and the rest move to the next one.
+  local everyone=(alice pub bob carol dave frank) user
+  for user in pub bob carol dave frank; do ensure_buddies alice "$user"; done
+  for user in "${everyone[@]}"; do wait_for 20 "$user knows its NAT type" bash -c "[ \"\$($bin/skylark status --state $work/$user --json | jq -r .result.natType)\" != unknown ]"; done
+  ctl alice conf start pub bob carol dave frank >/dev/null
+  for user in "${everyone[@]}"; do wait_for 15 "$user is in the conference of six" conf_members_are "$user" 6; done
+  local mixer
+  mixer=$(conf alice .mixer)
+  echo "  6 participants (public, port-restricted x2, symmetric, UDP-blocked, TCP-443-only); $mixer mixes: $(conf alice .mixerReason)"
+  for user in "${everyone[@]}"; do
+    if [ "$user" = "$mixer" ]; then wait_for 15 "$user mixes 3 s" conf_mixes_for "$user" 150
+    else
+      wait_for 15 "$user hears 3 s of the mix" conf_leg_hears "$user" 150
+      echo "  $user's leg: $(conf "$user" .leg.pathDetail)"
+    fi
+  done
+  check_conference_audio "$mixer" "${everyone[@]}"
+  [ -n "${node_pid[$mixer]:-}" ] || fail "the mixer '$mixer' is not a node of this lab"
+
+  local killed_at rest=() took worst=0
+  for user in "${everyone[@]}"; do [ "$user" != "$mixer" ] && rest+=("$user"); done
+  killed_at=$(now_ms)
+  kill -KILL "${node_pid[$mixer]}"
+  unset "node_pid[$mixer]"
+  for user in "${rest[@]}"; do wait_for 5 "$user's audio resumes after the mixer died" conf_resumed "$user" "$mixer"; done
+  local next
+  next=$(conf alice .mixer)
+  for user in "${rest[@]}"; do
+    took=$(( $(conf "$user" .audioSinceMs | cut -d. -f1) - killed_at ))
+    [ "$took" -le 2000 ] || fail "$user's audio resumed $took ms after the mixer died"
+    [ "$took" -gt "$worst" ] && worst=$took
+  done
+  echo "  mixer $mixer killed: $next mixes now ($(conf alice .mixerReason)); audio resumed for all ${#rest[@]} within $worst ms"
+  for user in "${rest[@]}"; do
+    if [ "$user" = "$next" ]; then wait_for 10 "$user mixes again" conf_mixes_for "$user" 150
+    else wait_for 10 "$user hears 2.5 s from $next" bash -c "[ \$($bin/skylark conf status --state $work/$user --json | jq -r '.result[-1].leg.packetsReceived // 0') -ge 125 ]"
+    fi
+  done
+  check_conference_audio "$next" "${rest[@]}"
+  for user in "${rest[@]}"; do ctl "$user" conf leave >/dev/null; done
+  restart_node "$mixer"  # later scenarios count on every node of the lab
+}
+
 # Not one of the checks: keeps the lab running for manual exploration until $work/hold is removed
 # (run.sh hold; the work folder is printed).
 scenario_hold() {
@@ -510,7 +578,7 @@ scenario_hold() {
 }
 
 all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages
-               calls calls_impaired call_switch call_capture call_relay_killed
+               calls calls_impaired call_switch call_capture call_relay_killed conference
                client_drop supernode_leaves supernode_killed dead_host_cache)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}")

@@ -27,7 +27,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seconds a dropped client has to come back before its buddies are told.") var departureGrace: Double = 2
     @Option(help: "What your microphone plays in calls: a 48 kHz WAV file, tone:HZ or silence.") var mic: String = "silence"
     @Option(help: "Where call audio goes: a WAV file (written as it arrives) or null.") var speaker: String = "null"
-    @Flag(help: "Answer incoming calls at once (unattended nodes).") var autoAnswer = false
+    @Flag(help: "Answer incoming calls and conference invitations at once (unattended nodes).") var autoAnswer = false
+    @Option(help: "Uplink this node offers as a conference mixer, kb/s (default: the default route's link speed, else 1000).")
+    var upstreamKbps: Int?
+    @Option(help: "At most this many participants in a conference this node mixes.") var conferenceSize: Int = 32
     @Flag(help: "Print events as lines even on a terminal (no live console).") var noConsole = false
 
     func run() async throws {
@@ -60,6 +63,12 @@ struct Run: AsyncParsableCommand {
         configuration.microphone = mic
         configuration.speaker = speaker == "null" ? nil : speaker
         configuration.autoAnswer = autoAnswer
+        if let upstreamKbps {
+            guard upstreamKbps > 0 else { fail("--upstream-kbps must be positive", code: 1) }
+            configuration.upstreamKbps = upstreamKbps
+        }
+        guard conferenceSize >= 2 else { fail("--conference-size must be at least 2", code: 1) }
+        configuration.conference.maximumParticipants = conferenceSize
         do { try AudioSourceSpec.check(mic) } catch { fail("--mic: \(error)", code: 1) }
 
         let interactive = !noConsole && isatty(STDOUT_FILENO) == 1
@@ -257,10 +266,13 @@ struct Call: AsyncParsableCommand {
 }
 
 struct Answer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Answer the ringing call (or the one whose id starts with ID).")
+    static let configuration = CommandConfiguration(abstract: "Answer the ringing call (or the one whose id starts with ID), or join a ringing conference.")
     @Argument var id: String?
     @OptionGroup var control: ControlOptions
-    func run() async throws { printCall(await control.send(ControlRequest(command: .answer, name: id))) }
+    func run() async throws {
+        let result = await control.send(ControlRequest(command: .answer, name: id))
+        if (result as? [String: Any])?["initiator"] != nil { printConference(result) } else { printCall(result) }
+    }
 }
 
 struct Hangup: AsyncParsableCommand {
@@ -288,5 +300,69 @@ func printCall(_ result: Any) {
     if call["pathDetail"] is String { print("  path: \(text("pathDetail"))") }
     if call["state"] as? String == "active" || call["packetsReceived"] != nil {
         print("  rtt \(number("rttMilliseconds", " ms"))  loss \(number("lossPercent", " %"))  jitter \(number("jitterMilliseconds", " ms"))  bitrate \(number("bitrateKbps", " kb/s"))  setup \(number("setupMilliseconds", " ms"))")
+    }
+}
+
+// MARK: - Conferences
+
+struct Conf: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Conferences: audio mixed at an elected node (a participant or a supernode outside the conference).",
+        subcommands: [ConfStart.self, ConfAdd.self, ConfLeave.self, ConfStatus.self])
+}
+
+struct ConfStart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a conference with these buddies.")
+    @Argument(help: "Buddies to invite.") var names: [String]
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printConference(await control.send(ControlRequest(command: .conferenceStart, names: names))) }
+}
+
+struct ConfAdd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "add", abstract: "Invite one more buddy into your conference.")
+    @Argument var name: String
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printConference(await control.send(ControlRequest(command: .conferenceAdd, name: name))) }
+}
+
+struct ConfLeave: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "leave", abstract: "Leave your conference (or decline a ringing invitation).")
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printConference(await control.send(ControlRequest(command: .conferenceLeave))) }
+}
+
+struct ConfStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Conferences: who mixes and why, members, your leg's path and quality.")
+    @OptionGroup var control: ControlOptions
+    func run() async throws {
+        let conferences = await control.send(ControlRequest(command: .conferenceStatus)) as? [[String: Any]] ?? []
+        if conferences.isEmpty { print("no conferences") }
+        for conference in conferences { printConference(conference) }
+    }
+}
+
+func printConference(_ result: Any) {
+    guard let conference = result as? [String: Any] else { return print("done") }
+    func text(_ key: String) -> String { (conference[key] as? String) ?? "-" }
+    let ended = conference["ended"] is String ? " (\(text("ended")))" : ""
+    let role = conference["participating"] as? Bool == false ? ", mixing for others" : ""
+    print("conference \(text("id").prefix(8)) of \(text("initiator")): \(text("state"))\(ended)\(role)")
+    if conference["mixer"] is String {
+        print("  mixer: \(text("mixer"))\(conference["weMix"] as? Bool == true ? " (this node)" : "") — \(text("mixerReason"))")
+    }
+    if let members = conference["members"] as? [String], !members.isEmpty { print("  members: \(members.joined(separator: ", "))") }
+    if let invited = conference["invited"] as? [String], !invited.isEmpty { print("  invited: \(invited.joined(separator: ", "))") }
+    if let history = conference["mixerHistory"] as? [[String: Any]], history.count > 1 {
+        print("  mixers so far: \(history.compactMap { $0["name"] as? String }.joined(separator: " → "))")
+    }
+    if let leg = conference["leg"] as? [String: Any] {
+        func number(_ key: String, _ unit: String) -> String { (leg[key] as? Double).map { String(format: "%.1f%@", $0, unit) } ?? "-" }
+        print("  leg to \(leg["peer"] as? String ?? "-"): \(leg["pathDetail"] as? String ?? "connecting"); rtt \(number("rttMilliseconds", " ms"))  loss \(number("lossPercent", " %"))  jitter \(number("jitterMilliseconds", " ms"))")
+    }
+    for leg in conference["legs"] as? [[String: Any]] ?? [] {
+        print("  leg from \(leg["participant"] as? String ?? "-"): \(leg["path"] as? String ?? "connecting"); \(leg["packetsReceived"] as? Int ?? 0) packets in, \(leg["packetsSent"] as? Int ?? 0) out")
+    }
+    if let mixing = conference["mixing"] as? [String: Any] {
+        print("  mixing: \(mixing["ticks"] as? Int ?? 0) ticks, \(mixing["decodes"] as? Int ?? 0) decodes, \(mixing["encodes"] as? Int ?? 0) encodes (\(mixing["sharedEncodes"] as? Int ?? 0) shared by listeners)")
     }
 }

@@ -13,7 +13,7 @@ struct Skylark: AsyncParsableCommand {
         abstract: "The Skylark client.",
         version: SkylarkVersion.current.description,
         subcommands: [Register.self, Login.self, Update.self, Run.self, Status.self, BuddyCommand.self, Search.self, Msg.self,
-                      Inbox.self, Presence.self, Call.self, Answer.self, Hangup.self, Calls.self])
+                      Inbox.self, Presence.self, Call.self, Answer.self, Hangup.self, Calls.self, Conf.self])
 }
 
 struct ClientOptions: ParsableArguments {

@@ -18,16 +18,23 @@ public struct ControlRequest: Codable, Sendable {
         case answer
         case hangup
         case calls
+        case conferenceStart = "conf.start"
+        case conferenceAdd = "conf.add"
+        case conferenceLeave = "conf.leave"
+        case conferenceStatus = "conf.status"
     }
 
     public var command: Command
     public var name: String?
     public var text: String?
+    /// Several users (conf.start).
+    public var names: [String]?
 
-    public init(command: Command, name: String? = nil, text: String? = nil) {
+    public init(command: Command, name: String? = nil, text: String? = nil, names: [String]? = nil) {
         self.command = command
         self.name = name
         self.text = text
+        self.names = names
     }
 }
 
@@ -130,5 +137,62 @@ public enum ControlResults {
         public var startedAtMs: Double
         public var firstAudioAtMs: Double?
         public var ended: String?
+    }
+
+    public struct Conference: Codable, Sendable {
+        public var id: String
+        public var initiator: String
+        /// gathering (electing a mixer), ringing, joining, active, ended
+        public var state: String
+        /// False on a node that only mixes for others.
+        public var participating: Bool
+        /// Who mixes now (a user name) and why it was chosen.
+        public var mixer: String?
+        public var mixerReason: String?
+        public var weMix: Bool
+        /// Index of the mixer in charge in `candidates` (the failover order).
+        public var epoch: Int
+        public var candidates: [MixerCandidate]
+        public var members: [String]
+        public var invited: [String]
+        public var mixerHistory: [MixerTurn]
+        /// Our leg to the mixer (when another node mixes).
+        public var leg: Call?
+        /// The legs we serve (when we mix).
+        public var legs: [ConferenceLeg]
+        public var mixing: MixingCounters?
+        /// When audio from the current mixer started here (Unix ms): after a failover, the
+        /// resumption time is this minus when the old mixer was lost.
+        public var audioSinceMs: Double?
+        public var startedAtMs: Double
+        public var ended: String?
+    }
+
+    public struct MixerCandidate: Codable, Sendable {
+        public var name: String
+        public var reason: String
+    }
+
+    public struct MixerTurn: Codable, Sendable {
+        public var name: String
+        public var epoch: Int
+        public var atMs: Double
+    }
+
+    public struct ConferenceLeg: Codable, Sendable {
+        public var participant: String
+        public var path: String?
+        public var packetsSent: Int
+        public var packetsReceived: Int
+        public var lossPercent: Double?
+        public var jitterMilliseconds: Double?
+    }
+
+    public struct MixingCounters: Codable, Sendable {
+        public var ticks: Int
+        public var decodes: Int
+        public var encodes: Int
+        public var sharedEncodes: Int
+        public var packetsOut: Int
     }
 }

@@ -28,6 +28,8 @@ final class MixerMedia {
     private let sink: WAVFileSink?
     private let start: Double
     private var slots = 0
+    /// When the local participant first heard the others through this mixer.
+    private(set) var firstLocalAudioAt: Double?
 
     /// `localName`: the mixing node's user when it takes part, with its microphone and speaker.
     init(localName: String?, microphone: String, speaker: String?, now: Double) throws {
@@ -84,6 +86,7 @@ final class MixerMedia {
             }
             let mixed = mixer.tick(now: now, localFrame: frame)
             if source != nil {
+                if mixed.local != nil, firstLocalAudioAt == nil { firstLocalAudioAt = now }
                 try? sink?.write(mixed.local ?? [Int16](repeating: 0, count: Opus.frameSampleCount))
             }
             let outputs = Dictionary(mixed.outputs.map { ($0.participant, $0) }, uniquingKeysWith: { first, _ in first })

@@ -27,7 +27,11 @@ public struct NodeConfiguration: Sendable {
     public var microphone = "silence"
     /// Where heard audio goes: a WAV file path (written as audio arrives), or nil for none.
     public var speaker: String?
+    /// Answer incoming calls and conference invitations at once.
     public var autoAnswer = false
+    public var conference = ConferenceSession.Configuration()
+    /// The uplink this node offers as a conference mixer; nil: the default route's link speed.
+    public var upstreamKbps: Int?
     public var session = ClientSession.Configuration()
     /// Total time allowed to find a supernode at start-up.
     public var bootstrapTimeout: Double = 10

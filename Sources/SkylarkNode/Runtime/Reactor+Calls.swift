@@ -19,6 +19,8 @@ struct CallEntry {
     var pathHistory: [String] = []
     /// Control requests waiting for the call to be answered or to end.
     var waiters: [EventLoopPromise<String>] = []
+    /// Set for a conference leg (signalled inside conference messages, audio via the mixer).
+    var conference: ConferenceLegInfo?
 }
 
 extension Reactor {
@@ -35,9 +37,7 @@ extension Reactor {
         guard buddy.presence == .online || buddy.presence == .away else {
             return promise.succeed(Self.failure("\(name) is offline"))
         }
-        if let busy = calls.values.first(where: { !$0.session.isEnded }) {
-            return promise.succeed(Self.failure("already in a call with \(busy.session.peer) (skylark hangup first)"))
-        }
+        if let busy = busyText() { return promise.succeed(Self.failure(busy)) }
         do {
             let call = try CallSession(calling: name, candidates: ownMediaCandidates(), natType: natType.rawValue, peerNAT: buddy.natType ?? "unknown",
                                        ssrc: UInt32.random(in: 1...UInt32.max), relayFirst: relayFirst, configuration: configuration.call, now: now)
@@ -54,6 +54,7 @@ extension Reactor {
 
     func answerCall(_ id: String?, promise: EventLoopPromise<String>, now: Double) {
         guard let id = resolveCall(id, where: { $0.session.phase == .ringing }) else {
+            if id == nil, answerConference(promise: promise, now: now) { return }
             return promise.succeed(Self.failure(id == nil ? "no call is ringing" : "no ringing call \(id!)"))
         }
         calls[id]?.session.answer(now: now)
@@ -73,8 +74,9 @@ extension Reactor {
 
     /// A call by (a prefix of) its id, or the only call matching `filter`.
     func resolveCall(_ id: String?, where filter: (CallEntry) -> Bool) -> String? {
-        if let id { return calls.keys.first { $0.hasPrefix(id.lowercased()) && filter(calls[$0]!) } }
-        let matching = calls.filter { filter($0.value) }.map(\.key)
+        let userCalls = calls.filter { $0.value.conference == nil }
+        if let id { return userCalls.keys.first { $0.hasPrefix(id.lowercased()) && filter(userCalls[$0]!) } }
+        let matching = userCalls.filter { filter($0.value) }.map(\.key)
         return matching.count == 1 ? matching[0] : matching.sorted { calls[$0]!.startedAt > calls[$1]!.startedAt }.first
     }
 
@@ -110,8 +112,8 @@ extension Reactor {
             return
         }
         guard case let .offer(offer)? = signal.body else { return }
-        if calls.values.contains(where: { !$0.session.isEnded }) {
-            // Busy: one call at a time.
+        if busyText() != nil {
+            // Busy: one call (or conference) at a time.
             var busy = OvCallSignal()
             busy.callID = signal.callID
             busy.end = OvCallEnd()
@@ -157,10 +159,19 @@ extension Reactor {
     /// Encrypted RTP from the peer, straight or out of a circuit.
     func mediaArrived(_ packet: [UInt8], via leg: [UInt8]?, from source: HostPort, now: Double) {
         guard let id = calls.first(where: { entry in
-            guard let path = entry.value.session.path, entry.value.media != nil else { return false }
-            return leg != nil ? path.circuit == leg : path.endpoint == source || entry.value.media!.accepts(packet)
+            guard let path = entry.value.session.path else { return false }
+            if let media = entry.value.media {
+                return leg != nil ? path.circuit == leg : path.endpoint == source || media.accepts(packet)
+            }
+            // A leg we mix: its audio goes to the conference's mixer.
+            guard let conference = entry.value.conference, conference.weMix,
+                  let mixer = conferences[conference.conferenceID]?.mixerMedia, mixer.hasLeg(entry.key) else { return false }
+            return leg != nil ? path.circuit == leg : path.endpoint == source || mixer.leg(for: packet) == entry.key
         })?.key else { return }
-        if calls[id]!.media!.receive(packet, now: now) {
+        if let media = calls[id]!.media {
+            if media.receive(packet, now: now) { calls[id]!.session.mediaArrived(now: now) }
+        } else if let conference = calls[id]!.conference, let mixer = conferences[conference.conferenceID]?.mixerMedia,
+                  mixer.receive(packet, leg: id, now: now) {
             calls[id]!.session.mediaArrived(now: now)
         }
     }
@@ -172,6 +183,15 @@ extension Reactor {
             switch action {
             case let .signal(signal):
                 guard let peer = calls[id]?.session.peer else { continue }
+                if let conference = calls[id]?.conference {
+                    // A leg's signalling travels inside conference messages (the mixer need not be a buddy).
+                    var wrapped = OvConferenceSignal()
+                    wrapped.conferenceID = Data(hexBytes(conference.conferenceID))
+                    wrapped.leg = conference.template
+                    wrapped.leg.call = signal
+                    try? session?.sendConferenceSignal(wrapped, to: peer, now: now)
+                    continue
+                }
                 do { try session?.sendCallSignal(signal, to: peer, now: now) } catch {
                     logger.warning("cannot signal the call", metadata: ["call.error": "\(error)"])
                 }
@@ -240,7 +260,9 @@ extension Reactor {
             // Our end of the circuit is our supernode's UDP port (ourselves, when we are one).
             let ownEnd = supernode?.contact.udpEndpoint ?? session?.supernode?.udpEndpoint
             guard let ownEnd else { return calls[id]!.session.relayRefused("no supernode UDP endpoint", now: now) }
-            calls[id]!.session.relayGranted(granted, ownEnd: ownEnd, overTCP: natType == .udpBlocked && supernode == nil, now: now)
+            // Over our TCP link unless UDP is known to work (blocked, or not yet tested).
+            let overTCP = supernode == nil && (natType == .udpBlocked || natType == .unknown)
+            calls[id]!.session.relayGranted(granted, ownEnd: ownEnd, overTCP: overTCP, now: now)
             logger.info("relay granted", metadata: ["call.id": "\(id)", "call.relays": "\(granted.relays.joined(separator: ">"))"])
         case let .refused(refused)?:
             calls[id]!.session.relayRefused(refused.reason, now: now)
@@ -256,8 +278,13 @@ extension Reactor {
         if let path {
             let text = Self.describe(path)
             entry.pathHistory.append(text)
-            console.note("call with \(entry.session.peer): \(text)")
+            console.note("\(entry.conference == nil ? "call with" : "conference leg with") \(entry.session.peer): \(text)")
             logger.info("call path", metadata: ["call.id": "\(id)", "call.path": "\(text)"])
+            if entry.conference != nil {
+                calls[id] = entry
+                conferenceLegConnected(id, now: now)
+                return drainCall(id, now: now)
+            }
             if entry.media == nil, let secret = entry.session.sharedSecret, let peerSSRC = entry.session.peerSSRC {
                 do {
                     entry.media = try CallMedia(sharedSecret: secret, callID: entry.session.callID, role: entry.session.role, ssrc: entry.session.ssrc,
@@ -279,6 +306,11 @@ extension Reactor {
         entry.endedAt = now
         entry.endReason = detail
         entry.media?.close()
+        if entry.conference != nil {
+            calls[id] = entry
+            logger.info("conference leg ended", metadata: ["call.id": "\(id)", "call.reason": "\(detail)"])
+            return conferenceLegEnded(id, detail: detail, now: now)
+        }
         console.note("call with \(entry.session.peer) ended: \(detail)")
         logger.info("call ended", metadata: ["call.id": "\(id)", "call.reason": "\(detail)"])
         for waiter in entry.waiters { waiter.succeed(Self.answer(callReport(id, entry: entry, now: now))) }
@@ -317,9 +349,10 @@ extension Reactor {
             // Ended calls are kept a minute for `skylark calls`.
             if let ended = entry.endedAt, now - ended > 60 { calls[id] = nil }
         }
+        conferenceMediaTick(now: now)
     }
 
-    var hasActiveMedia: Bool { calls.values.contains { $0.media != nil && !$0.session.isEnded } }
+    var hasActiveMedia: Bool { hasMixing || calls.values.contains { $0.media != nil && !$0.session.isEnded } }
 
     // MARK: - Reports
 

@@ -48,8 +48,17 @@ extension Reactor {
                 answerCall(request.name, promise: promise, now: now)
             case .hangup:
                 hangUp(request.name, promise: promise, now: now)
+            case .conferenceStart:
+                startConference(with: request.names ?? (name.isEmpty ? [] : [name]), promise: promise, now: now)
+            case .conferenceAdd:
+                addToConference(name, promise: promise, now: now)
+            case .conferenceLeave:
+                leaveConference(promise: promise, now: now)
+            case .conferenceStatus:
+                let reports = conferences.sorted { $0.value.session.startedAt < $1.value.session.startedAt }.map { conferenceReport($0.key, now: now) }
+                promise.succeed(Self.answer(reports))
             case .calls:
-                let reports = calls.sorted { $0.value.startedAt < $1.value.startedAt }.map { callReport($0.key, entry: $0.value, now: now) }
+                let reports = calls.filter { $0.value.conference == nil }.sorted { $0.value.startedAt < $1.value.startedAt }.map { callReport($0.key, entry: $0.value, now: now) }
                 promise.succeed(Self.answer(reports))
             }
         } catch {

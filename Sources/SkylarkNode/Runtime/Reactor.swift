@@ -112,8 +112,13 @@ final class Reactor {
     var seedBackoff: Double = 1
     var nextRelayExpiry: Double = 0
 
-    // Calls, by hex call id.
+    // Calls (and conference legs), by hex call id.
     var calls: [String: CallEntry] = [:]
+    // Conferences, by hex conference id; the idle CPU share mixer elections are told about.
+    var conferences: [String: ConferenceEntry] = [:]
+    var conferenceCPU = CPUSampler()
+    var idleCPUShare = 1.0
+    var nextCPUSample: Double = 0
 
     // Control requests waiting for the overlay.
     var searchWaiters: [UInt64: (promise: EventLoopPromise<String>, deadline: Double)] = [:]
@@ -221,6 +226,7 @@ final class Reactor {
         supernodeDutiesTick(now: now)
         controlTick(now: now)
         callsTick(now: now)
+        conferencesTick(now: now)
         if let link = supernodeLink, now >= nextKeepalive {
             nextKeepalive = now + configuration.keepaliveInterval
             var ping = OvLinkMessage()
@@ -510,7 +516,7 @@ final class Reactor {
         case let .callSignal(from, signal):
             callSignalArrived(from: from, signal, now: now)
         case let .conferenceSignal(from, signal):
-            logger.debug("conference signal ignored", metadata: ["peer.name": "\(from)", "conference.id": "\(signal.conferenceID)"])
+            conferenceSignalArrived(from: from, signal, now: now)
         case let .buddyConfirmed(name):
             console.note("\(name) is now your buddy")
         case let .buddyRemoved(name):

@@ -28,7 +28,23 @@ public struct CallSession: Sendable {
         public var relayFallbackDelay: Double = 1.5
         public var ringTimeout: Double = 45
         public var connectTimeout: Double = 15
+        /// End the call when its path dies and no other works, instead of asking for a new relay
+        /// circuit: a conference leg moves to the next mixer faster than a circuit is rebuilt.
+        public var endWhenPathLost = false
         public init() {}
+
+        /// A conference leg: lost within 0.6 s (keepalives every 0.1 s), quick to set up,
+        /// ended on path loss so the conference can move to the next mixer within 2 s.
+        public static var conferenceLeg: Configuration {
+            var configuration = Configuration()
+            configuration.keepaliveInterval = 0.1
+            configuration.deadAfter = 0.6
+            configuration.relayFallbackDelay = 0.5
+            configuration.ringTimeout = 5
+            configuration.connectTimeout = 5
+            configuration.endWhenPathLost = true
+            return configuration
+        }
     }
 
     public enum Role: String, Sendable, Codable { case caller, callee }
@@ -376,7 +392,7 @@ public struct CallSession: Sendable {
                 let circuit = Array(candidate.circuitID)
                 guard circuit.count == 16, !pairs.contains(where: { $0.circuit == circuit }) else { continue }
                 pairs.append(Pair(endpoint: endpoint, kind: .relayed, circuit: circuit, relays: candidate.relays,
-                                  overTCP: Self.udpBlocked(ownNAT), createdAt: now, nextCheck: now))
+                                  overTCP: Self.relayOverTCP(ownNAT), createdAt: now, nextCheck: now))
             case .UNRECOGNIZED:
                 continue
             }
@@ -432,6 +448,9 @@ public struct CallSession: Sendable {
                 phase = .active
                 connectedAt = now
             }
+        } else if phase == .active, configuration.endWhenPathLost {
+            actions.append(.pathChanged(nil))
+            return end(.failed, "the media path was lost", notify: true)
         } else if phase == .active, role == .caller, !relayRequested {
             // The path died and nothing else works: a new circuit around the relays we used.
             ownRelay = nil
@@ -483,6 +502,10 @@ public struct CallSession: Sendable {
     }
 
     static func udpBlocked(_ nat: String) -> Bool { nat == "udp-blocked" }
+
+    /// Relay packets go over the TCP link unless UDP is known to work (a client's own supernode
+    /// link carries them either way).
+    static func relayOverTCP(_ nat: String) -> Bool { udpBlocked(nat) || nat == "unknown" || nat.isEmpty }
 
     /// HMAC-SHA256 over the check's fields, truncated to 16 bytes.
     static func tag(_ check: OvPathCheck, key: [UInt8]) -> [UInt8] {

@@ -93,8 +93,9 @@ public struct ConferenceSession: Sendable {
     // MARK: - Starting
 
     /// We start a conference with `invitees`; `own` is our capability, measured now.
-    public init(inviting invitees: [String], own: OvMixerCapability, id: [UInt8] = SecureRandom.bytes(16), configuration: Configuration = .init(),
-                now: Double) {
+    /// `alsoAsking`: nodes outside the conference worth asking too (supernodes we know).
+    public init(inviting invitees: [String], own: OvMixerCapability, alsoAsking: [String] = [], id: [UInt8] = SecureRandom.bytes(16),
+                configuration: Configuration = .init(), now: Double) {
         self.configuration = configuration
         conferenceID = id
         ownName = own.name
@@ -108,6 +109,7 @@ public struct ConferenceSession: Sendable {
         deadline = now + configuration.gatherTimeout
         for name in invited { query(name) }
         if !own.supernodeName.isEmpty { query(own.supernodeName) }
+        for name in alsoAsking { query(name) }
         if queried.isEmpty { elect(now: now) }
     }
 
