@@ -238,6 +238,9 @@ extension Reactor {
         var request = OvRelayRequest()
         request.callID = Data(hexCallID(id))
         request.callee = peer
+        // Relays of a circuit that died are avoided by node id (the core names them).
+        let contacts = Array(knownSupernodes.values) + (supernode?.dht.routing.allContacts ?? [])
+        request.avoid = avoid.compactMap { name in contacts.first { $0.name == name }.map { Data($0.nodeID.bytes) } }
         let message: (inout OvLinkMessage) -> Void = { $0.relayRequest = request }
         if supernode != nil {
             var local = OvLinkMessage()

@@ -274,7 +274,7 @@ public struct CallSession: Sendable {
     /// A path check (or its answer) that arrived from `source` — over UDP, or out of a relay
     /// circuit (`circuit`).
     public mutating func handleCheck(_ check: OvPathCheck, from source: HostPort, circuit: [UInt8]?, overTCP: Bool, now: Double) {
-        guard Array(check.callID) == callID, let checkKey, !isEnded, Self.tag(check, key: checkKey) == Array(check.tag) else { return }
+        guard Array(check.callID) == callID, let checkKey, !isEnded, constantTimeEquals(Self.tag(check, key: checkKey), Array(check.tag)) else { return }
         if check.response {
             guard let index = pairs.firstIndex(where: { $0.pending[check.transaction] != nil }) else { return }
             let sentAt = pairs[index].pending.removeValue(forKey: check.transaction)!
