@@ -238,7 +238,9 @@ public final class ConferenceMixer {
 /// second (≈5 % of the way per 20 ms frame). The final clamp only catches what a 1 ms attack
 /// lets through.
 struct MixLimiter: Sendable {
-    static let ceiling: Float = 29_000
+    /// Below full scale with room for Opus: a steady mix limited to 29 000 still decoded with
+    /// samples at ±32 767; at 22 000 none did.
+    static let ceiling: Float = 22_000
     static let attackSamples = 48
     static let release: Float = 0.05
     private(set) var gain: Float = 1

@@ -26,6 +26,8 @@ struct ConferenceLegInfo {
 extension Reactor {
     /// Supernodes beyond the participants' own that an initiator asks for their capability.
     static let extraMixerCandidates = 3
+    /// How long a leg offer waits for our own invitation to the same conference.
+    static let legOfferHold = 1.0
 
     // MARK: - Control
 
@@ -150,6 +152,7 @@ extension Reactor {
             if configuration.autoAnswer { conference.answer(now: now) }
             conferences[id] = ConferenceEntry(session: conference)
             drainConference(id, now: now)
+            for held in heldLegOffers.removeValue(forKey: id) ?? [] { legSignalArrived(from: held.peer, held.leg, conferenceID: id, now: now) }
         case let .leg(leg)?:
             legSignalArrived(from: peer, leg, conferenceID: id, now: now)
         default:
@@ -159,7 +162,7 @@ extension Reactor {
     }
 
     /// Call signalling of a leg: for a leg we have, or an offer naming us as the mixer.
-    func legSignalArrived(from peer: String, _ leg: OvConferenceLeg, conferenceID id: String, now: Double) {
+    func legSignalArrived(from peer: String, _ leg: OvConferenceLeg, conferenceID id: String, mayHold: Bool = true, now: Double) {
         let signal = leg.call
         guard signal.callID.count == 16 else { return }
         let callID = Array(signal.callID).hexString
@@ -170,6 +173,11 @@ extension Reactor {
             return
         }
         guard case let .offer(offer)? = signal.body, let own = identity.name else { return }
+        if conferences[id] == nil, mayHold, session?.state.buddies[leg.initiator]?.state == .confirmed {
+            // A buddy's conference: our invitation may arrive after this leg (another path).
+            if (heldLegOffers[id]?.count ?? 0) < 64 { heldLegOffers[id, default: []].append((peer, leg, now)) }
+            return
+        }
         if conferences[id] == nil, let mixing = ConferenceSession(mixingFor: leg, id: hexBytes(id), ownName: own, configuration: configuration.conference,
                                                                   now: now) {
             conferences[id] = ConferenceEntry(session: mixing)
@@ -355,6 +363,11 @@ extension Reactor {
         if now >= nextCPUSample {
             nextCPUSample = now + 2
             if let idle = conferenceCPU.sample() { idleCPUShare = idle }
+        }
+        for (id, held) in heldLegOffers where now - (held.first?.at ?? now) >= Self.legOfferHold {
+            // No invitation came: we only mix.
+            heldLegOffers[id] = nil
+            for offer in held { legSignalArrived(from: offer.peer, offer.leg, conferenceID: id, mayHold: false, now: now) }
         }
         for id in Array(conferences.keys) {
             if let deadline = conferences[id]?.session.nextDeadline, deadline <= now {

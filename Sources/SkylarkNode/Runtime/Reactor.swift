@@ -116,6 +116,9 @@ final class Reactor {
     var calls: [String: CallEntry] = [:]
     // Conferences, by hex conference id; the idle CPU share mixer elections are told about.
     var conferences: [String: ConferenceEntry] = [:]
+    /// Legs offered for a conference we have not heard of, from a buddy's conference: held a
+    /// moment, since our own invitation may still be on its way.
+    var heldLegOffers: [String: [(peer: String, leg: OvConferenceLeg, at: Double)]] = [:]
     var conferenceCPU = CPUSampler()
     var idleCPUShare = 1.0
     var nextCPUSample: Double = 0

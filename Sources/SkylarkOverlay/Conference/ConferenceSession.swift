@@ -88,6 +88,10 @@ public struct ConferenceSession: Sendable {
     private var queried: Set<String> = []
     // Mixing.
     private var legMembers: [String] = []
+    /// Legs accepted and not yet up: they count against `maximumParticipants` too.
+    private var pendingLegs: Set<String> = []
+    /// Members already told that we took over (`moved`).
+    private var movedSent: Set<String> = []
     private var idleSince: Double?
 
     // MARK: - Starting
@@ -124,7 +128,7 @@ public struct ConferenceSession: Sendable {
         startedAt = now
         mixers = invite.mixers
         epoch = Int(invite.epoch)
-        invited = invite.invited
+        invited = invite.invited.filter { $0 != ownName }
         deadline = now + configuration.ringTimeout
         actions.append(.ring(from: inviter))
     }
@@ -224,9 +228,16 @@ public struct ConferenceSession: Sendable {
             if !left.isEmpty { actions.append(.note("left the conference: \(left.joined(separator: ", "))")) }
         case let .moved(moved)?:
             let newEpoch = Int(moved.epoch)
-            guard newEpoch > epoch, newEpoch < mixers.count, mixers[newEpoch].name == sender, sender == moved.mixer else { return }
+            guard newEpoch > epoch, newEpoch < mixers.count, mixers[newEpoch].name == moved.mixer else { return }
+            // From the new mixer itself, or from an earlier one that refused our leg.
+            guard sender == moved.mixer || mixers[..<newEpoch].contains(where: { $0.name == sender }) else { return }
+            if phase == .ringing {
+                // Answering later joins the conference where it is now.
+                epoch = newEpoch
+                return
+            }
             guard phase == .joining || phase == .active else { return }
-            move(to: newEpoch, because: "\(sender) took over mixing", now: now)
+            move(to: newEpoch, because: "\(moved.mixer) took over mixing", now: now)
         case .query?, .invite?, .leg?, nil:
             return
         }
@@ -247,7 +258,8 @@ public struct ConferenceSession: Sendable {
         }
         if mixers.isEmpty { mixers = leg.mixers }
         guard offered < mixers.count, mixers[offered].name == ownName else { return .refuse("\(ownName) is not this conference's mixer", moved: nil) }
-        guard legMembers.count + (participating ? 1 : 0) < configuration.maximumParticipants else {
+        let seats = Set(legMembers).union(pendingLegs).subtracting([name]).count + (participating ? 1 : 0)
+        guard seats < configuration.maximumParticipants else {
             return .refuse("the conference is full (\(configuration.maximumParticipants))", moved: nil)
         }
         if offered > epoch || !isMixing {
@@ -256,11 +268,15 @@ public struct ConferenceSession: Sendable {
             epoch = offered
             becomeMixer(now: now)
         }
+        pendingLegs.insert(name)
+        // Whoever the participant knew is still on an older mixer: move them here.
+        if epoch > 0 { tellMoved(leg.members.filter { $0 != name }) }
         return .accept
     }
 
     /// At the mixer: a participant's leg is up.
     public mutating func memberJoined(_ name: String, now: Double) {
+        pendingLegs.remove(name)
         guard isMixing, !legMembers.contains(name) else { return }
         legMembers.append(name)
         idleSince = nil
@@ -271,6 +287,7 @@ public struct ConferenceSession: Sendable {
 
     /// At the mixer: a participant's leg ended.
     public mutating func memberLeft(_ name: String, detail: String, now: Double) {
+        pendingLegs.remove(name)
         guard isMixing, legMembers.contains(name) else { return }
         legMembers.removeAll { $0 == name }
         actions.append(.note("\(name) left the conference (\(detail))"))
@@ -344,6 +361,7 @@ public struct ConferenceSession: Sendable {
         if isMixing {
             isMixing = false
             legMembers = []
+            pendingLegs = []
             actions.append(.stopMixing("the conference moved to \(newEpoch < mixers.count ? mixers[newEpoch].name : "nobody")"))
             if !participating {
                 epoch = newEpoch
@@ -364,19 +382,23 @@ public struct ConferenceSession: Sendable {
         isMixing = true
         phase = .active
         legMembers = []
+        pendingLegs = []
+        movedSent = []
         idleSince = participating ? nil : now
         mixerHistory.append((ownName, epoch, now))
         actions.append(.startMixing)
-        if epoch > 0 {
-            // Taking over: whoever is still on an older mixer moves here.
-            var moved = OvConferenceMoved()
-            moved.epoch = UInt32(epoch)
-            moved.mixer = ownName
-            for member in Set(members + invited) where member != ownName {
-                actions.append(.signal(signal { $0.moved = moved }, to: member))
-            }
-        }
+        // Taking over: whoever is still on an older mixer moves here.
+        if epoch > 0 { tellMoved(members + invited) }
         members = participating ? [ownName] : []
+    }
+
+    private mutating func tellMoved(_ names: [String]) {
+        var moved = OvConferenceMoved()
+        moved.epoch = UInt32(epoch)
+        moved.mixer = ownName
+        for name in names.sorted() where name != ownName && movedSent.insert(name).inserted {
+            actions.append(.signal(signal { $0.moved = moved }, to: name))
+        }
     }
 
     private mutating func publishRoster() {
@@ -393,6 +415,7 @@ public struct ConferenceSession: Sendable {
         leg.epoch = UInt32(epoch)
         leg.mixers = mixers
         leg.initiator = initiator
+        leg.members = members
         return leg
     }
 

@@ -1178,6 +1178,9 @@ public nonisolated struct OvConferenceLeg: Sendable {
 
   public var initiator: String = String()
 
+  /// offers only: the participant's last roster, so a mixer taking over can move everyone
+  public var members: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3857,7 +3860,7 @@ nonisolated extension OvConferenceDecline: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension OvConferenceLeg: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConferenceLeg"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}call\0\u{1}epoch\0\u{1}mixers\0\u{1}initiator\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}call\0\u{1}epoch\0\u{1}mixers\0\u{1}initiator\0\u{1}members\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3869,6 +3872,7 @@ nonisolated extension OvConferenceLeg: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.epoch) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.mixers) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.initiator) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.members) }()
       default: break
       }
     }
@@ -3891,6 +3895,9 @@ nonisolated extension OvConferenceLeg: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.initiator.isEmpty {
       try visitor.visitSingularStringField(value: self.initiator, fieldNumber: 4)
     }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.members, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3899,6 +3906,7 @@ nonisolated extension OvConferenceLeg: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.epoch != rhs.epoch {return false}
     if lhs.mixers != rhs.mixers {return false}
     if lhs.initiator != rhs.initiator {return false}
+    if lhs.members != rhs.members {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
