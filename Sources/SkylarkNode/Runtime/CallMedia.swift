@@ -132,9 +132,11 @@ final class CallMedia {
         if due - framesPlayed > Self.maximumCatchUp { framesPlayed = due - 1 }
         var decoded = false
         while framesPlayed < due {
+            // Each frame is taken at the time it was due (see MixerMedia.tick).
+            let frameTime = min(now, playStart + Double(framesPlayed + 1) * Self.frame)
             framesPlayed += 1
             let pcm: [Int16]
-            switch jitter.next(now: now) {
+            switch jitter.next(now: frameTime) {
             case let .frame(payload)?:
                 if let samples = try? decoder.decode(payload) {
                     pcm = samples

@@ -78,13 +78,17 @@ final class MixerMedia {
         if due - slots > CallMedia.maximumCatchUp { slots = due - 1 }
         var out: [(String, [UInt8])] = []
         while slots < due {
+            // Each slot is mixed at the time it was due: after a late tick the jitter buffers
+            // must not see several slots at one instant (they would take the later ones as
+            // early and conceal them).
+            let slotTime = min(now, start + Double(slots) * CallMedia.frame)
             slots += 1
             var frame: [Int16]?
             if source != nil {
                 let pcm = source!.nextFrame() ?? [Int16](repeating: 0, count: Opus.frameSampleCount)
                 if voiceActivity.isVoice(pcm) { frame = pcm }
             }
-            let mixed = mixer.tick(now: now, localFrame: frame)
+            let mixed = mixer.tick(now: slotTime, localFrame: frame)
             if source != nil {
                 if mixed.local != nil, firstLocalAudioAt == nil { firstLocalAudioAt = now }
                 try? sink?.write(mixed.local ?? [Int16](repeating: 0, count: Opus.frameSampleCount))

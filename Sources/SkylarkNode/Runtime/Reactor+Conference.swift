@@ -178,7 +178,8 @@ extension Reactor {
             if (heldLegOffers[id]?.count ?? 0) < 64 { heldLegOffers[id, default: []].append((peer, leg, now)) }
             return
         }
-        if conferences[id] == nil, let mixing = ConferenceSession(mixingFor: leg, id: hexBytes(id), ownName: own, configuration: configuration.conference,
+        let mixedForOthers = conferences.values.filter { $0.session.isMixing && !$0.session.participating }.count
+        if conferences[id] == nil, mixedForOthers < configuration.conference.maximumMixedForOthers, let mixing = ConferenceSession(mixingFor: leg, id: hexBytes(id), ownName: own, configuration: configuration.conference,
                                                                   now: now) {
             conferences[id] = ConferenceEntry(session: mixing)
         }

@@ -26,6 +26,8 @@ public struct ConferenceSession: Sendable {
         public var idleMixerTimeout: Double = 10
         /// At most this many participants per conference at a mixer.
         public var maximumParticipants = 32
+        /// At most this many conferences a node mixes without taking part (for others).
+        public var maximumMixedForOthers = 4
         public init() {}
     }
 
@@ -415,7 +417,8 @@ public struct ConferenceSession: Sendable {
         leg.epoch = UInt32(epoch)
         leg.mixers = mixers
         leg.initiator = initiator
-        leg.members = members
+        // Invitees too: one still ringing must hear where the conference went.
+        leg.members = members + invited.filter { !members.contains($0) }
         return leg
     }
 

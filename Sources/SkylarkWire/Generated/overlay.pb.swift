@@ -1173,12 +1173,12 @@ public nonisolated struct OvConferenceLeg: Sendable {
   /// which mixer the participant means (index into mixers)
   public var epoch: UInt32 = 0
 
-  /// offers only: the failover order
+  /// the failover order (read from the offer)
   public var mixers: [OvMixerCandidate] = []
 
   public var initiator: String = String()
 
-  /// offers only: the participant's last roster, so a mixer taking over can move everyone
+  /// the participant's last roster and invitees, so a mixer taking over can move everyone (read from the offer)
   public var members: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
