@@ -2,9 +2,17 @@
 # The main job: installs what is missing, builds, then
 #  1. on loopback with a fresh state folder: starts a login server and an update server,
 #     publishes a release, registers two users, logs both in and prints what happened;
-#  2. in the NAT lab (as root): five default supernodes, a public node and clients behind
-#     port-restricted, symmetric, UDP-blocked and TCP-443-only routers — promotion, search,
-#     presence and messages across the NATs, narrated scenario by scenario.
+#  2. in the NAT lab (as root, Deploy/netlab/run.sh): five default supernodes, a public node and
+#     clients behind port-restricted (two), symmetric, UDP-blocked and TCP-443-only routers —
+#     promotion, search, presence and messages across the NATs, then voice calls between every
+#     pair of NAT kinds (direct, hole-punched or relayed through four supernodes), each printed
+#     with its path, quality (RTT, loss, jitter, bitrate) and setup time, calls under loss and
+#     jitter, a switch from relayed to direct, an RTP capture and a relay killed mid-call; then
+#     a conference of six (the public node and clients behind every NAT kind, each its own tone)
+#     mixed at the elected node — printed with why it was chosen and every leg's path — where
+#     each participant hears the five others and not itself, the mixer killed and the next in
+#     the ranking taking over within 2 s, and a conference of ten — narrated scenario by
+#     scenario.
 # Everything it starts is stopped on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
