@@ -149,7 +149,6 @@ struct MixerBench: ParsableCommand {
     // MARK: - Floor
 
     private func measureFloor(_ streams: [SpeakerStream], listeners: Int) throws -> (total: Double, encode: Double, decode: Double) {
-        var status: Int32 = OPUS_OK
         let encoderCount = Self.distinctMixes(speakers: streams.count, listeners: listeners)
         var encoders: [OpaquePointer] = []
         var decoders: [OpaquePointer] = []
@@ -157,21 +156,8 @@ struct MixerBench: ParsableCommand {
             encoders.forEach { opus_encoder_destroy($0) }
             decoders.forEach { opus_decoder_destroy($0) }
         }
-        for _ in 0..<encoderCount {
-            guard let encoder = opus_encoder_create(Int32(Opus.sampleRate), 1, OPUS_APPLICATION_VOIP, &status), status == OPUS_OK else {
-                throw ValidationError("opus_encoder_create failed: \(status)")
-            }
-            encoders.append(encoder)
-            guard skylark_opus_encoder_set_signal(encoder, OPUS_SIGNAL_VOICE) == OPUS_OK, skylark_opus_encoder_set_bitrate(encoder, 32_000) == OPUS_OK,
-                  skylark_opus_encoder_set_complexity(encoder, 5) == OPUS_OK, skylark_opus_encoder_set_inband_fec(encoder, 1) == OPUS_OK,
-                  skylark_opus_encoder_set_packet_loss_perc(encoder, 10) == OPUS_OK else { throw ValidationError("opus ctl failed") }
-        }
-        for _ in streams {
-            guard let decoder = opus_decoder_create(Int32(Opus.sampleRate), 1, &status), status == OPUS_OK else {
-                throw ValidationError("opus_decoder_create failed: \(status)")
-            }
-            decoders.append(decoder)
-        }
+        for _ in 0..<encoderCount { encoders.append(try PlainOpus.encoder()) }
+        for _ in streams { decoders.append(try PlainOpus.decoder()) }
         let pcm = UnsafeMutablePointer<Int16>.allocate(capacity: 5760 * max(1, streams.count))
         let packet = UnsafeMutablePointer<UInt8>.allocate(capacity: 1500)
         defer {
