@@ -17,6 +17,21 @@ public enum AESGCM {
         guard let context = EVP_CIPHER_CTX_new() else { throw CryptoError.fromQueue("EVP_CIPHER_CTX_new") }
         defer { EVP_CIPHER_CTX_free(context) }
         try check(EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce), "EVP_EncryptInit_ex")
+        return try seal(plaintext, initialized: context, authenticating: aad)
+    }
+
+    /// Decrypts ciphertext-with-tag; throws `.authenticationFailed` if a single bit was changed.
+    public static func open(_ sealed: [UInt8], key: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
+        try validate(key: key, nonce: nonce)
+        guard sealed.count >= tagByteCount else { throw CryptoError.authenticationFailed }
+        guard let context = EVP_CIPHER_CTX_new() else { throw CryptoError.fromQueue("EVP_CIPHER_CTX_new") }
+        defer { EVP_CIPHER_CTX_free(context) }
+        try check(EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce), "EVP_DecryptInit_ex")
+        return try open(sealed, initialized: context, authenticating: aad)
+    }
+
+    /// The rest of a seal on a context that has its key and nonce.
+    static func seal(_ plaintext: [UInt8], initialized context: OpaquePointer, authenticating aad: [UInt8]) throws -> [UInt8] {
         var length: Int32 = 0
         if !aad.isEmpty {
             try check(EVP_EncryptUpdate(context, nil, &length, aad, Int32(aad.count)), "EVP_EncryptUpdate(aad)")
@@ -39,14 +54,10 @@ public enum AESGCM {
         return out
     }
 
-    /// Decrypts ciphertext-with-tag; throws `.authenticationFailed` if a single bit was changed.
-    public static func open(_ sealed: [UInt8], key: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
-        try validate(key: key, nonce: nonce)
+    /// The rest of an open on a context that has its key and nonce.
+    static func open(_ sealed: [UInt8], initialized context: OpaquePointer, authenticating aad: [UInt8]) throws -> [UInt8] {
         guard sealed.count >= tagByteCount else { throw CryptoError.authenticationFailed }
         let bodyCount = sealed.count - tagByteCount
-        guard let context = EVP_CIPHER_CTX_new() else { throw CryptoError.fromQueue("EVP_CIPHER_CTX_new") }
-        defer { EVP_CIPHER_CTX_free(context) }
-        try check(EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce), "EVP_DecryptInit_ex")
         var length: Int32 = 0
         if !aad.isEmpty {
             try check(EVP_DecryptUpdate(context, nil, &length, aad, Int32(aad.count)), "EVP_DecryptUpdate(aad)")
@@ -72,8 +83,55 @@ public enum AESGCM {
         return out
     }
 
-    private static func validate(key: [UInt8], nonce: [UInt8]) throws {
+    static func validate(key: [UInt8], nonce: [UInt8]) throws {
         guard key.count == keyByteCount else { throw CryptoError.invalidLength(what: "AES-256 key", expected: keyByteCount, actual: key.count) }
         guard nonce.count == nonceByteCount else { throw CryptoError.invalidLength(what: "GCM nonce", expected: nonceByteCount, actual: nonce.count) }
+    }
+}
+
+/// One AES-256-GCM key kept expanded in OpenSSL contexts, for many packets under one key (call
+/// media): each seal or open only sets the nonce, instead of allocating a context and expanding
+/// the key again. Owns its two contexts and frees them once, in deinit. Not for concurrent use:
+/// one thread at a time (a call's or a mixer's media run on the reactor).
+public final class AESGCMKey: @unchecked Sendable {
+    private let encryptor: OpaquePointer
+    private let decryptor: OpaquePointer
+
+    public init(_ key: [UInt8]) throws {
+        guard key.count == AESGCM.keyByteCount else {
+            throw CryptoError.invalidLength(what: "AES-256 key", expected: AESGCM.keyByteCount, actual: key.count)
+        }
+        guard let encryptor = EVP_CIPHER_CTX_new() else { throw CryptoError.fromQueue("EVP_CIPHER_CTX_new") }
+        guard let decryptor = EVP_CIPHER_CTX_new() else {
+            EVP_CIPHER_CTX_free(encryptor)
+            throw CryptoError.fromQueue("EVP_CIPHER_CTX_new")
+        }
+        self.encryptor = encryptor
+        self.decryptor = decryptor
+        // GCM's default IV length is the 12 bytes used here; the nonce comes with each packet.
+        try check(EVP_EncryptInit_ex(encryptor, EVP_aes_256_gcm(), nil, key, nil), "EVP_EncryptInit_ex")
+        try check(EVP_DecryptInit_ex(decryptor, EVP_aes_256_gcm(), nil, key, nil), "EVP_DecryptInit_ex")
+    }
+
+    deinit {
+        EVP_CIPHER_CTX_free(encryptor)
+        EVP_CIPHER_CTX_free(decryptor)
+    }
+
+    public func seal(_ plaintext: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
+        guard nonce.count == AESGCM.nonceByteCount else {
+            throw CryptoError.invalidLength(what: "GCM nonce", expected: AESGCM.nonceByteCount, actual: nonce.count)
+        }
+        try check(EVP_EncryptInit_ex(encryptor, nil, nil, nil, nonce), "EVP_EncryptInit_ex(nonce)")
+        return try AESGCM.seal(plaintext, initialized: encryptor, authenticating: aad)
+    }
+
+    public func open(_ sealed: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
+        guard nonce.count == AESGCM.nonceByteCount else {
+            throw CryptoError.invalidLength(what: "GCM nonce", expected: AESGCM.nonceByteCount, actual: nonce.count)
+        }
+        guard sealed.count >= AESGCM.tagByteCount else { throw CryptoError.authenticationFailed }
+        try check(EVP_DecryptInit_ex(decryptor, nil, nil, nil, nonce), "EVP_DecryptInit_ex(nonce)")
+        return try AESGCM.open(sealed, initialized: decryptor, authenticating: aad)
     }
 }

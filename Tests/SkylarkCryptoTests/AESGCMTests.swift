@@ -144,4 +144,36 @@ struct AESGCMTests {
         #expect(throws: expected) { try AESGCM.seal([1], key: AESGCM.makeKey(), nonce: nonce) }
         #expect(throws: expected) { try AESGCM.open([UInt8](repeating: 0, count: 32), key: AESGCM.makeKey(), nonce: nonce) }
     }
+
+    @Test("A kept key (AESGCMKey) gives the spec vectors and the one-shot results, packet after packet")
+    func keptKey() throws {
+        let kept = try AESGCMKey(Self.specKey)
+        let plaintext = Array(Self.specPlaintext.prefix(60))
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2")
+        let expected = try AESGCM.seal(plaintext, key: Self.specKey, nonce: Self.specIV, authenticating: aad)
+        // The same context many times, with other nonces in between: state never leaks across.
+        for round in 0..<3 {
+            #expect(try kept.seal(plaintext, nonce: Self.specIV, authenticating: aad) == expected, "round \(round)")
+            let nonce = AESGCM.makeNonce()
+            let other = try kept.seal([UInt8](repeating: UInt8(round), count: 100 + round), nonce: nonce)
+            #expect(try AESGCM.open(other, key: Self.specKey, nonce: nonce) == [UInt8](repeating: UInt8(round), count: 100 + round))
+            #expect(try kept.open(expected, nonce: Self.specIV, authenticating: aad) == plaintext)
+        }
+    }
+
+    @Test("A kept key refuses a flipped bit, and still opens the next good packet")
+    func keptKeyTamper() throws {
+        let key = AESGCM.makeKey()
+        let kept = try AESGCMKey(key)
+        let nonce = AESGCM.makeNonce()
+        let sealed = try kept.seal(Array("voice".utf8), nonce: nonce, authenticating: [1, 2, 3])
+        var flipped = sealed
+        flipped[2] ^= 0x10
+        #expect(throws: CryptoError.authenticationFailed) { try kept.open(flipped, nonce: nonce, authenticating: [1, 2, 3]) }
+        #expect(throws: CryptoError.authenticationFailed) { try kept.open(sealed, nonce: nonce, authenticating: [1, 2, 4]) }
+        #expect(throws: CryptoError.authenticationFailed) { try kept.open(Array(sealed.prefix(10)), nonce: nonce) }
+        #expect(try kept.open(sealed, nonce: nonce, authenticating: [1, 2, 3]) == Array("voice".utf8))
+        #expect(throws: CryptoError.invalidLength(what: "AES-256 key", expected: 32, actual: 16)) { try AESGCMKey([UInt8](repeating: 0, count: 16)) }
+        #expect(throws: CryptoError.invalidLength(what: "GCM nonce", expected: 12, actual: 8)) { try kept.seal([1], nonce: [UInt8](repeating: 0, count: 8)) }
+    }
 }

@@ -90,6 +90,10 @@ public struct MediaCipher: Sendable {
 
     private let sendKey: MediaKeys.Direction
     private let receiveKey: MediaKeys.Direction
+    /// The keys expanded once in OpenSSL contexts (nil only if OpenSSL could not allocate one:
+    /// then each packet expands its key again).
+    private let sender: AESGCMKey?
+    private let receiver: AESGCMKey?
     /// The last index sealed, per SSRC we send with.
     private var lastSent: [UInt32: UInt64] = [:]
     /// The replay window per SSRC we receive from. Entries are created only by packets that
@@ -101,6 +105,8 @@ public struct MediaCipher: Sendable {
         case .caller: (sendKey, receiveKey) = (keys.callerToCallee, keys.calleeToCaller)
         case .callee: (sendKey, receiveKey) = (keys.calleeToCaller, keys.callerToCallee)
         }
+        sender = try? AESGCMKey(sendKey.key)
+        receiver = try? AESGCMKey(receiveKey.key)
     }
 
     /// Seals one RTP packet. Sequence numbers must advance (wrapping at 65 535 is fine); the
@@ -120,8 +126,9 @@ public struct MediaCipher: Sendable {
         guard index < 1 << 48 else { throw .indexExhausted }
         let sealed: [UInt8]
         do {
-            sealed = try AESGCM.seal(payload, key: sendKey.key, nonce: Self.nonce(salt: sendKey.salt, ssrc: header.ssrc, index: index),
-                                     authenticating: headerBytes)
+            let nonce = Self.nonce(salt: sendKey.salt, ssrc: header.ssrc, index: index)
+            sealed = try sender?.seal(payload, nonce: nonce, authenticating: headerBytes)
+                ?? AESGCM.seal(payload, key: sendKey.key, nonce: nonce, authenticating: headerBytes)
         } catch {
             throw .crypto(String(describing: error))
         }
@@ -161,7 +168,8 @@ public struct MediaCipher: Sendable {
         for index in candidates {
             let nonce = Self.nonce(salt: receiveKey.salt, ssrc: header.ssrc, index: index)
             do {
-                let payload = try AESGCM.open(sealed, key: receiveKey.key, nonce: nonce, authenticating: aad)
+                let payload = try receiver?.open(sealed, nonce: nonce, authenticating: aad)
+                    ?? AESGCM.open(sealed, key: receiveKey.key, nonce: nonce, authenticating: aad)
                 var updated = window
                 updated.accept(index)
                 windows[header.ssrc] = updated
