@@ -216,7 +216,7 @@ struct RelayBench: AsyncParsableCommand {
     /// Paces `streams` for warmup + window, measuring `server`'s CPU (if any) and this process's
     /// over the window; then drains and collects what the receivers saw.
     private func load(streams: [LoadStream], window: Double, phase: UInt32, server: Int32?, receivers: [LoadReceiver])
-        async throws -> (result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double, server: (cpu: Double, busiestThread: Double, wall: Double)?,
+        async throws -> (result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double, server: (cpu: Double, busiestThread: Double, wall: Double, coreBusy: Double?)?,
                          generator: (cpu: Double, busiestThread: Double, wall: Double)) {
         let start = LoadClock.now() + 100_000_000
         let windowStart = start + UInt64(warmup * 1e9)
@@ -226,17 +226,25 @@ struct RelayBench: AsyncParsableCommand {
         do {
             let me = getpid()
             try await sleep(until: windowStart)
+            // Everything the server's CPU did in the window (any process, softirq), to show what
+            // else ran there: on a shared machine another job on that CPU disturbs the figures.
+            let core = server != nil ? pinning?.server : nil
+            let core0 = core.flatMap(ProcCPU.cpuBusy)
             let server0 = server.map { ProcCPU.Snapshot($0) }
             let self0 = ProcCPU.Snapshot(me)
             try await sleep(until: windowEnd)
             let server1 = server.map { ProcCPU.Snapshot($0) }
+            let core1 = core.flatMap(ProcCPU.cpuBusy)
             let self1 = ProcCPU.Snapshot(me)
             try await sleep(until: windowEnd + 1_000_000_000)  // in-window packets still on their way
             senders.stopAndWait()
             try await Task.sleep(for: .milliseconds(200))
             let tallies = receivers.compactMap { $0.take(phase: phase) }
-            var serverUse: (cpu: Double, busiestThread: Double, wall: Double)?
-            if let server0, let server1 { serverUse = server1.since(server0) }
+            var serverUse: (cpu: Double, busiestThread: Double, wall: Double, coreBusy: Double?)?
+            if let server0, let server1 {
+                let use = server1.since(server0)
+                serverUse = (use.cpu, use.busiestThread, use.wall, core0.flatMap { start in core1.map { $0 - start } })
+            }
             return (PhaseResult(tallies: tallies, streams: streams.count), senders.sentInWindow, senders.sentTotal, senders.sendErrors, senders.maximumLagMs,
                     serverUse, self1.since(self0))
         } catch {
@@ -740,6 +748,9 @@ struct RelayRow: Codable {
     /// After taking out what the server spent idle (keepalives, timers) over as long.
     var microsecondsPerDatagramNet: Double?
     var serverCorePercent: Double?
+    /// What else ran on the server's CPU in the window (other processes, softirq not charged to
+    /// the server), % of that CPU; nil when the server is not pinned.
+    var othersOnServerCPUPercent: Double?
     var generatorCPUSeconds: Double
     var generatorMicrosecondsPerDatagram: Double
     var latencyP50: Double?
@@ -751,7 +762,7 @@ struct RelayRow: Codable {
     var linksDropped: Int?
 
     init(path: String, streams: Int, wireBytes: Int,
-         outcome: (result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double, server: (cpu: Double, busiestThread: Double, wall: Double)?,
+         outcome: (result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double, server: (cpu: Double, busiestThread: Double, wall: Double, coreBusy: Double?)?,
                    generator: (cpu: Double, busiestThread: Double, wall: Double)),
          idleCPUPerSecond: Double?, baseline: PhaseResult?) {
         self.path = path
@@ -770,6 +781,7 @@ struct RelayRow: Codable {
             serverCPUSeconds = server.cpu
             serverBusiestThreadSeconds = server.busiestThread
             serverCorePercent = 100 * server.cpu / max(server.wall, 0.001)
+            if let busy = server.coreBusy { othersOnServerCPUPercent = max(0, 100 * (busy - server.cpu) / max(server.wall, 0.001)) }
             microsecondsPerDatagram = server.cpu * 1e6 / relayed
             if let idleCPUPerSecond {
                 serverIdleCPUPerSecond = idleCPUPerSecond
@@ -793,6 +805,7 @@ struct RelayRow: Codable {
         if let microsecondsPerDatagram, let serverCorePercent {
             line += "; server \(relayFormat(microsecondsPerDatagram, 2)) µs/datagram (net \(relayFormat(microsecondsPerDatagramNet ?? 0, 2))), "
                 + "\(relayFormat(serverCorePercent, 1)) % of a core"
+            if let othersOnServerCPUPercent { line += " (others on its CPU \(relayFormat(othersOnServerCPUPercent, 1)) %)" }
         }
         line += "; one-way p50 \(relayFormat(latencyP50 ?? 0, 0)) µs, p99 \(relayFormat(latencyP99 ?? 0, 0)) µs; generator \(relayFormat(generatorMicrosecondsPerDatagram, 2)) µs/datagram"
         return line
@@ -824,20 +837,21 @@ struct RelayReport: Codable {
                      + (serverCPU.map { "; server pinned to CPU \($0), generator to CPU \(generatorCPUs ?? "?")" } ?? "; nothing pinned")
                      + (coturnVersion.map { "; coturn \($0), --relay-threads \(coturnThreads ?? 0)" } ?? ""))
         lines.append("")
-        lines.append("streams | path    | datagrams/s | relayed in window | loss %  | server µs/datagram (net of idle) | server % of a core (busiest thread) | server idle % | one-way p50 / p99 / p99.9 µs | added p50 / p99 µs | generator µs/datagram")
-        lines.append("--------|---------|-------------|-------------------|---------|----------------------------------|-------------------------------------|---------------|------------------------------|--------------------|----------------------")
+        lines.append("streams | path    | datagrams/s | relayed in window | loss %  | server µs/datagram (net of idle) | server % of a core (busiest thread) | server idle % | others on server CPU % | one-way p50 / p99 / p99.9 µs | added p50 / p99 µs | generator µs/datagram")
+        lines.append("--------|---------|-------------|-------------------|---------|----------------------------------|-------------------------------------|---------------|------------------------|------------------------------|--------------------|----------------------")
         for row in rows {
             let rateText = relayFormat(Double(row.sentInWindow) / max(row.windowSeconds, 0.001), 0)
-            var cpu = "-", share = "-", idle = "-", added = "-"
+            var cpu = "-", share = "-", idle = "-", added = "-", others = "-"
             if let perDatagram = row.microsecondsPerDatagram {
                 cpu = "\(relayFormat(perDatagram, 2)) (\(relayFormat(row.microsecondsPerDatagramNet ?? 0, 2)))"
                 share = "\(relayFormat(row.serverCorePercent ?? 0, 1)) (\(relayFormat(100 * (row.serverBusiestThreadSeconds ?? 0) / max(row.windowSeconds, 0.001), 1)))"
                 idle = relayFormat(100 * (row.serverIdleCPUPerSecond ?? 0), 2)
+                others = row.othersOnServerCPUPercent.map { relayFormat($0, 1) } ?? "-"
             }
             if let p50 = row.addedP50, let p99 = row.addedP99 { added = "\(relayFormat(p50, 0)) / \(relayFormat(p99, 0))" }
             let latency = "\(relayFormat(row.latencyP50 ?? 0, 0)) / \(relayFormat(row.latencyP99 ?? 0, 0)) / \(relayFormat(row.latencyP999 ?? 0, 0))"
             lines.append([String(row.streams).padded(7), row.path.padded(7), rateText.padded(11), "\(row.receivedInWindow)/\(row.sentInWindow)".padded(17),
-                          relayFormat(row.lossPercent, 3).padded(7), cpu.padded(32), share.padded(35), idle.padded(13), latency.padded(28), added.padded(18),
+                          relayFormat(row.lossPercent, 3).padded(7), cpu.padded(32), share.padded(35), idle.padded(13), others.padded(22), latency.padded(28), added.padded(18),
                           relayFormat(row.generatorMicrosecondsPerDatagram, 2)].joined(separator: " | "))
         }
         var notes: [String] = []

@@ -413,6 +413,17 @@ enum ProcCPU {
         return result
     }
 
+    /// Seconds CPU `cpu` has been busy (user, nice, system, irq, softirq, steal) since boot,
+    /// from /proc/stat: whatever ran there, this process or any other.
+    static func cpuBusy(_ cpu: Int) -> Double? {
+        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu\(cpu) ") }) else { return nil }
+        let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+        guard fields.count >= 8 else { return nil }
+        // user nice system idle iowait irq softirq steal
+        return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7]) / ticks
+    }
+
     /// A snapshot to difference later.
     struct Snapshot {
         var process: Double
