@@ -133,10 +133,11 @@ final class DatagramHandler: ChannelInboundHandler {
         if count > RelayCircuits.headerByteCount,
            envelope.data.getInteger(at: start, as: UInt8.self) == RelayCircuits.packetMarker,
            let leg = envelope.data.getBytes(at: start + 1, length: RelayCircuits.legIDByteCount),
-           let forward = relay.table.route(leg: leg, from: .udp(hostPort(of: envelope.remoteAddress)), byteCount: count, now: Date().timeIntervalSince1970) {
+           case let now = Date().timeIntervalSince1970,
+           let forward = relay.table.route(leg: leg, from: .udp(hostPort(of: envelope.remoteAddress)), byteCount: count, now: now) {
             switch forward.endpoint {
             case let .udp(target):
-                guard sharedRoutes.canReach(target), let address = socketAddress(of: target) else { return }
+                guard let address = socketAddress(of: target, now: now) else { return }
                 // A new buffer rather than the id rewritten in place: the received buffer is also
                 // held by the pipeline's copy of the envelope, so writing into it would copy it.
                 var packet = context.channel.allocator.buffer(capacity: count)
@@ -170,9 +171,12 @@ final class DatagramHandler: ChannelInboundHandler {
     /// The circuit table matches legs by `HostPort`; turning every packet's source into text
     /// (inet_ntop) and every target back into a socket address (inet_pton) is avoided by
     /// remembering the conversions of recent addresses, a few thousand at most.
+    /// Targets with their socket address and whether a route reaches them (nil: none), checked
+    /// again after `routeRecheck` seconds.
     private var hostPorts: [SocketAddress: HostPort] = [:]
-    private var socketAddresses: [HostPort: SocketAddress] = [:]
+    private var socketAddresses: [HostPort: (address: SocketAddress?, checkedAt: Double)] = [:]
     private static let addressCacheLimit = 16_384
+    private static let routeRecheck = 5.0
 
     private func hostPort(of address: SocketAddress) -> HostPort {
         if let known = hostPorts[address] { return known }
@@ -182,11 +186,11 @@ final class DatagramHandler: ChannelInboundHandler {
         return converted
     }
 
-    private func socketAddress(of endpoint: HostPort) -> SocketAddress? {
-        if let known = socketAddresses[endpoint] { return known }
-        guard let converted = try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) else { return nil }
+    private func socketAddress(of endpoint: HostPort, now: Double) -> SocketAddress? {
+        if let known = socketAddresses[endpoint], now - known.checkedAt < Self.routeRecheck { return known.address }
+        let converted = sharedRoutes.canReach(endpoint) ? try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) : nil
         if socketAddresses.count >= Self.addressCacheLimit { socketAddresses.removeAll(keepingCapacity: true) }
-        socketAddresses[endpoint] = converted
+        socketAddresses[endpoint] = (converted, now)
         return converted
     }
 
