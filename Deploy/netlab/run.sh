@@ -55,6 +55,16 @@ wait_for() {
   done
 }
 
+# wait_for_quietly SECONDS COMMAND...: like wait_for, but returns 1 instead of failing the run.
+wait_for_quietly() {
+  local seconds=$1; shift
+  local deadline=$(( $(date +%s%N) + seconds * 1000000000 ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s%N)" -le $deadline ] || return 1
+    sleep 0.5
+  done
+}
+
 # Milliseconds since the epoch, for measuring how long something took.
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
@@ -514,18 +524,26 @@ conf_mixes_for() { [ "$(conf "$1" ".mixing.ticks // 0")" -ge "$2" ]; }
 conf_resumed() { conf "$1" "| select(.mixer != \"$2\" and .audioSinceMs != null) | .audioSinceMs" | grep -q .; }
 
 # check_conference_audio MIXER USERS...: each user's recording from MIXER holds every other
-# user's tone and not its own ($tone_limits: audio-tones thresholds, defaults unless set).
+# user's tone and not its own ($tone_limits: audio-tones thresholds, defaults unless set). The
+# recordings grow while the conference goes on: each is looked at again (its last 2 s) for up
+# to 10 s, so a participant whose leg came up last is judged once its audio is in the mix.
 tone_limits=()
+tones_match() { # USER MIXER PRESENT: writes the analysis to $work/tones-USER.json
+  "$bin/skylark-bench" audio-tones --last --recording "$work/$1-from-conference-$2.wav" \
+    --present "$3" --absent "${tone[$1]}" "${tone_limits[@]}" >"$work/tones-$1.json"
+}
 check_conference_audio() {
   local mixer=$1; shift
-  local user other present result
+  local user other present
   for user in "$@"; do
     present=()
     for other in "$@"; do [ "$other" != "$user" ] && present+=("${tone[$other]}"); done
-    result=$("$bin/skylark-bench" audio-tones --last --recording "$work/$user-from-conference-$mixer.wav" \
-      --present "$(IFS=,; echo "${present[*]}")" --absent "${tone[$user]}" "${tone_limits[@]}") \
-      || fail "$user's recording from $mixer: $result"
-    echo "  $user (${kind[$user]}) hears $(IFS=,; echo "${present[*]}") Hz and not its own ${tone[$user]} Hz: $(jq -c .relative <<<"$result")"
+    local list
+    list=$(IFS=,; echo "${present[*]}")
+    if ! wait_for_quietly 10 tones_match "$user" "$mixer" "$list"; then
+      fail "$user's recording from $mixer: $(cat "$work/tones-$user.json")"
+    fi
+    echo "  $user (${kind[$user]}) hears $list Hz and not its own ${tone[$user]} Hz: $(jq -c .relative "$work/tones-$user.json")"
   done
 }
 

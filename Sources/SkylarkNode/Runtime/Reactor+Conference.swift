@@ -173,8 +173,9 @@ extension Reactor {
             return
         }
         guard case let .offer(offer)? = signal.body, let own = identity.name else { return }
-        if conferences[id] == nil, mayHold, session?.state.buddies[leg.initiator]?.state == .confirmed {
-            // A buddy's conference: our invitation may arrive after this leg (another path).
+        if conferences[id] == nil, mayHold, leg.members.contains(own) {
+            // The participant counts us among the invited: our invitation may arrive after this
+            // leg (it travels another path). A mixer outside the conference is not held up.
             if (heldLegOffers[id]?.count ?? 0) < 64 { heldLegOffers[id, default: []].append((peer, leg, now)) }
             return
         }

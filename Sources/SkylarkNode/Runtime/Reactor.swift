@@ -116,8 +116,8 @@ final class Reactor {
     var calls: [String: CallEntry] = [:]
     // Conferences, by hex conference id; the idle CPU share mixer elections are told about.
     var conferences: [String: ConferenceEntry] = [:]
-    /// Legs offered for a conference we have not heard of, from a buddy's conference: held a
-    /// moment, since our own invitation may still be on its way.
+    /// Legs offered for a conference we have not heard of but are invited to (the leg says so):
+    /// held a moment, since our own invitation may still be on its way.
     var heldLegOffers: [String: [(peer: String, leg: OvConferenceLeg, at: Double)]] = [:]
     var conferenceCPU = CPUSampler()
     var idleCPUShare = 1.0
