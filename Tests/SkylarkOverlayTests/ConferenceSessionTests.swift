@@ -28,8 +28,11 @@ enum Conf {
         }
     }
 
-    static func roster(epoch: Int, mixer: String, members: [String]) -> OvConferenceSignal {
+    /// A roster as the mixer sends it; `version` counts up per epoch (default: the members'
+    /// count, which grows and shrinks in these tests — give it when a roster shrinks).
+    static func roster(epoch: Int, mixer: String, members: [String], version: UInt32? = nil) -> OvConferenceSignal {
         signal {
+            $0.roster.version = version ?? UInt32(members.count)
             $0.roster.epoch = UInt32(epoch)
             $0.roster.mixer = mixer
             $0.roster.members = members
@@ -676,9 +679,16 @@ struct ConferenceSessionTests {
         #expect(actions.rosters.first?.roster.members == ["bob", "carol"])
         bob.memberLeft("mallory", detail: "?", now: 4)
         #expect(bob.drain().isEmpty)
-        carol.handleSignal(Conf.roster(epoch: 0, mixer: "bob", members: ["bob", "carol"]), from: "bob", now: 4)
+        // An older roster overtaken by a newer one changes nothing; the newer one counts.
+        carol.handleSignal(Conf.roster(epoch: 0, mixer: "bob", members: ["bob", "carol"], version: 2), from: "bob", now: 4)
+        #expect(carol.drain().isEmpty, "version 2 after version 3")
+        #expect(carol.members == ["bob", "carol", "dave"])
+        carol.handleSignal(Conf.roster(epoch: 0, mixer: "bob", members: ["bob", "carol"], version: 4), from: "bob", now: 4)
         #expect(carol.drain().notes == ["left the conference: dave"])
         #expect(carol.members == ["bob", "carol"])
+        // The mixer sends its roster again every rosterRefresh (5 s), a lost one heals.
+        bob.handleTimeout(now: 4 + ConferenceSession.Configuration().rosterRefresh)
+        #expect(bob.drain().rosters.map(\.to) == ["carol"])
     }
 
     @Test("A mixer refuses legs while ringing, for someone else's epoch, and once ended")
@@ -780,7 +790,7 @@ struct ConferenceSessionTests {
         #expect(joined.rosters.first?.roster.members == ["carol"], "a mixer outside the conference is not a member")
         #expect(busy.members == ["carol"])
         busy.handleTimeout(now: 500)
-        #expect(busy.drain().isEmpty)
+        #expect(busy.drain().rosters.map(\.to) == ["carol"], "only the roster refresh while carol is in")
         busy.memberLeft("carol", detail: "left", now: 600)
         _ = busy.drain()
         busy.handleTimeout(now: 609)
@@ -865,6 +875,7 @@ struct ConferenceSessionTests {
         carol.memberJoined("dave", now: 2.5)
         #expect(carol.drain().rosters.first?.roster == {
             var roster = OvConferenceRoster()
+            roster.version = 1
             roster.epoch = 1
             roster.mixer = "carol"
             roster.members = ["carol", "dave"]

@@ -28,6 +28,8 @@ public struct ConferenceSession: Sendable {
         public var maximumParticipants = 32
         /// At most this many conferences a node mixes without taking part (for others).
         public var maximumMixedForOthers = 4
+        /// The mixer sends its roster again this often (a lost or late roster heals).
+        public var rosterRefresh: Double = 5
         public init() {}
     }
 
@@ -94,6 +96,10 @@ public struct ConferenceSession: Sendable {
     private var pendingLegs: Set<String> = []
     /// Members already told that we took over (`moved`).
     private var movedSent: Set<String> = []
+    /// Rosters sent in this epoch (mixer), and the newest one taken (participant).
+    private var rosterVersion: UInt32 = 0
+    private var rosterSeen: (epoch: Int, version: UInt32)?
+    private var nextRosterAt: Double?
     private var idleSince: Double?
 
     // MARK: - Starting
@@ -165,7 +171,11 @@ public struct ConferenceSession: Sendable {
 
     public var mixer: OvMixerCandidate? { epoch < mixers.count ? mixers[epoch] : nil }
 
-    public var nextDeadline: Double? { isEnded ? nil : deadline }
+    public var nextDeadline: Double? {
+        guard !isEnded else { return nil }
+        guard let refresh = nextRosterAt, isMixing, !legMembers.isEmpty else { return deadline }
+        return min(deadline ?? refresh, refresh)
+    }
 
     // MARK: - User actions
 
@@ -222,6 +232,9 @@ public struct ConferenceSession: Sendable {
             actions.append(.note("\(sender) declined the conference\(decline.detail.isEmpty ? "" : ": \(decline.detail)")"))
         case let .roster(roster)?:
             guard Int(roster.epoch) == epoch, sender == mixer?.name, !isMixing else { return }
+            // Rosters travel as separate envelopes and may overtake each other: newest wins.
+            if let seen = rosterSeen, seen.epoch == epoch, roster.version <= seen.version { return }
+            rosterSeen = (epoch, roster.version)
             let joined = roster.members.filter { !members.contains($0) && $0 != ownName }
             let left = members.filter { !roster.members.contains($0) && $0 != ownName }
             members = roster.members
@@ -284,7 +297,7 @@ public struct ConferenceSession: Sendable {
         idleSince = nil
         invited.removeAll { $0 == name }
         actions.append(.note("\(name) joined the conference"))
-        publishRoster()
+        publishRoster(now: now)
     }
 
     /// At the mixer: a participant's leg ended.
@@ -294,7 +307,7 @@ public struct ConferenceSession: Sendable {
         legMembers.removeAll { $0 == name }
         actions.append(.note("\(name) left the conference (\(detail))"))
         if legMembers.isEmpty { idleSince = now }
-        publishRoster()
+        publishRoster(now: now)
     }
 
     /// Our leg to the mixer works.
@@ -321,6 +334,7 @@ public struct ConferenceSession: Sendable {
             default: break
             }
         }
+        if isMixing, let refresh = nextRosterAt, now >= refresh, !legMembers.isEmpty { publishRoster(now: now) }
         if !participating, isMixing, let idleSince, now - idleSince >= configuration.idleMixerTimeout {
             isMixing = false
             actions.append(.stopMixing("no participants left"))
@@ -386,11 +400,12 @@ public struct ConferenceSession: Sendable {
         legMembers = []
         pendingLegs = []
         movedSent = []
+        rosterVersion = 0
         idleSince = participating ? nil : now
         mixerHistory.append((ownName, epoch, now))
         actions.append(.startMixing)
         // Taking over: whoever is still on an older mixer moves here.
-        if epoch > 0 { tellMoved(members + invited) }
+        if epoch > 0 { tellMoved(members + invited + [initiator]) }
         members = participating ? [ownName] : []
     }
 
@@ -403,9 +418,12 @@ public struct ConferenceSession: Sendable {
         }
     }
 
-    private mutating func publishRoster() {
+    private mutating func publishRoster(now: Double) {
         members = (participating ? [ownName] : []) + legMembers
+        rosterVersion += 1
+        nextRosterAt = now + configuration.rosterRefresh
         var roster = OvConferenceRoster()
+        roster.version = rosterVersion
         roster.epoch = UInt32(epoch)
         roster.mixer = ownName
         roster.members = members
@@ -417,8 +435,10 @@ public struct ConferenceSession: Sendable {
         leg.epoch = UInt32(epoch)
         leg.mixers = mixers
         leg.initiator = initiator
-        // Invitees too: one still ringing must hear where the conference went.
-        leg.members = members + invited.filter { !members.contains($0) }
+        // Invitees and the initiator too: one still ringing must hear where the conference went.
+        var known = members
+        for name in invited + [initiator] where !known.contains(name) { known.append(name) }
+        leg.members = known
         return leg
     }
 

@@ -1200,6 +1200,9 @@ public nonisolated struct OvConferenceRoster: Sendable {
   /// participants with a working leg (and the mixer, if it takes part)
   public var members: [String] = []
 
+  /// counts up at each roster of an epoch: envelopes may arrive out of order
+  public var version: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3914,7 +3917,7 @@ nonisolated extension OvConferenceLeg: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension OvConferenceRoster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConferenceRoster"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}mixer\0\u{1}members\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}epoch\0\u{1}mixer\0\u{1}members\0\u{1}version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3925,6 +3928,7 @@ nonisolated extension OvConferenceRoster: SwiftProtobuf.Message, SwiftProtobuf._
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.epoch) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.mixer) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.members) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.version) }()
       default: break
       }
     }
@@ -3940,6 +3944,9 @@ nonisolated extension OvConferenceRoster: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.members.isEmpty {
       try visitor.visitRepeatedStringField(value: self.members, fieldNumber: 3)
     }
+    if self.version != 0 {
+      try visitor.visitSingularUInt32Field(value: self.version, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3947,6 +3954,7 @@ nonisolated extension OvConferenceRoster: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.epoch != rhs.epoch {return false}
     if lhs.mixer != rhs.mixer {return false}
     if lhs.members != rhs.members {return false}
+    if lhs.version != rhs.version {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
