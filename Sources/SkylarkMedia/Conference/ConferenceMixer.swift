@@ -140,7 +140,7 @@ public final class ConferenceMixer {
             result.activeSpeakers.append(entry.name)
         }
         let local = localName != nil && localFrame?.count == frameCount ? localFrame : nil
-        if let local, let localName { result.activeSpeakers.insert(localName, at: 0) }
+        if local != nil, let localName { result.activeSpeakers.insert(localName, at: 0) }
 
         // 2. The sum of them all.
         sum.withUnsafeMutableBufferPointer { total in
