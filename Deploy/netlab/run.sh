@@ -173,16 +173,21 @@ scenario_stun() {
   echo "  a standard STUN Binding Request to sn1 returns the mapped address $answer"
 }
 
+# not_reachable_twice USER: USER is still a client and its role reason reports a failed dial-back
+# at least twice (the count of failures in a row); fails the run at once if USER promoted itself.
+not_reachable_twice() {
+  field_is "$1" .role client || fail "$1 (${kind[$1]}) promoted itself"
+  [ "$(status_of "$1" .failedDialBacks)" -ge 2 ]
+}
+
 scenario_promotion() {
   wait_for 40 "the public node promotes itself" field_is pub .role supernode
   echo "  pub promoted: $(status_of pub .roleReason)"
-  # The NATed nodes have had as many dial-back checks by now; none may have promoted.
-  sleep_checks=$(( $(now_ms) + 6000 ))
-  while [ "$(now_ms)" -lt $sleep_checks ]; do
-    for user in alice bob carol dave; do
-      field_is "$user" .role client || fail "$user (${kind[$user]}) promoted itself"
-    done
-    sleep 0.5
+  # Each NATed node is told it is not reachable by two dial-back checks in a row (as many as pub
+  # needed to promote); until then, and after, none may have promoted.
+  local user
+  for user in alice bob carol dave; do
+    wait_for 20 "$user (${kind[$user]}) is found unreachable twice" not_reachable_twice "$user"
   done
   for user in alice bob carol dave; do echo "  $user (${kind[$user]}) stays a client: $(status_of "$user" .roleReason)"; done
 }
@@ -302,10 +307,12 @@ scenario_client_drop() {
   start=$(now_ms)
   kill -KILL "${node_pid[dave]}"
   unset "node_pid[dave]"
-  sleep 0.5
-  presence_is alice dave online || fail "alice showed dave offline before any confirmation"
-  for b in pub alice bob carol; do wait_for 10 "$b sees dave offline after confirmation" presence_is "$b" dave offline; done
-  echo "  dave's node killed: buddies showed him offline after $(( $(now_ms) - start )) ms (confirmed, not on the first sign)"
+  wait_for 10 "alice sees dave offline after confirmation" presence_is alice dave offline
+  # Not on the first sign: the supernode's grace period (2 s) and alice's own look come first.
+  local first=$(( $(now_ms) - start ))
+  [ "$first" -ge 1500 ] || fail "alice showed dave offline after only $first ms, before the grace period and any confirmation"
+  for b in pub bob carol; do wait_for 10 "$b sees dave offline after confirmation" presence_is "$b" dave offline; done
+  echo "  dave's node killed: alice showed him offline after $first ms, every buddy within $(( $(now_ms) - start )) ms (confirmed, not on the first sign)"
   start_client dave
   wait_for 30 "dave back" field_is dave .presence online
 }

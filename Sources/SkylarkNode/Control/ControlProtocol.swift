@@ -51,6 +51,8 @@ public enum ControlResults {
         public var nodeID: String
         public var role: String
         public var roleReason: String
+        /// Dial-back checks that failed in a row (reachability for promotion).
+        public var failedDialBacks: Int
         public var supernode: String?
         public var loginPath: String
         public var natType: String

@@ -236,7 +236,7 @@ extension Reactor {
     func requestRelay(for id: String, avoid: [String], now: Double) {
         guard let peer = calls[id]?.session.peer else { return }
         var request = OvRelayRequest()
-        request.callID = Data(hexCallID(id))
+        request.callID = Data(hexBytes(id))
         request.callee = peer
         // Relays of a circuit that died are avoided by node id (the core names them).
         let contacts = Array(knownSupernodes.values) + (supernode?.dht.routing.allContacts ?? [])
@@ -393,5 +393,4 @@ extension Reactor {
         }
     }
 
-    func hexCallID(_ id: String) -> [UInt8] { [UInt8](hexString: id) ?? [] }
 }

@@ -375,9 +375,6 @@ extension Reactor {
             if let deadline = conferences[id]?.session.nextDeadline, deadline <= now {
                 conferences[id]!.session.handleTimeout(now: now)
                 drainConference(id, now: now)
-            } else if conferences[id]?.session.isMixing == true, conferences[id]?.session.participating == false {
-                conferences[id]!.session.handleTimeout(now: now)  // the idle-mixer check has no deadline
-                drainConference(id, now: now)
             }
             if let ended = conferences[id]?.endedAt, now - ended > 60 { conferences[id] = nil }
         }
@@ -391,7 +388,6 @@ extension Reactor {
         configuration.speaker.map { $0.replacingOccurrences(of: "{peer}", with: "conference-\(mixer)").replacingOccurrences(of: "{call}", with: id) }
     }
 
-    func hexBytes(_ id: String) -> [UInt8] { [UInt8](hexString: id) ?? [] }
 
     // MARK: - Reports
 

@@ -123,6 +123,7 @@ extension Reactor {
             nodeID: identity.nodeID?.hex ?? "",
             role: supernode == nil ? "client" : "supernode",
             roleReason: promotionReason,
+            failedDialBacks: promotion.failedChecksInARow,
             supernode: supernodeName,
             loginPath: loginState == .done ? loginPath : loginStateText,
             natType: natType.rawValue,

@@ -503,6 +503,9 @@ final class Reactor {
 
     var ownPeer: PeerIdentity? { identity.credential.map(PeerIdentity.init(credential:)) }
 
+    /// The bytes of a hex id (call and conference ids are kept as hex strings).
+    func hexBytes(_ id: String) -> [UInt8] { [UInt8](hexString: id) ?? [] }
+
     func sessionEvent(_ event: ClientSession.Event, now: Double) {
         switch event {
         case let .attached(name):

@@ -173,8 +173,10 @@ public struct ConferenceSession: Sendable {
 
     public var nextDeadline: Double? {
         guard !isEnded else { return nil }
-        guard let refresh = nextRosterAt, isMixing, !legMembers.isEmpty else { return deadline }
-        return min(deadline ?? refresh, refresh)
+        var times = [deadline]
+        if isMixing, !legMembers.isEmpty { times.append(nextRosterAt) }
+        if isMixing, !participating, let idleSince { times.append(idleSince + configuration.idleMixerTimeout) }
+        return times.compactMap { $0 }.min()
     }
 
     // MARK: - User actions

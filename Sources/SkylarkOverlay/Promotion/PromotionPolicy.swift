@@ -165,6 +165,10 @@ public struct PromotionPolicy: Sendable {
 
     private var trailingFailures: Int { recentEvidence.reversed().prefix { !$0.reachedBoth }.count }
 
+    /// Dial-back checks that failed in a row, most recent last (counted up to the number the
+    /// policy keeps: at least `requiredSuccesses` and `requiredFailures`).
+    public var failedChecksInARow: Int { trailingFailures }
+
     private mutating func change(to newRole: Role, now: Double) {
         role = newRole
         lastRoleChange = now
