@@ -35,7 +35,7 @@ let package = Package(
             providers: [.apt(["libopus-dev"])]
         ),
         // Functions and macros Swift cannot call directly (OSSL_PARAM builders, OPENSSL_free,
-        // the variadic opus_encoder_ctl/opus_decoder_ctl).
+        // recvmmsg/sendmmsg, whose struct mmsghdr Glibc's Swift module does not show).
         .target(name: "CShims", dependencies: ["COpenSSL"]),
         // opus_encoder_ctl / opus_decoder_ctl are variadic: typed wrappers, linked only by SkylarkMedia.
         .target(name: "COpusShims", dependencies: ["COpus"]),
@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "SkylarkNode",
             dependencies: [
-                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay", "SkylarkTraversal", "SkylarkMedia",
+                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay", "SkylarkTraversal", "SkylarkMedia", "CShims",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -152,7 +152,7 @@ let package = Package(
         .testTarget(name: "SkylarkMediaTests", dependencies: ["SkylarkMedia", "SkylarkCrypto"]),
         .testTarget(name: "SkylarkOverlayTests", dependencies: ["SkylarkOverlay", "SkylarkTraversal", "SkylarkWire", "SkylarkCrypto"]),
         .testTarget(name: "SkylarkSimulationTests", dependencies: ["SkylarkSimulation", "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
-        .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto"]),
+        .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTraversal"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto"]),
     ]
 )

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "CShims.h"
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -30,3 +31,29 @@ int skylark_hkdf_sha256(const uint8_t *ikm, size_t ikm_len,
 long skylark_bio_mem_data(BIO *bio, char **data) { return BIO_get_mem_data(bio, data); }
 
 void skylark_openssl_free(void *pointer) { OPENSSL_free(pointer); }
+
+int skylark_recvmmsg(int fd, struct msghdr *messages, unsigned int *lengths, unsigned int count, int flags) {
+    struct mmsghdr batch[SKYLARK_MMSG_MAX];
+    if (count > SKYLARK_MMSG_MAX) count = SKYLARK_MMSG_MAX;
+    for (unsigned int i = 0; i < count; i++) {
+        batch[i].msg_hdr = messages[i];
+        batch[i].msg_len = 0;
+    }
+    int received = recvmmsg(fd, batch, count, flags, NULL);
+    for (int i = 0; i < received; i++) {
+        messages[i].msg_namelen = batch[i].msg_hdr.msg_namelen;
+        messages[i].msg_flags = batch[i].msg_hdr.msg_flags;
+        lengths[i] = batch[i].msg_len;
+    }
+    return received;
+}
+
+int skylark_sendmmsg(int fd, struct msghdr *messages, unsigned int count, int flags) {
+    struct mmsghdr batch[SKYLARK_MMSG_MAX];
+    if (count > SKYLARK_MMSG_MAX) count = SKYLARK_MMSG_MAX;
+    for (unsigned int i = 0; i < count; i++) {
+        batch[i].msg_hdr = messages[i];
+        batch[i].msg_len = 0;
+    }
+    return sendmmsg(fd, batch, count, flags);
+}

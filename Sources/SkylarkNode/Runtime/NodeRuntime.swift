@@ -90,17 +90,22 @@ public final class NodeRuntime: Service, Sendable {
         // Sockets first: a port that cannot be bound is a clear error before anything else.
         var listeners: [any Channel] = []
         var udp: [any Channel] = []
+        var pumps: [DatagramPump] = []
         var control: (any Channel)?
         do {
             for endpoint in configuration.listen { listeners.append(try await sockets.listen(on: endpoint)) }
             if let first = configuration.listen.first {
-                udp.append(try await sockets.udp(on: first, socket: 0))
-                relay.setUDP(udp[0])
                 // The alternate port answers "reply from another port" probes (NAT detection).
-                udp.append(try await sockets.udp(on: HostPort(host: first.host, port: 0), socket: 1))
+                for (index, endpoint) in [first, HostPort(host: first.host, port: 0)].enumerated() {
+                    let (channel, pump) = try await sockets.udp(on: endpoint, socket: index)
+                    udp.append(channel)
+                    pumps.append(pump)
+                }
+                relay.setUDP(udp[0])
             }
             control = try await ControlServer.bind(path: files.controlSocketPath, group: group, sink: sink)
         } catch {
+            for pump in pumps { pump.stop() }
             for channel in listeners + udp { try? await channel.close() }
             throw error
         }
@@ -152,6 +157,7 @@ public final class NodeRuntime: Service, Sendable {
             sink.yield(.shutdown)
         }
         stopping.value.withLock { $0 = .stopped }
+        for pump in pumps { pump.stop() }
         for channel in listeners + udp { try? await channel.close() }
         try? await control?.close()
         unlink(files.controlSocketPath)

@@ -82,121 +82,36 @@ struct NodeSockets: Sendable {
         return reasons.isEmpty ? "no address to dial" : reasons.joined(separator: "; ")
     }
 
-    func udp(on endpoint: HostPort, socket index: Int) async throws -> any Channel {
-        let sink = self.sink
-        let relay = self.relay
-        return try await DatagramBootstrap(group: group)
-            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-            // Up to 32 datagrams per recvmmsg, each in its own 2,048-byte slot (as before, one
-            // 2,048-byte buffer per datagram), and room in the kernel for bursts of relay traffic
-            // while the event loop is busy (the kernel caps it at net.core.rmem_max).
-            .channelOption(.datagramVectorReadMessageCount, value: DatagramHandler.vectorReadCount)
-            // One recvmmsg per readiness event: a second call would mostly find the socket
-            // empty (EAGAIN), a wasted system call per wake-up; epoll reports it again if not.
-            .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 2048 * DatagramHandler.vectorReadCount))
-            .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-            .channelInitializer { [relay] channel in
+    /// A UDP port: the channel sends what the reactor sends; a `DatagramPump` reads everything
+    /// that arrives (the channel itself never reads).
+    func udp(on endpoint: HostPort, socket index: Int) async throws -> (channel: any Channel, pump: DatagramPump) {
+        let address = try SocketAddress.makeAddressResolvingHost(endpoint.host, port: endpoint.port)
+        let socket = try DatagramPump.boundSocket(address)
+        // From here the channel owns the socket and closes it; the pump reads a duplicate.
+        let channel = try await DatagramBootstrap(group: group)
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DatagramHandler(socket: index, sink: sink, relay: relay))
+                    try channel.pipeline.syncOperations.addHandler(DatagramErrorHandler())
                 }
             }
-            .bind(host: endpoint.host, port: endpoint.port)
+            .withBoundSocket(socket)
             .get()
+        do {
+            return (channel, try DatagramPump(socket: socket, index: index, sink: sink, relay: relay))
+        } catch {
+            try? await channel.close()
+            throw error
+        }
     }
 }
 
-/// Relay packets for circuits this supernode carries are forwarded right here, on the event
-/// loop (the relay's hot path: a table lookup and a send); every other datagram goes to the
-/// reactor. Oversized datagrams are dropped.
-final class DatagramHandler: ChannelInboundHandler {
+/// The UDP channels only send; a failed send is left to the protocols' timeouts and must not
+/// close the socket.
+final class DatagramErrorHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
 
-    static let vectorReadCount = 32
-
-    private let socket: Int
-    private let sink: NodeEventSink
-    private let relay: RelayForwarder
-
-    init(socket: Int, sink: NodeEventSink, relay: RelayForwarder) {
-        self.socket = socket
-        self.sink = sink
-        self.relay = relay
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        let count = envelope.data.readableBytes
-        guard count <= 2048 else { return }
-        let start = envelope.data.readerIndex
-        if count > RelayCircuits.headerByteCount,
-           envelope.data.getInteger(at: start, as: UInt8.self) == RelayCircuits.packetMarker,
-           let leg = envelope.data.getBytes(at: start + 1, length: RelayCircuits.legIDByteCount),
-           case let now = Date().timeIntervalSince1970,
-           let forward = relay.table.route(leg: leg, from: .udp(hostPort(of: envelope.remoteAddress)), byteCount: count, now: now) {
-            switch forward.endpoint {
-            case let .udp(target):
-                guard let address = socketAddress(of: target, now: now) else { return }
-                // A new buffer rather than the id rewritten in place: the received buffer is also
-                // held by the pipeline's copy of the envelope, so writing into it would copy it.
-                var packet = context.channel.allocator.buffer(capacity: count)
-                packet.writeInteger(RelayCircuits.packetMarker)
-                packet.writeBytes(forward.legID)
-                packet.writeBytes(envelope.data.readableBytesView.dropFirst(RelayCircuits.headerByteCount))
-                // Flushed once per read batch (channelReadComplete): one sendmmsg for the batch.
-                context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: address, data: packet)), promise: nil)
-                flushPending = true
-            case let .link(id):
-                var packet = envelope.data
-                packet.setBytes(forward.legID, at: start + 1)
-                relay.sendOverLink(id, packet: Array(packet.readableBytesView))
-            }
-            return
-        }
-        guard let source = HostPort(socketAddress: envelope.remoteAddress) else { return }
-        sink.yield(.datagram(Array(envelope.data.readableBytesView), from: source, socket: socket))
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if flushPending {
-            flushPending = false
-            context.flush()
-        }
-        context.fireChannelReadComplete()
-    }
-
-    /// Relay packets forwarded since the last flush.
-    private var flushPending = false
-    /// The circuit table matches legs by `HostPort`; turning every packet's source into text
-    /// (inet_ntop) and every target back into a socket address (inet_pton) is avoided by
-    /// remembering the conversions of recent addresses, a few thousand at most.
-    /// Targets with their socket address and whether a route reaches them (nil: none), checked
-    /// again after `routeRecheck` seconds.
-    private var hostPorts: [SocketAddress: HostPort] = [:]
-    private var socketAddresses: [HostPort: (address: SocketAddress?, checkedAt: Double)] = [:]
-    private static let addressCacheLimit = 16_384
-    private static let routeRecheck = 5.0
-
-    private func hostPort(of address: SocketAddress) -> HostPort {
-        if let known = hostPorts[address] { return known }
-        let converted = HostPort(socketAddress: address) ?? HostPort(host: "?", port: 0)
-        if hostPorts.count >= Self.addressCacheLimit { hostPorts.removeAll(keepingCapacity: true) }
-        hostPorts[address] = converted
-        return converted
-    }
-
-    private func socketAddress(of endpoint: HostPort, now: Double) -> SocketAddress? {
-        if let known = socketAddresses[endpoint], now - known.checkedAt < Self.routeRecheck { return known.address }
-        let converted = sharedRoutes.canReach(endpoint) ? try? SocketAddress(ipAddress: endpoint.host, port: endpoint.port) : nil
-        if socketAddresses.count >= Self.addressCacheLimit { socketAddresses.removeAll(keepingCapacity: true) }
-        socketAddresses[endpoint] = (converted, now)
-        return converted
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // ICMP errors on an unconnected UDP socket are not fatal to the socket.
-    }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {}
 }
 
 extension Channel {
@@ -213,9 +128,9 @@ extension Channel {
     static var routes: Routes { sharedRoutes }
 }
 
-private let sharedRoutes = Routes()
+let sharedRoutes = Routes()
 
-/// What the relay fast path needs: the circuit table, and a way to reach TCP links (for
+/// What the relay fast path (`DatagramPump`) needs: the circuit table, and a way to reach TCP links (for
 /// UDP-blocked clients) and the main UDP socket (for relay packets that arrived over TCP).
 final class RelayForwarder: Sendable {
     let table: RelayTable

@@ -78,12 +78,12 @@ public struct RelayCircuits: Sendable {
     /// A leg id as a dictionary key: a 16-byte id (every real one) packed into two words, so
     /// finding a packet's leg hashes two integers rather than an array of bytes; ids of any
     /// other length are kept as they are.
-    struct LegKey: Hashable, Sendable {
+    public struct LegKey: Hashable, Sendable {
         var high: UInt64 = 0
         var low: UInt64 = 0
         var other: [UInt8]?
 
-        init(_ id: [UInt8]) {
+        public init(_ id: [UInt8]) {
             guard id.count == RelayCircuits.legIDByteCount else {
                 other = id
                 return
@@ -92,6 +92,14 @@ public struct RelayCircuits: Sendable {
                 high = high << 8 | UInt64(id[index])
                 low = low << 8 | UInt64(id[8 + index])
             }
+        }
+
+        /// The 16-byte id at the start of `bytes`, read where it lies (the relay's receive
+        /// buffer) without making an array of it.
+        public init(legIDAt bytes: UnsafeRawBufferPointer) {
+            precondition(bytes.count >= RelayCircuits.legIDByteCount)
+            high = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            low = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         }
     }
 
@@ -144,7 +152,11 @@ public struct RelayCircuits: Sendable {
     /// Where a packet of `byteCount` bytes that arrived on leg `id` from `source` goes, or nil to
     /// drop it. An unbound leg is bound here to `source`; after that only `source` may use it.
     public mutating func route(leg id: [UInt8], from source: Endpoint, byteCount: Int, now: Double) -> Forward? {
-        guard let (key, index) = legIndex[LegKey(id)], let slot = circuits.index(forKey: key) else {
+        route(leg: LegKey(id), from: source, byteCount: byteCount, now: now)
+    }
+
+    public mutating func route(leg legKey: LegKey, from source: Endpoint, byteCount: Int, now: Double) -> Forward? {
+        guard let (key, index) = legIndex[legKey], let slot = circuits.index(forKey: key) else {
             packetsDropped += 1
             return nil
         }
@@ -236,6 +248,10 @@ public final class RelayTable: Sendable {
 
     public func route(leg id: [UInt8], from source: RelayCircuits.Endpoint, byteCount: Int, now: Double) -> RelayCircuits.Forward? {
         table.withLock { $0.route(leg: id, from: source, byteCount: byteCount, now: now) }
+    }
+
+    public func route(leg key: RelayCircuits.LegKey, from source: RelayCircuits.Endpoint, byteCount: Int, now: Double) -> RelayCircuits.Forward? {
+        table.withLock { $0.route(leg: key, from: source, byteCount: byteCount, now: now) }
     }
 
     @discardableResult
