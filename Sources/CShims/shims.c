@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CShims.h"
+#include <pthread.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -56,4 +57,8 @@ int skylark_sendmmsg(int fd, struct msghdr *messages, unsigned int count, int fl
         batch[i].msg_len = 0;
     }
     return sendmmsg(fd, batch, count, flags);
+}
+
+int skylark_name_this_thread(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

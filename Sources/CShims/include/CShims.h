@@ -26,4 +26,8 @@ void skylark_openssl_free(void *pointer);
 int skylark_recvmmsg(int fd, struct msghdr *messages, unsigned int *lengths, unsigned int count, int flags);
 int skylark_sendmmsg(int fd, struct msghdr *messages, unsigned int count, int flags);
 
+/// pthread_setname_np for the calling thread (a GNU extension, like the above). Linux keeps 15
+/// characters.
+int skylark_name_this_thread(const char *name);
+
 #endif

@@ -125,12 +125,13 @@ public final class NodeRuntime: Service, Sendable {
         let logger = self.logger
         let console = self.console
         let outcomeBox = self.outcomeBox
+        let mediaClock = MediaClock()
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     let reactor = Reactor(configuration: configuration, files: files, identity: identity, verifier: verifier, role: role,
-                                          sockets: sockets, udp: udpChannels, listening: bound, sink: sink, jobs: jobSink,
+                                          sockets: sockets, udp: udpChannels, listening: bound, sink: sink, jobs: jobSink, mediaClock: mediaClock,
                                           logger: logger, console: console)
                     let outcome = await reactor.run(events)
                     outcomeBox.value.withLock { $0 = outcome }
@@ -142,14 +143,7 @@ public final class NodeRuntime: Service, Sendable {
                         sink.yield(.tick)
                     }
                 }
-                group.addTask {
-                    // The media clock: 20 ms frames. The reactor sends what is due by the wall
-                    // clock, so a late tick is caught up rather than drifting.
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(20), tolerance: .milliseconds(2))
-                        sink.yield(.mediaTick)
-                    }
-                }
+                group.addTask { await mediaClock.run(sink) }
                 for await job in jobs { group.addTask { await job.body() } }
                 group.cancelAll()
             }
@@ -166,4 +160,35 @@ public final class NodeRuntime: Service, Sendable {
 
 final class OutcomeBox: Sendable {
     let value = Mutex<NodeOutcome?>(nil)
+}
+
+/// The media clock: a `.mediaTick` every 20 ms while a call or conference has audio to send,
+/// and nothing otherwise — an idle node (a relaying supernode included) should not wake 50 times
+/// a second for nothing. The reactor sends what is due by the wall clock, so a late tick is
+/// caught up rather than drifting.
+final class MediaClock: Sendable {
+    private let running = Atomic<Bool>(false)
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    init() {
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// Called by the reactor after every event; starting wakes the clock at once.
+    func set(running value: Bool) {
+        if running.exchange(value, ordering: .relaxed) != value, value { wake.yield() }
+    }
+
+    func run(_ sink: NodeEventSink) async {
+        var iterator = wakeups.makeAsyncIterator()
+        while !Task.isCancelled {
+            if running.load(ordering: .relaxed) {
+                try? await Task.sleep(for: .milliseconds(20), tolerance: .milliseconds(2))
+                sink.yield(.mediaTick)
+            } else if await iterator.next() == nil {
+                return
+            }
+        }
+    }
 }

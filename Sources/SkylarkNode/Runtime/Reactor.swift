@@ -65,6 +65,7 @@ final class Reactor {
     let listening: [HostPort]
     let sink: NodeEventSink
     let jobs: AsyncStream<NodeJob>.Continuation
+    let mediaClock: MediaClock
     var logger: Logger
     let startedAt: Double
     var console: Console
@@ -137,8 +138,9 @@ final class Reactor {
 
     init(configuration: NodeConfiguration, files: NodeStateFiles, identity: IdentityBox, verifier: Verifier, role: RoleFlag,
          sockets: NodeSockets, udp: [any Channel], listening: [HostPort], sink: NodeEventSink,
-         jobs: AsyncStream<NodeJob>.Continuation, logger: Logger, console: Bool) {
+         jobs: AsyncStream<NodeJob>.Continuation, mediaClock: MediaClock, logger: Logger, console: Bool) {
         self.configuration = configuration
+        self.mediaClock = mediaClock
         self.files = files
         self.identityBox = identity
         self.verifier = verifier
@@ -168,6 +170,7 @@ final class Reactor {
         for await event in events {
             handle(event, now: now)
             drainCores(now: now)
+            mediaClock.set(running: hasActiveMedia)
             if phase == .finished { break }
         }
         return outcome
