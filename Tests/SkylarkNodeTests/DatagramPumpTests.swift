@@ -1,5 +1,6 @@
 import Foundation
 @testable import SkylarkNode
+import Synchronization
 import SkylarkTraversal
 import SkylarkWire
 import Testing
@@ -17,11 +18,16 @@ import Glibc
         let fd: CInt
         let port: Int
 
-        init() throws {
+        /// `reuseAddress`: a socket that asks to share its port (SO_REUSEADDR), as another
+        /// program might.
+        init(port requested: Int = 0, reuseAddress: Bool = false) throws {
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            var one: CInt = 1
+            if reuseAddress { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size)) }
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = UInt16(requested).bigEndian
             var length = socklen_t(MemoryLayout<sockaddr_in>.size)
             let bound = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
@@ -40,7 +46,8 @@ import Glibc
 
         var hostPort: HostPort { HostPort(host: "127.0.0.1", port: port) }
 
-        func send(_ bytes: [UInt8], to port: Int) {
+        @discardableResult
+        func send(_ bytes: [UInt8], to port: Int) -> Bool {
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -48,7 +55,7 @@ import Glibc
             let sent = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, bytes, bytes.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
-            #expect(sent == bytes.count)
+            return sent == bytes.count
         }
 
         /// The next datagram, or nil after the 5 s deadline.
@@ -70,7 +77,7 @@ import Glibc
         let table: RelayTable
 
         init(index: Int = 0) throws {
-            let (events, sink) = AsyncStream.makeStream(of: NodeEvent.self)
+            let (events, sink) = AsyncStream.makeStream(of: NodeEvent.self, bufferingPolicy: .bufferingNewest(10_000))
             table = RelayTable()
             let socket = try DatagramPump.boundSocket(try .init(ipAddress: "127.0.0.1", port: 0))
             var address = sockaddr_in()
@@ -78,7 +85,7 @@ import Glibc
             _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) } }
             self.socket = socket
             port = Int(UInt16(bigEndian: address.sin_port))
-            pump = try DatagramPump(socket: socket, index: index, sink: sink, relay: RelayForwarder(table: table, sink: sink))
+            pump = try DatagramPump(socket: socket, index: index, sink: sink, relay: RelayForwarder(table: table, sink: sink), logger: silentLogger)
             self.events = events
         }
 
@@ -207,7 +214,53 @@ import Glibc
     }
 
     @Test func bindingAPortInUseIsAClearError() throws {
-        let taken = try Peer()
+        // Even when the holder of the port would share it: the node must not split a port's
+        // datagrams with another program.
+        let taken = try Peer(reuseAddress: true)
         #expect(throws: (any Error).self) { try DatagramPump.boundSocket(try .init(ipAddress: "127.0.0.1", port: taken.port)) }
+        // And the node's own port cannot be shared either.
+        let harness = try Harness()
+        defer { harness.stop() }
+        #expect(throws: DatagramPumpTests.IOFailure.self) { try Peer(port: harness.port, reuseAddress: true) }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func stoppingWorksDuringAFlood() async throws {
+        let harness = try Harness()
+        let flooding = Atomic<Bool>(true)
+        let port = harness.port
+        // Two senders keep the socket full of datagrams (for the reactor: not relay packets).
+        let floods = (0..<2).map { _ in
+            Thread {
+                guard let peer = try? Peer() else { return }
+                while flooding.load(ordering: .relaxed) { peer.send([0xD5] + [UInt8](repeating: 1, count: 100), to: port) }
+            }
+        }
+        for flood in floods { flood.start() }
+        // The reader is busy: the reactor's stream is filling up.
+        #expect(await harness.nextDatagram() != nil)
+        harness.stop()  // returns (within the time limit) although datagrams keep coming
+        flooding.store(false, ordering: .relaxed)
+    }
+}
+
+/// The media clock ticks while the reactor says there is audio, and is silent otherwise.
+@Suite struct MediaClockTests {
+    @Test(.timeLimit(.minutes(1)))
+    func startingWakesTheClockAndStoppingAndStartingAgainResumesIt() async throws {
+        let (events, sink) = AsyncStream.makeStream(of: NodeEvent.self, bufferingPolicy: .bufferingNewest(100))
+        let clock = MediaClock()
+        let running = Task { await clock.run(sink) }
+        var iterator = events.makeAsyncIterator()
+        for _ in 0..<2 {
+            clock.set(running: true)
+            // Three ticks in a row (the stream holds nothing else).
+            for _ in 0..<3 {
+                guard case .mediaTick? = await iterator.next() else { Issue.record("expected a media tick"); return }
+            }
+            clock.set(running: false)
+        }
+        running.cancel()
+        await running.value  // run() returns once cancelled, also while waiting to be started
     }
 }

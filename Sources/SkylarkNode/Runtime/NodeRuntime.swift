@@ -85,7 +85,7 @@ public final class NodeRuntime: Service, Sendable {
         let role = RoleFlag()
         let relay = RelayForwarder(table: RelayTable(limits: configuration.relayLimits), sink: sink)
         let sockets = NodeSockets(group: group, identity: identity, verifier: verifier, role: role, ids: LinkIDs(), sink: sink,
-                                  idleTimeout: .seconds(Int64(configuration.linkIdleTimeout)), relay: relay)
+                                  idleTimeout: .seconds(Int64(configuration.linkIdleTimeout)), relay: relay, logger: logger)
 
         // Sockets first: a port that cannot be bound is a clear error before anything else.
         var listeners: [any Channel] = []

@@ -1,5 +1,6 @@
 import CShims
 import Foundation
+import Logging
 import NIOCore
 import SkylarkTraversal
 import SkylarkWire
@@ -25,30 +26,33 @@ final class DatagramPump: Sendable {
     private let wakeRead: CInt
     private let wakeWrite: CInt
     private let finished = DispatchSemaphore(value: 0)
-    private let stopped = Atomic<Bool>(false)
+    private let stopped = StopFlag()
 
     /// Starts reading `socket` (which stays the caller's); datagrams that are not relayed here
     /// reach `sink` as `.datagram(_, from:, socket: index)`.
-    init(socket: CInt, index: Int, sink: NodeEventSink, relay: RelayForwarder) throws {
+    init(socket: CInt, index: Int, sink: NodeEventSink, relay: RelayForwarder, logger: Logger) throws {
         let own = fcntl(socket, F_DUPFD_CLOEXEC, 0)
         guard own >= 0 else { throw IOError(errnoCode: errno, reason: "dup of the UDP socket") }
+        // A socket pair rather than a pipe: it is created close-on-exec in one call.
         var ends: [CInt] = [-1, -1]
-        guard pipe(&ends) == 0 else {
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
             let code = errno
             close(own)
-            throw IOError(errnoCode: code, reason: "pipe for the UDP reader")
+            throw IOError(errnoCode: code, reason: "wake-up socket pair for the UDP reader")
         }
-        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
         self.socket = own
         wakeRead = ends[0]
         wakeWrite = ends[1]
         let loop = PumpLoop(socket: own, wake: ends[0], index: index, sink: sink, relay: relay)
         let finished = self.finished
+        let stopped = self.stopped
         let name = "skylark-udp-\(index)"
         let thread = Thread {
             // Named from inside: what `top -H` and `perf` show (at most 15 characters).
             _ = skylark_name_this_thread(name)
-            loop.run()
+            if let failure = loop.run(), !stopped.isSet {
+                logger.error("UDP reader stopped: this port receives nothing more", metadata: ["udp.socket": "\(index)", "udp.error": "\(failure)"])
+            }
             finished.signal()
         }
         thread.start()
@@ -56,7 +60,7 @@ final class DatagramPump: Sendable {
 
     /// Stops the reading thread and waits for it; the socket itself is the caller's to close.
     func stop() {
-        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard stopped.set() else { return }
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)
         finished.wait()
@@ -68,14 +72,14 @@ final class DatagramPump: Sendable {
     deinit { stop() }
 
     /// A UDP socket bound to `address`, non-blocking, with room in the kernel for bursts of relay
-    /// traffic while the reader is busy (the kernel caps it at net.core.rmem_max).
+    /// traffic while the reader is busy (the kernel caps it at net.core.rmem_max). No
+    /// SO_REUSEADDR: on Linux it would let a second node bind the same UDP port and take its
+    /// datagrams, where the user should be told the port is in use.
     static func boundSocket(_ address: SocketAddress) throws -> CInt {
         let family = address.protocol.rawValue
         let fd = Glibc.socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
-        var one: CInt = 1
         var receiveBuffer: CInt = 4 << 20
-        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<CInt>.size))
         let bound = address.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
         guard bound == 0 else {
@@ -87,6 +91,14 @@ final class DatagramPump: Sendable {
     }
 }
 
+/// Set once, by `stop()`.
+private final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    /// Sets the flag; false when it was already set.
+    func set() -> Bool { !value.exchange(true, ordering: .acquiringAndReleasing) }
+}
+
 /// The reading thread's state; touched by that thread only (hence unchecked).
 private final class PumpLoop: @unchecked Sendable {
     static let slots = 32
@@ -94,6 +106,9 @@ private final class PumpLoop: @unchecked Sendable {
     private static let addressCacheLimit = 16_384
     /// A target's route and address are checked again after this many seconds.
     private static let routeRecheck = 5.0
+    /// Full batches read in a row before the wake-up pipe is looked at again, so that a flood
+    /// cannot keep `stop()` waiting.
+    private static let drainRounds = 16
 
     private let socket: CInt
     private let wake: CInt
@@ -160,17 +175,27 @@ private final class PumpLoop: @unchecked Sendable {
         targets.deallocate()
     }
 
-    func run() {
+    /// Reads until woken through `wake`; returns why it stopped otherwise.
+    func run() -> String? {
         var watched = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
         while true {
             if poll(&watched, 2, -1) < 0 {
                 if errno == EINTR { continue }
-                return
+                return "poll: \(String(cString: strerror(errno)))"
             }
-            if watched[1].revents != 0 || watched[0].revents & Int16(POLLNVAL) != 0 { return }
-            // A full batch means more may be waiting: read again before sleeping. Otherwise back
-            // to poll, as a second read would mostly find the socket empty (a wasted system call).
-            while receiveBatch() == Self.slots {}
+            if watched[1].revents != 0 { return nil }
+            if watched[0].revents & Int16(POLLNVAL) != 0 { return "poll: the socket is no longer open" }
+            if watched[0].revents & Int16(POLLERR) != 0 {
+                // A pending socket error (an ICMP report): reading SO_ERROR clears it, so poll
+                // does not report it again and again.
+                var error: CInt = 0
+                var length = socklen_t(MemoryLayout<CInt>.size)
+                _ = getsockopt(socket, SOL_SOCKET, SO_ERROR, &error, &length)
+            }
+            // A full batch means more may be waiting: read again before sleeping (up to a point).
+            // Otherwise back to poll, as a second read would mostly find the socket empty.
+            var rounds = 0
+            while rounds < Self.drainRounds, receiveBatch() == Self.slots { rounds += 1 }
         }
     }
 
@@ -193,6 +218,8 @@ private final class PumpLoop: @unchecked Sendable {
             if packet.count > RelayCircuits.headerByteCount, packet[0] == RelayCircuits.packetMarker,
                let forward = relay.table.route(leg: RelayCircuits.LegKey(legIDAt: UnsafeRawBufferPointer(rebasing: packet[1...])),
                                                from: .udp(source), byteCount: packet.count, now: now) {
+                // Admission gives every leg a 16-byte id (SupernodeCore); anything else cannot be
+                // written into this packet format.
                 guard forward.legID.count == RelayCircuits.legIDByteCount else { continue }
                 forward.legID.withUnsafeBytes { (packet.baseAddress! + 1).copyMemory(from: $0.baseAddress!, byteCount: RelayCircuits.legIDByteCount) }
                 switch forward.endpoint {

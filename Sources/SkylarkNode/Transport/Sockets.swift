@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import SkylarkOverlay
@@ -27,6 +28,7 @@ struct NodeSockets: Sendable {
     let sink: NodeEventSink
     let idleTimeout: TimeAmount
     let relay: RelayForwarder
+    let logger: Logger
 
     func listen(on endpoint: HostPort) async throws -> any Channel {
         let identity = self.identity
@@ -98,7 +100,7 @@ struct NodeSockets: Sendable {
             .withBoundSocket(socket)
             .get()
         do {
-            return (channel, try DatagramPump(socket: socket, index: index, sink: sink, relay: relay))
+            return (channel, try DatagramPump(socket: socket, index: index, sink: sink, relay: relay, logger: logger))
         } catch {
             try? await channel.close()
             throw error
