@@ -217,7 +217,8 @@ import Glibc
         // Even when the holder of the port would share it: the node must not split a port's
         // datagrams with another program.
         let taken = try Peer(reuseAddress: true)
-        #expect(throws: (any Error).self) { try DatagramPump.boundSocket(try .init(ipAddress: "127.0.0.1", port: taken.port)) }
+        let error = #expect(throws: UDPSetupError.self) { try DatagramPump.boundSocket(try .init(ipAddress: "127.0.0.1", port: taken.port)) }
+        #expect(error?.description == "bind UDP 127.0.0.1:\(taken.port): Address already in use")
         // And the node's own port cannot be shared either.
         let harness = try Harness()
         defer { harness.stop() }

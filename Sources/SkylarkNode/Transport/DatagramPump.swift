@@ -32,13 +32,13 @@ final class DatagramPump: Sendable {
     /// reach `sink` as `.datagram(_, from:, socket: index)`.
     init(socket: CInt, index: Int, sink: NodeEventSink, relay: RelayForwarder, logger: Logger) throws {
         let own = fcntl(socket, F_DUPFD_CLOEXEC, 0)
-        guard own >= 0 else { throw IOError(errnoCode: errno, reason: "dup of the UDP socket") }
+        guard own >= 0 else { throw UDPSetupError(step: "dup of the UDP socket", code: errno) }
         // A socket pair rather than a pipe: it is created close-on-exec in one call.
         var ends: [CInt] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &ends) == 0 else {
             let code = errno
             close(own)
-            throw IOError(errnoCode: code, reason: "wake-up socket pair for the UDP reader")
+            throw UDPSetupError(step: "wake-up socket pair for the UDP reader", code: code)
         }
         self.socket = own
         wakeRead = ends[0]
@@ -78,17 +78,26 @@ final class DatagramPump: Sendable {
     static func boundSocket(_ address: SocketAddress) throws -> CInt {
         let family = address.protocol.rawValue
         let fd = Glibc.socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        guard fd >= 0 else { throw UDPSetupError(step: "UDP socket", code: errno) }
         var receiveBuffer: CInt = 4 << 20
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, socklen_t(MemoryLayout<CInt>.size))
         let bound = address.withSockAddr { pointer, length in bind(fd, pointer, socklen_t(length)) }
         guard bound == 0 else {
             let code = errno
             close(fd)
-            throw IOError(errnoCode: code, reason: "bind \(address)")
+            throw UDPSetupError(step: "bind UDP \(address.ipAddress ?? "?"):\(address.port ?? 0)", code: code)
         }
         return fd
     }
+}
+
+/// A UDP port that could not be opened, said plainly: "bind UDP 0.0.0.0:7100: Address already
+/// in use".
+struct UDPSetupError: Error, CustomStringConvertible {
+    var step: String
+    var code: CInt
+
+    var description: String { "\(step): \(String(cString: strerror(code)))" }
 }
 
 /// Set once, by `stop()`.
