@@ -336,12 +336,12 @@ final class AttachClientStats: Sendable {
 
 /// One idle client: drives `SecureLink` as a PEER initiator, attaches, then pings every
 /// `keepalive` (the first at a random moment within it, so the pings spread out).
-final class IdleClientHandler: ChannelInboundHandler {
+final class IdleClientHandler: ChannelInboundHandler, SealingLinkHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     static let attachRequestID: UInt64 = 1
-    private var link: SecureLink
+    var link: SecureLink
     private let attached: EventLoopPromise<Void>
     private let stats: AttachClientStats
     private let keepalive: TimeAmount
@@ -349,7 +349,7 @@ final class IdleClientHandler: ChannelInboundHandler {
     private var pinger: RepeatedTask?
     private var isAttached = false
     private var settled = false
-    private var closeReason: String?
+    var closeReason: String?
     private var nextPingID: UInt64 = 2
 
     init(link: SecureLink, attached: EventLoopPromise<Void>, stats: AttachClientStats, keepalive: TimeAmount) {
@@ -402,23 +402,11 @@ final class IdleClientHandler: ChannelInboundHandler {
         }
     }
 
-    private func send(_ message: OvLinkMessage, context: ChannelHandlerContext) {
-        do {
-            let bytes = try link.seal(message)
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
-        } catch {
-            closeReason = "cannot seal: \(error)"
-            context.close(promise: nil)
-        }
-    }
 
     private func ping() {
         guard let context, link.isEstablished else { return }
-        var message = OvLinkMessage()
-        message.id = nextPingID
+        sendPing(id: nextPingID, context: context)
         nextPingID += 1
-        message.ping = OvPing()
-        send(message, context: context)
         stats.pingsSent.wrappingAdd(1, ordering: .relaxed)
     }
 
@@ -431,7 +419,7 @@ final class IdleClientHandler: ChannelInboundHandler {
                 var message = OvLinkMessage()
                 message.id = Self.attachRequestID
                 message.attach = OvAttach()
-                send(message, context: context)
+                seal(message, context: context)
             case let .message(message):
                 switch message.body {
                 case .attached? where message.id == Self.attachRequestID:
@@ -446,10 +434,7 @@ final class IdleClientHandler: ChannelInboundHandler {
                     closeReason = "refused: \(refused.reason)"
                     context.close(promise: nil)
                 case .ping?:
-                    var pong = OvLinkMessage()
-                    pong.id = message.id
-                    pong.pong = OvPong()
-                    send(pong, context: context)
+                    answerPing(message, context: context)
                 default:
                     break  // handovers and the like: an idle client ignores them
                 }

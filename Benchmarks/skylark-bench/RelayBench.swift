@@ -601,11 +601,11 @@ struct BenchLink: Sendable {
     }
 }
 
-final class BenchLinkHandler: ChannelInboundHandler, @unchecked Sendable {
+final class BenchLinkHandler: ChannelInboundHandler, SealingLinkHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private var link: SecureLink
+    var link: SecureLink
     private let established: EventLoopPromise<Void>
     private let stats: RelayLinkStats
     private var context: ChannelHandlerContext?
@@ -613,7 +613,7 @@ final class BenchLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var nextID: UInt64 = 1
     private var pinger: RepeatedTask?
     private var isEstablished = false
-    private var closeReason: String?
+    var closeReason: String?
 
     init(link: SecureLink, established: EventLoopPromise<Void>, stats: RelayLinkStats) {
         self.link = link
@@ -670,27 +670,15 @@ final class BenchLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         context.eventLoop.scheduleTask(in: .seconds(20)) {
             handler.value.pending.removeValue(forKey: id)?.fail(LoadFailure("no answer within 20 s"))
         }
-        send(message, context: context)
+        seal(message, context: context)
         return promise.futureResult
     }
 
-    private func send(_ message: OvLinkMessage, context: ChannelHandlerContext) {
-        do {
-            let bytes = try link.seal(message)
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
-        } catch {
-            closeReason = "cannot seal: \(error)"
-            context.close(promise: nil)
-        }
-    }
 
     private func ping() {
         guard let context, link.isEstablished else { return }
-        var message = OvLinkMessage()
-        message.id = nextID
+        sendPing(id: nextID, context: context)
         nextID += 1
-        message.ping = OvPing()
-        send(message, context: context)
     }
 
     private func perform(_ actions: [SecureLink.Action], context: ChannelHandlerContext) {
@@ -708,10 +696,7 @@ final class BenchLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 if let promise = pending.removeValue(forKey: message.id) {
                     promise.succeed(message)
                 } else if case .ping? = message.body {
-                    var pong = OvLinkMessage()
-                    pong.id = message.id
-                    pong.pong = OvPong()
-                    send(pong, context: context)
+                    answerPing(message, context: context)
                 }
             case let .close(error):
                 closeReason = error.description
