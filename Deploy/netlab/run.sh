@@ -535,6 +535,17 @@ conf_mixes_for() { [ "$(conf "$1" ".mixing.ticks // 0")" -ge "$2" ]; }
 # conf_resumed USER VICTIM: USER hears the others again, through another mixer than VICTIM.
 conf_resumed() { conf "$1" "| select(.mixer != \"$2\" and .audioSinceMs != null) | .audioSinceMs" | grep -q .; }
 
+# conference_audio_flows MIXER FRAMES SECONDS USERS...: within SECONDS the mixer has mixed FRAMES
+# ticks and every other user has heard FRAMES packets of the mix.
+conference_audio_flows() {
+  local mixer=$1 frames=$2 patience=$3 user; shift 3
+  for user in "$@"; do
+    if [ "$user" = "$mixer" ]; then wait_for "$patience" "$user mixes $frames ticks" conf_mixes_for "$user" "$frames"
+    else wait_for "$patience" "$user hears $frames packets of the mix from $mixer" conf_leg_hears "$user" "$frames"
+    fi
+  done
+}
+
 # check_conference_audio MIXER USERS...: each user's recording from MIXER holds every other
 # user's tone and not its own ($tone_limits: audio-tones thresholds, defaults unless set). The
 # recordings grow while the conference goes on: each is looked at again (its last 2 s) for up
@@ -570,12 +581,9 @@ scenario_conference() {
   local mixer
   mixer=$(conf alice .mixer)
   echo "  6 participants (public, port-restricted x2, symmetric, UDP-blocked, TCP-443-only); $mixer mixes: $(conf alice .mixerReason)"
+  conference_audio_flows "$mixer" 150 15 "${everyone[@]}"
   for user in "${everyone[@]}"; do
-    if [ "$user" = "$mixer" ]; then wait_for 15 "$user mixes 3 s" conf_mixes_for "$user" 150
-    else
-      wait_for 15 "$user hears 3 s of the mix" conf_leg_hears "$user" 150
-      echo "  $user's leg: $(conf "$user" .leg.pathDetail)"
-    fi
+    if [ "$user" != "$mixer" ]; then echo "  $user's leg: $(conf "$user" .leg.pathDetail)"; fi
   done
   check_conference_audio "$mixer" "${everyone[@]}"
   [ -n "${node_pid[$mixer]:-}" ] || fail "the mixer '$mixer' is not a node of this lab"
@@ -594,11 +602,7 @@ scenario_conference() {
     [ "$took" -gt "$worst" ] && worst=$took
   done
   echo "  mixer $mixer killed: $next mixes now ($(conf alice .mixerReason)); audio resumed for all ${#rest[@]} within $worst ms"
-  for user in "${rest[@]}"; do
-    if [ "$user" = "$next" ]; then wait_for 10 "$user mixes again" conf_mixes_for "$user" 150
-    else wait_for 10 "$user hears 2.5 s from $next" bash -c "[ \$($bin/skylark conf status --state $work/$user --json | jq -r '.result[-1].leg.packetsReceived // 0') -ge 125 ]"
-    fi
-  done
+  conference_audio_flows "$next" 150 10 "${rest[@]}"
   check_conference_audio "$next" "${rest[@]}"
   for user in "${rest[@]}"; do ctl "$user" conf leave >/dev/null; done
   restart_node "$mixer"  # later scenarios count on every node of the lab
@@ -614,11 +618,7 @@ scenario_conference_ten() {
   local mixer
   mixer=$(conf alice .mixer)
   echo "  10 participants; $mixer mixes: $(conf alice .mixerReason)"
-  for user in "${everyone[@]}"; do
-    if [ "$user" = "$mixer" ]; then wait_for 15 "$user mixes 3 s" conf_mixes_for "$user" 150
-    else wait_for 15 "$user hears 3 s of the mix" conf_leg_hears "$user" 150
-    fi
-  done
+  conference_audio_flows "$mixer" 150 15 "${everyone[@]}"
   # Nine steady tones beat at their 110 Hz spacing; the mixer's limiter follows that beat and
   # puts a little energy on the grid, own tone included (measured ≤ 0.005 of the strongest), and
   # Opus at 32 kb/s renders some of nine tones weaker (measured ≥ 0.06): the line sits between.

@@ -84,7 +84,15 @@ public enum AESGCM {
     }
 
     static func validate(key: [UInt8], nonce: [UInt8]) throws {
+        try validate(key: key)
+        try validate(nonce: nonce)
+    }
+
+    static func validate(key: [UInt8]) throws {
         guard key.count == keyByteCount else { throw CryptoError.invalidLength(what: "AES-256 key", expected: keyByteCount, actual: key.count) }
+    }
+
+    static func validate(nonce: [UInt8]) throws {
         guard nonce.count == nonceByteCount else { throw CryptoError.invalidLength(what: "GCM nonce", expected: nonceByteCount, actual: nonce.count) }
     }
 }
@@ -98,9 +106,7 @@ public final class AESGCMKey: @unchecked Sendable {
     private let decryptor: OpaquePointer
 
     public init(_ key: [UInt8]) throws {
-        guard key.count == AESGCM.keyByteCount else {
-            throw CryptoError.invalidLength(what: "AES-256 key", expected: AESGCM.keyByteCount, actual: key.count)
-        }
+        try AESGCM.validate(key: key)
         guard let encryptor = EVP_CIPHER_CTX_new() else { throw CryptoError.fromQueue("EVP_CIPHER_CTX_new") }
         guard let decryptor = EVP_CIPHER_CTX_new() else {
             EVP_CIPHER_CTX_free(encryptor)
@@ -119,17 +125,13 @@ public final class AESGCMKey: @unchecked Sendable {
     }
 
     public func seal(_ plaintext: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
-        guard nonce.count == AESGCM.nonceByteCount else {
-            throw CryptoError.invalidLength(what: "GCM nonce", expected: AESGCM.nonceByteCount, actual: nonce.count)
-        }
+        try AESGCM.validate(nonce: nonce)
         try check(EVP_EncryptInit_ex(encryptor, nil, nil, nil, nonce), "EVP_EncryptInit_ex(nonce)")
         return try AESGCM.seal(plaintext, initialized: encryptor, authenticating: aad)
     }
 
     public func open(_ sealed: [UInt8], nonce: [UInt8], authenticating aad: [UInt8] = []) throws -> [UInt8] {
-        guard nonce.count == AESGCM.nonceByteCount else {
-            throw CryptoError.invalidLength(what: "GCM nonce", expected: AESGCM.nonceByteCount, actual: nonce.count)
-        }
+        try AESGCM.validate(nonce: nonce)
         guard sealed.count >= AESGCM.tagByteCount else { throw CryptoError.authenticationFailed }
         try check(EVP_DecryptInit_ex(decryptor, nil, nil, nil, nonce), "EVP_DecryptInit_ex(nonce)")
         return try AESGCM.open(sealed, initialized: decryptor, authenticating: aad)
