@@ -73,11 +73,11 @@ import Glibc
         let socket: CInt
         let port: Int
         let pump: DatagramPump
-        let events: AsyncStream<NodeEvent>
+        let events: NodeInbox
         let table: RelayTable
 
         init(index: Int = 0) throws {
-            let (events, sink) = AsyncStream.makeStream(of: NodeEvent.self, bufferingPolicy: .bufferingNewest(10_000))
+            let sink = NodeInbox()
             table = RelayTable()
             let socket = try DatagramPump.boundSocket(try .init(ipAddress: "127.0.0.1", port: 0))
             var address = sockaddr_in()
@@ -86,7 +86,7 @@ import Glibc
             self.socket = socket
             port = Int(UInt16(bigEndian: address.sin_port))
             pump = try DatagramPump(socket: socket, index: index, sink: sink, relay: RelayForwarder(table: table, sink: sink), logger: silentLogger)
-            self.events = events
+            self.events = sink
         }
 
         func stop() {
@@ -99,7 +99,7 @@ import Glibc
             let events = self.events
             return await withTaskGroup(of: (bytes: [UInt8], from: HostPort, socket: Int)?.self) { group in
                 group.addTask {
-                    for await event in events {
+                    while let event = await events.next() {
                         if case let .datagram(bytes, from, socket) = event { return (bytes, from, socket) }
                     }
                     return nil
@@ -249,15 +249,14 @@ import Glibc
 @Suite struct MediaClockTests {
     @Test(.timeLimit(.minutes(1)))
     func startingWakesTheClockAndStoppingAndStartingAgainResumesIt() async throws {
-        let (events, sink) = AsyncStream.makeStream(of: NodeEvent.self, bufferingPolicy: .bufferingNewest(100))
+        let inbox = NodeInbox()
         let clock = MediaClock()
-        let running = Task { await clock.run(sink) }
-        var iterator = events.makeAsyncIterator()
+        let running = Task { await clock.run(inbox) }
         for _ in 0..<2 {
             clock.set(running: true)
-            // Three ticks in a row (the stream holds nothing else).
+            // Three ticks in a row (the inbox holds nothing else).
             for _ in 0..<3 {
-                guard case .mediaTick? = await iterator.next() else { Issue.record("expected a media tick"); return }
+                guard case .mediaTick? = await inbox.next() else { Issue.record("expected a media tick"); return }
             }
             clock.set(running: false)
         }

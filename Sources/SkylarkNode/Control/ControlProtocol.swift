@@ -69,6 +69,33 @@ public enum ControlResults {
         public var hostCacheRefresh: String
         public var uptimeSeconds: Double
         public var buddies: [BuddyEntry]
+        /// What waits for the node and what was dropped (NodeInbox, link send queues).
+        public var queues: Queues? = nil
+    }
+
+    /// The node's inbound queues and what their limits dropped, since start.
+    public struct Queues: Codable, Sendable, Equatable {
+        public var datagramsWaiting = 0
+        public var datagramsPeak = 0
+        public var datagramLimit = 0
+        public var datagramSources = 0
+        /// Dropped because their source had its share waiting already.
+        public var datagramsDroppedSourceFull = 0
+        /// Dropped because the queue (or its table of sources) was full.
+        public var datagramsDroppedQueueFull = 0
+        /// Of no kind the node speaks: dropped unread.
+        public var datagramsUnknown = 0
+        public var eventsWaiting = 0
+        public var eventsPeak = 0
+        /// Messages of links that had too many waiting (those links are closed).
+        public var linkMessagesDropped = 0
+        public var linksClosedForFlooding = 0
+        /// Messages not sent because the link's send buffer was full (a peer not reading).
+        public var linkSendsDropped = 0
+        /// Control requests answered "busy" because too many were waiting.
+        public var controlRefused = 0
+
+        public init() {}
     }
 
     public struct BuddyEntry: Codable, Sendable {

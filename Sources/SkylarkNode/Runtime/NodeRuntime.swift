@@ -15,7 +15,7 @@ enum NodeEvent: Sendable {
     case linkEstablished(LinkHandle, peer: PeerIdentity?, purpose: OvLinkPurpose)
     case linkUpgraded(LinkID, peer: PeerIdentity)
     case linkMessage(LinkID, OvLinkMessage)
-    case linkClosed(LinkID, reason: String)
+    case linkClosed(LinkID, reason: LinkCloseReason)
     case dialFailed(LinkID, reason: String)
     case dialBackArrived(nonce: [UInt8])
     case datagram([UInt8], from: HostPort, socket: Int)
@@ -30,7 +30,8 @@ enum NodeEvent: Sendable {
     case shutdown
 }
 
-typealias NodeEventSink = AsyncStream<NodeEvent>.Continuation
+/// Where the reactor's events are posted: bounded where a remote party can fill it (NodeInbox).
+typealias NodeEventSink = NodeInbox
 
 /// Work the reactor hands off (dials, logins, relays) so that it never waits on the network.
 struct NodeJob: Sendable {
@@ -75,7 +76,7 @@ public final class NodeRuntime: Service, Sendable {
     public var outcome: NodeOutcome? { outcomeBox.value.withLock { $0 } }
 
     public func run() async throws {
-        let (events, sink) = AsyncStream.makeStream(of: NodeEvent.self, bufferingPolicy: .unbounded)
+        let sink = NodeInbox()
         let (jobs, jobSink) = AsyncStream.makeStream(of: NodeJob.self, bufferingPolicy: .unbounded)
         let files = NodeStateFiles(directory: configuration.stateDirectory)
         try StateFiles.makePrivateDirectory(files.directory)
@@ -133,7 +134,7 @@ public final class NodeRuntime: Service, Sendable {
                     let reactor = Reactor(configuration: configuration, files: files, identity: identity, verifier: verifier, role: role,
                                           sockets: sockets, udp: udpChannels, listening: bound, sink: sink, jobs: jobSink, mediaClock: mediaClock,
                                           logger: logger, console: console)
-                    let outcome = await reactor.run(events)
+                    let outcome = await reactor.run(sink)
                     outcomeBox.value.withLock { $0 = outcome }
                     jobSink.finish()
                 }

@@ -149,8 +149,8 @@ extension Reactor {
 
     /// A relay packet for this node (not one to forward): its payload is a path check or media.
     func relayPacketArrived(_ packet: [UInt8], from source: HostPort, overTCP: Bool, now: Double) {
-        guard let (leg, payload) = RelayCircuits.parse(packet), let first = payload.first else { return }
-        if first == 0xD5, let datagram = try? OvDatagram(serializedBytes: Array(payload.dropFirst())), case let .pathCheck(check)? = datagram.body {
+        guard let (leg, payload) = RelayCircuits.parse(packet), !payload.isEmpty else { return }
+        if DatagramKind(Array(payload)) == .overlay, let datagram = try? OvDatagram(serializedBytes: Array(payload.dropFirst())), case let .pathCheck(check)? = datagram.body {
             return pathCheckArrived(check, from: source, circuit: leg, overTCP: overTCP, now: now)
         }
         mediaArrived(Array(payload), via: leg, from: source, now: now)
@@ -201,7 +201,7 @@ extension Reactor {
                 var datagram = OvDatagram()
                 datagram.pathCheck = check
                 guard let body = try? datagram.serializedBytes() as [UInt8] else { continue }
-                sendCallPacket([0xD5] + body, to: target, circuit: circuit, overTCP: overTCP)
+                sendCallPacket(DatagramKind.overlay(body), to: target, circuit: circuit, overTCP: overTCP)
             case let .requestRelay(avoid):
                 requestRelay(for: id, avoid: avoid, now: now)
             case let .pathChanged(path):

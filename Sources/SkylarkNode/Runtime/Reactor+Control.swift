@@ -138,7 +138,8 @@ extension Reactor {
             hostCacheEntries: hostCache.count,
             hostCacheRefresh: hostCacheRefresh,
             uptimeSeconds: (now - startedAt).rounded(),
-            buddies: buddyEntries())
+            buddies: buddyEntries(),
+            queues: sink.counters)
     }
 
     private func canonical(_ name: String) -> String { (try? UserName.canonical(name)) ?? name }

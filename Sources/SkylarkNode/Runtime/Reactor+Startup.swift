@@ -136,7 +136,7 @@ extension Reactor {
     func bootstrapLinkUp(_ id: LinkID, endpoint: HostPort, peer: PeerIdentity?, now: Double) {
         bootstrap?.inFlight.remove(id)
         guard supernodeLink == nil, supernode == nil, phase != .finished else {
-            links[id]?.handle.close(reason: "another supernode answered first")
+            links[id]?.handle.close(reason: .anotherSupernodeAnsweredFirst)
             links[id] = nil
             return
         }
@@ -171,7 +171,7 @@ extension Reactor {
         let preferred = handover.supernodes.compactMap(Contact.init).flatMap(\.endpoints)
         guard let link = supernodeLink else { return }
         console.note("supernode \(links[link]?.peer?.name ?? "?") is leaving; moving to another")
-        links[link]?.handle.close(reason: "handed over")
+        links[link]?.handle.close(reason: .handedOver)
         links[link] = nil
         supernodeLink = nil
         nextKeepalive = .infinity
@@ -197,7 +197,7 @@ extension Reactor {
                 session?.linkUp(now: now)
             } else {
                 logger.warning("the supernode refused our credential; reconnecting")
-                links[link]?.handle.close(reason: "authentication refused")
+                links[link]?.handle.close(reason: .authenticationRefused)
             }
         case .dialBack:
             if var check = reachability {

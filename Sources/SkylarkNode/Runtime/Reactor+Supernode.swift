@@ -31,7 +31,7 @@ extension Reactor {
         role.isSupernode = true
         bootstrap = nil
         if let link = supernodeLink {
-            links[link]?.handle.close(reason: "promoted to supernode")
+            links[link]?.handle.close(reason: .promotedToSupernode)
             links[link] = nil
             supernodeLink = nil
             nextKeepalive = .infinity
@@ -51,7 +51,7 @@ extension Reactor {
         supernode = nil
         role.isSupernode = false
         for (id, entry) in links where entry.kind == .client || entry.kind == .supernodePeer {
-            entry.handle.close(reason: "no longer a supernode")
+            entry.handle.close(reason: .noLongerASupernode)
             links[id] = nil
         }
         peerLinks = [:]

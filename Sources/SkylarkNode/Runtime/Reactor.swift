@@ -165,9 +165,9 @@ final class Reactor {
     var now: Double { Date().timeIntervalSince1970 }
 
     /// Processes events until the node has stopped; returns how it ended.
-    func run(_ events: AsyncStream<NodeEvent>) async -> NodeOutcome {
+    func run(_ inbox: NodeInbox) async -> NodeOutcome {
         start(now: now)
-        for await event in events {
+        while let event = await inbox.next() {
             handle(event, now: now)
             drainCores(now: now)
             mediaClock.set(running: hasActiveMedia)
@@ -301,14 +301,14 @@ final class Reactor {
         // Inbound.
         switch purpose {
         case .supernode:
-            guard let peer, supernode != nil else { return handle.close(reason: "not a supernode") }
+            guard let peer, supernode != nil else { return handle.close(reason: .notASupernode) }
             links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .supernodePeer, dialled: nil)
             if peerLinks[peer.nodeID] == nil { peerLinks[peer.nodeID] = id }
         case .peer, .anonymous:
-            guard supernode != nil else { return handle.close(reason: "not a supernode") }
+            guard supernode != nil else { return handle.close(reason: .notASupernode) }
             links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .client, dialled: nil)
         default:
-            handle.close(reason: "unexpected link purpose")
+            handle.close(reason: .unexpectedPurpose)
         }
     }
 
@@ -344,7 +344,7 @@ final class Reactor {
         }
     }
 
-    func linkClosed(_ id: LinkID, reason: String, now: Double) {
+    func linkClosed(_ id: LinkID, reason: LinkCloseReason, now: Double) {
         if let dial = dials.removeValue(forKey: id) {
             dialEnded(dial, linkID: id, reason: reason, now: now)
             return
@@ -379,11 +379,11 @@ final class Reactor {
 
     func dialFailed(_ id: LinkID, reason: String, now: Double) {
         guard let dial = dials.removeValue(forKey: id) else { return }
-        dialEnded(dial, linkID: id, reason: reason, now: now)
+        dialEnded(dial, linkID: id, reason: .unreachable(reason), now: now)
     }
 
     /// A dial that never became a link: connect failed or the handshake did.
-    func dialEnded(_ dial: DialPurpose, linkID: LinkID, reason: String, now: Double) {
+    func dialEnded(_ dial: DialPurpose, linkID: LinkID, reason: LinkCloseReason, now: Double) {
         switch dial {
         case let .bootstrap(endpoint, _):
             hostCache.recordFailure(endpoint, now: now)
@@ -399,7 +399,7 @@ final class Reactor {
             hostCache.recordFailure(endpoint, now: now)
             hostCacheDirty = true
         case let .dialBackProbe(token):
-            let reached = reason == SecureLink.LinkError.dialBackComplete.description
+            let reached = reason == .link(.dialBackComplete)
             dialBackProbeLinkEnded(token: token, linkID: linkID, reached: reached)
         }
     }
@@ -479,7 +479,7 @@ final class Reactor {
             datagram.probe.transactionID = Data(transactionID)
             sendDatagram(datagram, to: target, socket: alternate ? 1 : 0)
         case let .closeLink(link):
-            links[link]?.handle.close(reason: "replaced")
+            links[link]?.handle.close(reason: .replaced)
         case let .log(text, metadata):
             var logger = self.logger
             for (key, value) in metadata { logger[metadataKey: key] = "\(value)" }
@@ -548,11 +548,12 @@ final class Reactor {
 
     func sendDatagram(_ datagram: OvDatagram, to target: HostPort, socket: Int = 0) {
         guard socket < udp.count, let body = try? datagram.serializedBytes() as [UInt8] else { return }
-        udp[socket].sendDatagram([0xD5] + body, to: target)
+        udp[socket].sendDatagram(DatagramKind.overlay(body), to: target)
     }
 
     func datagram(_ bytes: [UInt8], from source: HostPort, socket: Int, now: Double) {
-        if STUNMessage.looksLikeSTUN(bytes) {
+        switch DatagramKind(bytes) {
+        case .stun:
             if supernode != nil, let answer = STUNResponder.respond(to: bytes, from: source, software: "skylark \(SkylarkVersion.current)") {
                 udp[socket].sendDatagram(answer, to: source)
             } else if let message = try? STUNMessage.decode(bytes), message.messageClass == .successResponse,
@@ -560,10 +561,12 @@ final class Reactor {
                 natProbe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now)
             }
             return
+        case .relay: return relayPacketArrived(bytes, from: source, overTCP: false, now: now)
+        case .media: return mediaArrived(bytes, via: nil, from: source, now: now)
+        case .unknown: return
+        case .overlay: break
         }
-        if bytes.first == RelayCircuits.packetMarker { return relayPacketArrived(bytes, from: source, overTCP: false, now: now) }
-        if let first = bytes.first, first & 0xC0 == 0x80 { return mediaArrived(bytes, via: nil, from: source, now: now) }
-        guard bytes.first == 0xD5, let datagram = try? OvDatagram(serializedBytes: Array(bytes.dropFirst())) else { return }
+        guard let datagram = try? OvDatagram(serializedBytes: Array(bytes.dropFirst())) else { return }
         switch datagram.body {
         case let .pathCheck(check)?:
             pathCheckArrived(check, from: source, circuit: nil, overTCP: false, now: now)
@@ -620,7 +623,7 @@ final class Reactor {
     func finish() {
         guard phase != .finished else { return }
         phase = .finished
-        for entry in links.values { entry.handle.close(reason: "node stopping") }
+        for entry in links.values { entry.handle.close(reason: .nodeStopping) }
         for waiter in searchWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
         for waiter in messageWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
         searchWaiters = [:]

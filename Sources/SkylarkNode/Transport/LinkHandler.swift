@@ -20,7 +20,7 @@ final class LinkHandler: ChannelInboundHandler {
     private let relay: RelayForwarder
     private var context: ChannelHandlerContext?
     private var reported = false
-    private var closeReason: String?
+    private var closeReason: LinkCloseReason?
 
     init(id: LinkID, link: SecureLink, sink: NodeEventSink, relay: RelayForwarder, handshakeTimeout: TimeAmount = .seconds(10)) {
         self.id = id
@@ -40,7 +40,7 @@ final class LinkHandler: ChannelInboundHandler {
         context.eventLoop.scheduleTask(in: handshakeTimeout) {
             let handler = loopBound.value
             if !handler.link.isEstablished && !handler.link.isClosed {
-                handler.closeReason = "handshake timed out"
+                handler.closeReason = .handshakeTimedOut
                 handler.context?.close(promise: nil)
             }
         }
@@ -55,14 +55,14 @@ final class LinkHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         _ = link.endOfInput()
         relay.unregister(id)
-        report(.linkClosed(id, reason: closeReason ?? "connection closed"))
+        report(.linkClosed(id, reason: closeReason ?? .connectionClosed))
         self.context = nil
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            closeReason = "idle"
+            closeReason = .idle
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -70,23 +70,29 @@ final class LinkHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        closeReason = "\(error)"
+        closeReason = .channelError("\(error)")
         context.close(promise: nil)
     }
 
     /// Encrypts and writes one message (called on the event loop through `LinkHandle`).
     func send(_ message: OvLinkMessage) {
         guard let context, link.isEstablished else { return }
+        // The peer is not reading (its send buffer is past the high-water mark): drop rather
+        // than queue without bound; the protocols' timeouts and retries deal with the loss.
+        guard context.channel.isWritable else {
+            sink.countSendDropped()
+            return
+        }
         do {
             let bytes = try link.seal(message)
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
         } catch {
-            closeReason = "cannot seal: \(error)"
+            closeReason = .cannotSeal("\(error)")
             context.close(promise: nil)
         }
     }
 
-    func close(reason: String) {
+    func close(reason: LinkCloseReason) {
         closeReason = closeReason ?? reason
         context?.close(promise: nil)
     }
@@ -95,7 +101,7 @@ final class LinkHandler: ChannelInboundHandler {
     /// transcript, which only the link state machine holds).
     func authenticate(requestID: UInt64, identity: LocalIdentity) {
         guard let message = try? link.authenticateMessage(requestID: requestID, identity: identity) else {
-            close(reason: "cannot authenticate")
+            close(reason: .cannotAuthenticate)
             return
         }
         send(message)
@@ -124,12 +130,19 @@ final class LinkHandler: ChannelInboundHandler {
                 case let .relayData(data)? where relay.forwardFromLink(id, packet: Array(data.packet)):
                     continue  // a circuit this supernode carries: forwarded without the reactor
                 default:
-                    sink.yield(.linkMessage(id, message))
+                    // A link sending faster than the node takes its messages is closed: its flood
+                    // must not grow the node's queue nor delay anyone else's messages.
+                    if !sink.yieldLinkMessage(id, message) {
+                        sink.countLinkClosedForFlooding()
+                        closeReason = .flooding
+                        context.close(promise: nil)
+                        return
+                    }
                 }
             case let .dialBack(nonce):
                 sink.yield(.dialBackArrived(nonce: nonce))
             case let .close(error):
-                closeReason = error.description
+                closeReason = .link(error)
                 // Let the last frame (a refusal or a dial-back reply) go out before closing.
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
                 context.close(promise: nil)
@@ -155,7 +168,7 @@ struct LinkHandle: Sendable {
         channel.eventLoop.execute { handler.value.send(message) }
     }
 
-    func close(reason: String) {
+    func close(reason: LinkCloseReason) {
         let handler = self.handler
         channel.eventLoop.execute { handler.value.close(reason: reason) }
     }

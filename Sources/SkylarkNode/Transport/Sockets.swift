@@ -30,6 +30,11 @@ struct NodeSockets: Sendable {
     let relay: RelayForwarder
     let logger: Logger
 
+    /// Each link's send queue: past the high mark the link is not writable and `LinkHandler`
+    /// drops what it is asked to send (counted) until the peer has read down to the low mark.
+    /// 1 MiB is a few seconds of a relayed call over TCP, far beyond any burst of signalling.
+    static let sendBufferLimit = ChannelOptions.Types.WriteBufferWaterMark(low: 256 << 10, high: 1 << 20)
+
     func listen(on endpoint: HostPort) async throws -> any Channel {
         let identity = self.identity
         let verifier = self.verifier
@@ -42,6 +47,7 @@ struct NodeSockets: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: Self.sendBufferLimit)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let link = try SecureLink(role: .responder(isSupernode: role.isSupernode), identity: identity.current, verifier: verifier)
@@ -68,6 +74,7 @@ struct NodeSockets: Sendable {
                 _ = try await ClientBootstrap(group: group)
                     .connectTimeout(connectTimeout)
                     .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelOption(.writeBufferWaterMark, value: Self.sendBufferLimit)
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idleTimeout))

@@ -1,0 +1,148 @@
+import Foundation
+import NIOCore
+import NIOPosix
+@testable import SkylarkNode
+import SkylarkOverlay
+import SkylarkTraversal
+import SkylarkWire
+import Testing
+
+/// The reactor's inbox: nothing a remote party sends grows it past its limits, a flood from one
+/// source does not crowd out another, and what is dropped is counted.
+@Suite struct NodeInboxTests {
+    static let flooder = HostPort(host: "198.51.100.7", port: 4000)
+    static let caller = HostPort(host: "203.0.113.40", port: 7100)
+    static let rtp: [UInt8] = [0x80, 111] + [UInt8](repeating: 7, count: 160)
+    static let overlay: [UInt8] = DatagramKind.overlay([1, 2, 3])
+
+    static func source(_ index: Int) -> HostPort { HostPort(host: "10.0.\(index / 250).\(index % 250)", port: 5000) }
+
+    /// Pops what is ready without waiting (the inbox holds it already).
+    static func drain(_ inbox: NodeInbox, most: Int) async -> [NodeEvent] {
+        var events: [NodeEvent] = []
+        while events.count < most, inbox.counters.datagramsWaiting + inbox.counters.eventsWaiting > 0, let event = await inbox.next() {
+            events.append(event)
+        }
+        return events
+    }
+
+    @Test func aFloodFromOneSourceDoesNotCrowdOutAnother() async {
+        let inbox = NodeInbox()
+        for _ in 0..<10_000 { inbox.yield(.datagram(Self.rtp, from: Self.flooder, socket: 0)) }
+        for _ in 0..<5 { #expect(inbox.yield(.datagram(Self.rtp, from: Self.caller, socket: 0))) }
+        let counters = inbox.counters
+        #expect(counters.datagramsWaiting == inbox.limits.datagramsPerSource + 5)
+        #expect(counters.datagramsDroppedSourceFull == 10_000 - inbox.limits.datagramsPerSource)
+        // Round robin: the caller's five come out among the first ten, not after the flood.
+        let first = await Self.drain(inbox, most: 10)
+        let fromCaller = first.filter { if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false }
+        #expect(fromCaller.count == 5)
+    }
+
+    @Test func manySourcesCannotPassTheTotalLimit() async {
+        let inbox = NodeInbox(limits: .init(datagrams: 500, datagramsPerSource: 8, sources: 100))
+        for round in 0..<20 {
+            for index in 0..<300 { inbox.yield(.datagram(Self.overlay + [UInt8(round)], from: Self.source(index), socket: 0)) }
+        }
+        let counters = inbox.counters
+        #expect(counters.datagramsWaiting <= 500)
+        #expect(counters.datagramSources <= 100)
+        #expect(counters.datagramsPeak <= 500)
+        #expect(counters.datagramsDroppedQueueFull + counters.datagramsDroppedSourceFull == 20 * 300 - counters.datagramsWaiting)
+        // Once taken, there is room again.
+        _ = await Self.drain(inbox, most: 500)
+        #expect(inbox.yield(.datagram(Self.overlay, from: Self.caller, socket: 0)))
+    }
+
+    @Test func datagramsOfNoKnownKindAreDroppedUnqueued() {
+        let inbox = NodeInbox()
+        #expect(!inbox.yield(.datagram([0x42, 1, 2, 3], from: Self.flooder, socket: 0)))
+        #expect(!inbox.yield(.datagram([], from: Self.flooder, socket: 0)))
+        #expect(inbox.yield(.datagram(Self.overlay, from: Self.flooder, socket: 0)))
+        #expect(inbox.counters.datagramsUnknown == 2)
+        #expect(inbox.counters.datagramsWaiting == 1)
+    }
+
+    @Test func aLinkWithTooManyMessagesWaitingIsRefusedAndOthersAreNot() async {
+        let inbox = NodeInbox(limits: .init(messagesPerLink: 4))
+        let busy: LinkID = 7
+        let quiet: LinkID = 8
+        for _ in 0..<4 { #expect(inbox.yieldLinkMessage(busy, OvLinkMessage())) }
+        #expect(!inbox.yieldLinkMessage(busy, OvLinkMessage()))
+        #expect(inbox.yieldLinkMessage(quiet, OvLinkMessage()))
+        #expect(inbox.counters.linkMessagesDropped == 1)
+        // Taking one makes room for one more.
+        guard case .linkMessage(busy, _)? = await inbox.next() else { Issue.record("expected the busy link's message"); return }
+        #expect(inbox.yieldLinkMessage(busy, OvLinkMessage()))
+        #expect(!inbox.yieldLinkMessage(busy, OvLinkMessage()))
+    }
+
+    @Test func ticksAreCoalesced() async {
+        let inbox = NodeInbox()
+        #expect(inbox.yield(.tick))
+        #expect(!inbox.yield(.tick))
+        #expect(inbox.yield(.mediaTick))
+        #expect(!inbox.yield(.mediaTick))
+        #expect(inbox.counters.eventsWaiting == 2)
+        _ = await Self.drain(inbox, most: 2)
+        #expect(inbox.yield(.tick))
+    }
+
+    @Test func eventsAndDatagramsTakeTurns() async {
+        let inbox = NodeInbox()
+        for index in 0..<1000 { inbox.yield(.datagram(Self.rtp, from: Self.source(index), socket: 0)) }
+        inbox.yield(.tick)
+        let first = await Self.drain(inbox, most: 2)
+        #expect(first.contains { if case .tick = $0 { return true }; return false })
+    }
+
+    @Test func controlRequestsBeyondTheLimitAreAnsweredBusy() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        
+        let inbox = NodeInbox(limits: .init(controlRequests: 2))
+        let loop = group.next()
+        let promises = (0..<3).map { _ in loop.makePromise(of: String.self) }
+        for promise in promises { inbox.yield(.control(ControlRequest(command: .status), promise)) }
+        let answer = try await promises[2].futureResult.get()
+        #expect(answer.contains("busy"))
+        #expect(inbox.counters.controlRefused == 1)
+        for promise in promises.prefix(2) { promise.succeed("") }
+        try await group.shutdownGracefully()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func nextWaitsForAnEventEndsAfterFinishAndACancelledWaitLeavesTheInboxUsable() async {
+        let inbox = NodeInbox()
+        // A cancelled wait returns nil...
+        let waiting = Task { await inbox.next() }
+        waiting.cancel()
+        #expect(await waiting.value == nil)
+        // ...and the next one still gets what is posted later, from another thread.
+        let later = Task { await inbox.next() }
+        Thread.detachNewThread { inbox.yield(.tick) }
+        guard case .tick? = await later.value else { Issue.record("expected the tick"); return }
+        inbox.yield(.shutdown)
+        inbox.finish()
+        guard case .shutdown? = await inbox.next() else { Issue.record("what was queued before finish() is still taken"); return }
+        #expect(await inbox.next() == nil)
+    }
+
+    @Test func fifoKeepsOrderAcrossCompaction() {
+        var fifo = FIFO<Int>()
+        var expected = 0
+        for value in 0..<10_000 {
+            fifo.push(value)
+            if value % 3 == 0, let popped = fifo.pop() {
+                #expect(popped == expected)
+                expected += 1
+            }
+        }
+        while let popped = fifo.pop() {
+            #expect(popped == expected)
+            expected += 1
+        }
+        #expect(expected == 10_000)
+        #expect(fifo.isEmpty)
+    }
+}
+
