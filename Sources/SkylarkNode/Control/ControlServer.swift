@@ -60,7 +60,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
             case let .failure(error): handler.reply(#"{"ok":false,"error":"\#(error)"}"#, context: context)
             }
         }
-        sink.yield(.control(request, promise))
+        sink.yield(.control(request, ControlReply { promise.succeed($0) }))
     }
 
     private func reply(_ line: String, context: ChannelHandlerContext) {

@@ -12,7 +12,7 @@ import Synchronization
 /// Everything that reaches the reactor: socket events, finished background jobs, control
 /// requests, the clock tick and shutdown.
 enum NodeEvent: Sendable {
-    case linkEstablished(LinkHandle, peer: PeerIdentity?, purpose: OvLinkPurpose)
+    case linkEstablished(LinkInfo)
     case linkUpgraded(LinkID, peer: PeerIdentity)
     case linkMessage(LinkID, OvLinkMessage)
     case linkClosed(LinkID, reason: LinkCloseReason)
@@ -21,7 +21,7 @@ enum NodeEvent: Sendable {
     case datagram([UInt8], from: HostPort, socket: Int)
     case directLoginFinished(Result<Credential, LoginFailure>)
     case loginRelayDone(link: LinkID, requestID: UInt64, answer: [UInt8]?)
-    case control(ControlRequest, EventLoopPromise<String>)
+    case control(ControlRequest, ControlReply)
     /// A relay packet the supernode's own circuit table sent to this node itself.
     case localRelayPacket([UInt8])
     /// The 20 ms media clock.
@@ -131,9 +131,9 @@ public final class NodeRuntime: Service, Sendable {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 group.addTask {
-                    let reactor = Reactor(configuration: configuration, files: files, identity: identity, verifier: verifier, role: role,
-                                          sockets: sockets, udp: udpChannels, listening: bound, sink: sink, jobs: jobSink, mediaClock: mediaClock,
-                                          logger: logger, console: console)
+                    let transport = NIOTransport(sockets: sockets, udp: udpChannels, jobs: jobSink, mediaClock: mediaClock, logger: logger)
+                    let reactor = Reactor(configuration: configuration, files: files, identity: identity.current, verifier: verifier,
+                                          io: transport, listening: bound, sink: sink, logger: logger, console: console)
                     let outcome = await reactor.run(sink)
                     outcomeBox.value.withLock { $0 = outcome }
                     jobSink.finish()

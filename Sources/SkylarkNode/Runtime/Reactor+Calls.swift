@@ -1,5 +1,4 @@
 import Foundation
-import NIOCore
 import SkylarkCrypto
 import SkylarkOverlay
 import SkylarkTraversal
@@ -18,7 +17,7 @@ struct CallEntry {
     var endReason: String?
     var pathHistory: [String] = []
     /// Control requests waiting for the call to be answered or to end.
-    var waiters: [EventLoopPromise<String>] = []
+    var waiters: [ControlReply] = []
     /// Set for a conference leg (signalled inside conference messages, audio via the mixer).
     var conference: ConferenceLegInfo?
 }
@@ -28,7 +27,7 @@ extension Reactor {
 
     // MARK: - Control
 
-    func startCall(to rawName: String, relayFirst: Bool = false, promise: EventLoopPromise<String>, now: Double) {
+    func startCall(to rawName: String, relayFirst: Bool = false, promise: ControlReply, now: Double) {
         guard let session else { return promise.succeed(Self.failure("not logged in yet")) }
         guard let name = try? UserName.canonical(rawName) else { return promise.succeed(Self.failure("invalid name '\(rawName)'")) }
         guard let buddy = session.state.buddies[name], buddy.state == .confirmed else {
@@ -52,7 +51,7 @@ extension Reactor {
         }
     }
 
-    func answerCall(_ id: String?, promise: EventLoopPromise<String>, now: Double) {
+    func answerCall(_ id: String?, promise: ControlReply, now: Double) {
         guard let id = resolveCall(id, where: { $0.session.phase == .ringing }) else {
             if id == nil, answerConference(promise: promise, now: now) { return }
             return promise.succeed(Self.failure(id == nil ? "no call is ringing" : "no ringing call \(id!)"))
@@ -63,7 +62,7 @@ extension Reactor {
         promise.succeed(Self.answer(callReport(id, now: now)))
     }
 
-    func hangUp(_ id: String?, promise: EventLoopPromise<String>, now: Double) {
+    func hangUp(_ id: String?, promise: ControlReply, now: Double) {
         guard let id = resolveCall(id, where: { !$0.session.isEnded }) else {
             return promise.succeed(Self.failure(id == nil ? "no call in progress" : "no call \(id!)"))
         }
@@ -216,20 +215,20 @@ extension Reactor {
     /// over UDP to our supernode's relay port, or over our TCP link when UDP is blocked.
     func sendCallPacket(_ payload: [UInt8], to target: HostPort, circuit: [UInt8]?, overTCP: Bool) {
         guard let circuit else {
-            udp.first?.sendDatagram(payload, to: target)
+            io.sendDatagram(payload, to: target, socket: 0)
             return
         }
         let packet = RelayCircuits.packet(leg: circuit, payload: payload)
         if supernode != nil {
             // Our end of the circuit is in our own table.
-            _ = sockets.relay.forwardFromLink(.local, packet: packet)
+            io.relayFromLocal(packet)
         } else if overTCP, let link = supernodeLink {
             var message = OvLinkMessage()
             message.relayData = OvRelayData()
             message.relayData.packet = Data(packet)
-            links[link]?.handle.send(message)
+            send(message, on: link)
         } else {
-            udp.first?.sendDatagram(packet, to: target)
+            io.sendDatagram(packet, to: target, socket: 0)
         }
     }
 

@@ -1,5 +1,4 @@
 import Foundation
-import NIOCore
 import SkylarkOverlay
 import SkylarkWire
 
@@ -31,7 +30,7 @@ extension Reactor {
 
     // MARK: - Control
 
-    func startConference(with rawNames: [String], promise: EventLoopPromise<String>, now: Double) {
+    func startConference(with rawNames: [String], promise: ControlReply, now: Double) {
         guard let session else { return promise.succeed(Self.failure("not logged in yet")) }
         var names: [String] = []
         for raw in rawNames {
@@ -58,7 +57,7 @@ extension Reactor {
         promise.succeed(Self.answer(conferenceReport(id, now: now)))
     }
 
-    func addToConference(_ rawName: String, promise: EventLoopPromise<String>, now: Double) {
+    func addToConference(_ rawName: String, promise: ControlReply, now: Double) {
         guard let id = currentConference() else { return promise.succeed(Self.failure("not in a conference")) }
         guard let name = try? UserName.canonical(rawName) else { return promise.succeed(Self.failure("invalid name '\(rawName)'")) }
         guard let buddy = session?.state.buddies[name], buddy.state == .confirmed else {
@@ -71,7 +70,7 @@ extension Reactor {
         promise.succeed(Self.answer(conferenceReport(id, now: now)))
     }
 
-    func leaveConference(promise: EventLoopPromise<String>, now: Double) {
+    func leaveConference(promise: ControlReply, now: Double) {
         guard let id = currentConference() ?? ringingConference() else { return promise.succeed(Self.failure("not in a conference")) }
         conferences[id]!.session.leave(now: now)
         drainConference(id, now: now)
@@ -79,7 +78,7 @@ extension Reactor {
     }
 
     /// `skylark answer` when no call rings: a conference invitation.
-    func answerConference(promise: EventLoopPromise<String>, now: Double) -> Bool {
+    func answerConference(promise: ControlReply, now: Double) -> Bool {
         guard let id = ringingConference() else { return false }
         if let busy = busyText() {
             promise.succeed(Self.failure(busy))

@@ -1,12 +1,11 @@
 import Foundation
-import NIOCore
 import SkylarkOverlay
 import SkylarkWire
 
 extension Reactor {
     static let controlWait: Double = 12
 
-    func control(_ request: ControlRequest, promise: EventLoopPromise<String>, now: Double) {
+    func control(_ request: ControlRequest, promise: ControlReply, now: Double) {
         if request.command == .status { return promise.succeed(Self.answer(statusReport(now: now))) }
         guard session != nil else { return promise.succeed(Self.failure("not logged in yet (\(loginStateText))")) }
         let name = request.name ?? ""

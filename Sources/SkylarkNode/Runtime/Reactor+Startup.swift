@@ -1,6 +1,4 @@
 import Foundation
-import NIOCore
-import NIOPosix
 import SkylarkCrypto
 import SkylarkOverlay
 import SkylarkTraversal
@@ -50,7 +48,8 @@ struct DialBackCheck {
 
 extension Reactor {
     static let bootstrapParallelism = 16
-    static let bootstrapConnectTimeout: TimeAmount = .seconds(1)
+    /// Seconds.
+    static let bootstrapConnectTimeout = 1.0
 
     func start(now: Double) {
         console.note("\(configuration.name): listening on \(listening.map(\.description).joined(separator: ", ")), supernode mode \(configuration.supernodeMode.rawValue)")
@@ -98,7 +97,7 @@ extension Reactor {
             let endpoint = state.queue.removeFirst()
             guard !state.tried.contains(endpoint) else { continue }
             state.tried.insert(endpoint)
-            let id = sockets.ids.make()
+            let id = io.makeLinkID()
             state.inFlight.insert(id)
             dials[id] = .bootstrap(endpoint, startedAt: now)
             let purpose: OvLinkPurpose = identity.credential == nil ? .anonymous : .peer
@@ -136,7 +135,7 @@ extension Reactor {
     func bootstrapLinkUp(_ id: LinkID, endpoint: HostPort, peer: PeerIdentity?, now: Double) {
         bootstrap?.inFlight.remove(id)
         guard supernodeLink == nil, supernode == nil, phase != .finished else {
-            links[id]?.handle.close(reason: .anotherSupernodeAnsweredFirst)
+            io.close(id, reason: .anotherSupernodeAnsweredFirst)
             links[id] = nil
             return
         }
@@ -171,7 +170,7 @@ extension Reactor {
         let preferred = handover.supernodes.compactMap(Contact.init).flatMap(\.endpoints)
         guard let link = supernodeLink else { return }
         console.note("supernode \(links[link]?.peer?.name ?? "?") is leaving; moving to another")
-        links[link]?.handle.close(reason: .handedOver)
+        io.close(link, reason: .handedOver)
         links[link] = nil
         supernodeLink = nil
         nextKeepalive = .infinity
@@ -197,7 +196,7 @@ extension Reactor {
                 session?.linkUp(now: now)
             } else {
                 logger.warning("the supernode refused our credential; reconnecting")
-                links[link]?.handle.close(reason: .authenticationRefused)
+                io.close(link, reason: .authenticationRefused)
             }
         case .dialBack:
             if var check = reachability {
@@ -215,25 +214,7 @@ extension Reactor {
         guard let publicKey = try? identity.key.publicKey().rawRepresentation() else { return fail("cannot read the identity key", exitCode: 1) }
         loginState = .direct
         let request = LoginClientExchange.Request.login(name: configuration.name, password: configuration.password, userPublicKey: publicKey)
-        let profile = configuration.profile
-        let timeout = Duration.milliseconds(Int64(configuration.loginDirectTimeout * 1000))
-        let group = sockets.group
-        let logger = self.logger
-        let sink = self.sink
-        jobs.yield(NodeJob {
-            do {
-                let outcome = try await LoginClient.perform(request, profile: profile, group: group, timeout: timeout, connectTimeout: timeout, logger: logger)
-                guard case let .loggedIn(credential) = outcome else {
-                    sink.yield(.directLoginFinished(.failure(.protocolViolation("unexpected answer"))))
-                    return
-                }
-                sink.yield(.directLoginFinished(.success(credential)))
-            } catch let failure as LoginFailure {
-                sink.yield(.directLoginFinished(.failure(failure)))
-            } catch {
-                sink.yield(.directLoginFinished(.failure(.serverError("\(error)"))))
-            }
-        })
+        io.loginDirect(request, profile: configuration.profile, timeout: configuration.loginDirectTimeout)
     }
 
     func directLoginFinished(_ result: Result<Credential, LoginFailure>, now: Double) {
@@ -306,7 +287,8 @@ extension Reactor {
         loginPath = path
         do {
             try files.client.save(credential)
-            identityBox.current = try LocalIdentity(key: identity.key, credential: credential)
+            identity = try LocalIdentity(key: identity.key, credential: credential)
+            io.setIdentity(identity)
             session = try ClientSession(identity: identity, verifier: verifier, messageKey: try files.loadOrCreateMessageKey(),
                                         state: try files.loadSession(), configuration: configuration.session)
         } catch {
@@ -322,7 +304,7 @@ extension Reactor {
         } else if let link = supernodeLink {
             let requestID = makeRequestID()
             runtimeRequests[requestID] = (.authenticate, now + 10)
-            links[link]?.handle.authenticate(requestID: requestID, identity: identity)
+            io.authenticate(link, requestID: requestID, identity: identity)
         }
         if configuration.supernodeMode == .auto { nextReachabilityCheck = now + 2 }
         if configuration.supernodeMode == .never { promotionReason = "configured never" }
@@ -335,22 +317,22 @@ extension Reactor {
         if !configuration.advertise.isEmpty { return configuration.advertise }
         return listening.map { endpoint in
             guard Self.isUnspecified(endpoint.host) else { return endpoint }
-            return HostPort(host: observedEndpoint?.host ?? localAddress ?? Self.firstInterfaceAddress() ?? endpoint.host, port: endpoint.port)
+            return HostPort(host: observedEndpoint?.host ?? localAddress ?? io.firstInterfaceAddress() ?? endpoint.host, port: endpoint.port)
         }
     }
 
     func advertisedUDP() -> HostPort? {
-        guard let first = advertisedTCP().first, udp.count > 0, let port = udp[0].localAddress?.port else { return nil }
+        guard let first = advertisedTCP().first, let port = io.udpPorts.first else { return nil }
         return HostPort(host: first.host, port: port)
     }
 
     /// Our address on the route to our supernode.
     var localAddress: String? {
-        supernodeLink.flatMap { links[$0]?.handle.localEndpoint?.host }
+        supernodeLink.flatMap { links[$0]?.local?.host }
     }
 
     func privateEndpoints() -> [String] {
-        guard let port = udp.first?.localAddress?.port else { return [] }
+        guard let port = io.udpPorts.first else { return [] }
         var hosts: [String] = []
         if let local = localAddress { hosts.append(local) }
         for listen in listening where !Self.isUnspecified(listen.host) && !hosts.contains(listen.host) { hosts.append(listen.host) }
@@ -359,14 +341,7 @@ extension Reactor {
 
     static func isUnspecified(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host == "[::]" }
 
-    static func firstInterfaceAddress() -> String? {
-        guard let devices = try? System.enumerateDevices() else { return nil }
-        for device in devices {
-            guard let address = device.address, case .v4 = address, let ip = address.ipAddress, !ip.hasPrefix("127.") else { continue }
-            return ip
-        }
-        return nil
-    }
+
 
     // MARK: - NAT type
 
@@ -387,7 +362,7 @@ extension Reactor {
         } else {
             primary = session?.supernode?.udpEndpoint
         }
-        guard let primary, udp.count > 0, let port = udp[0].localAddress?.port else { return }
+        guard let primary, let port = io.udpPorts.first else { return }
         let secondary = others.compactMap(\.udpEndpoint).first { $0.host != primary.host }
         var locals: [HostPort] = []
         if let local = localAddress { locals.append(HostPort(host: local, port: port)) }
@@ -398,10 +373,9 @@ extension Reactor {
     }
 
     func perform(_ action: NATProbe.Action) {
-        guard udp.count > 0 else { return }
         switch action {
         case let .sendBinding(target, transactionID):
-            udp[0].sendDatagram(STUNMessage.bindingRequest(transactionID: transactionID).encoded(), to: target)
+            io.sendDatagram(STUNMessage.bindingRequest(transactionID: transactionID).encoded(), to: target, socket: 0)
         case let .requestReplyFromOtherNode(via, transactionID, _):
             requestProbe(.fromOtherNode, transactionID: transactionID, via: via)
         case let .requestReplyFromOtherPort(via, transactionID, _):

@@ -1,5 +1,4 @@
 import Foundation
-import NIOCore
 import SkylarkOverlay
 import SkylarkWire
 
@@ -11,8 +10,8 @@ extension Reactor {
         let endpoints = advertisedTCP()
         let contact = Contact(nodeID: nodeID, name: name, endpoints: endpoints, udpEndpoint: advertisedUDP())
         var core = SupernodeCore(identity: identity, verifier: verifier, contact: contact, configuration: configuration.supernode,
-                                 seed: UInt64.random(in: 1...UInt64.max), now: now, relays: sockets.relay.table)
-        if udp.count > 1, let port = udp[1].localAddress?.port { core.alternateUDPPort = UInt32(port) }
+                                 seed: UInt64.random(in: 1...UInt64.max), now: now, relays: io.relayTable)
+        if io.udpPorts.count > 1 { core.alternateUDPPort = UInt32(io.udpPorts[1]) }
         var seeds: [Contact] = []
         // Seeds' UDP endpoints are not known yet (a cached address may be TCP 443): the DHT learns
         // them from the supernodes themselves.
@@ -28,10 +27,10 @@ extension Reactor {
         }
         core.join(seeds: seeds, now: now)
         supernode = core
-        role.isSupernode = true
+        io.setSupernode(true)
         bootstrap = nil
         if let link = supernodeLink {
-            links[link]?.handle.close(reason: .promotedToSupernode)
+            io.close(link, reason: .promotedToSupernode)
             links[link] = nil
             supernodeLink = nil
             nextKeepalive = .infinity
@@ -49,9 +48,9 @@ extension Reactor {
         supernode?.depart(now: now)
         drainCores(now: now)
         supernode = nil
-        role.isSupernode = false
+        io.setSupernode(false)
         for (id, entry) in links where entry.kind == .client || entry.kind == .supernodePeer {
-            entry.handle.close(reason: .noLongerASupernode)
+            io.close(entry.id, reason: .noLongerASupernode)
             links[id] = nil
         }
         peerLinks = [:]
@@ -63,23 +62,17 @@ extension Reactor {
 
     /// Carries a client's sealed login request to the login server and its answer back.
     func relayLogin(link: LinkID, requestID: UInt64, request: [UInt8]) {
-        let endpoint = configuration.profile.loginEndpoint
-        let group = sockets.group
-        let sink = self.sink
-        jobs.yield(NodeJob {
-            let answer = await LoginRelay.forward(request, to: endpoint, group: group, timeout: .seconds(10))
-            sink.yield(.loginRelayDone(link: link, requestID: requestID, answer: answer))
-        })
+        io.forwardLogin(request, to: configuration.profile.loginEndpoint, link: link, requestID: requestID)
     }
 
     func startDialBackProbe(_ order: OvDialBackOrder, token: UInt64, now: Double) {
         let endpoints = order.tcpEndpoints.prefix(2).compactMap(HostPort.init)
         var check = DialBackCheck(pending: [], udpSent: false, deadline: now + 5)
         for endpoint in endpoints {
-            let id = sockets.ids.make()
+            let id = io.makeLinkID()
             check.pending.insert(id)
             dials[id] = .dialBackProbe(token: token)
-            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: .seconds(3))
+            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: 3)
         }
         if let target = HostPort(order.udpEndpoint) {
             var datagram = OvDatagram()
@@ -118,10 +111,10 @@ extension Reactor {
         seedBackoff = min(30, seedBackoff * 2)
         let own = ownEndpoints
         for endpoint in hostCache.dialOrder(now: now, excluding: own).prefix(3) {
-            let id = sockets.ids.make()
+            let id = io.makeLinkID()
             dials[id] = .seed(endpoint)
             seedDials.insert(id)
-            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: .seconds(2))
+            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: 2)
         }
     }
 
@@ -129,7 +122,7 @@ extension Reactor {
         seedTick(now: now)
         if supernode != nil, now >= nextRelayExpiry {
             nextRelayExpiry = now + 5
-            _ = sockets.relay.table.expire(now: now)
+            _ = io.relayTable.expire(now: now)
         }
         for (token, check) in dialBackChecks where check.deadline <= now {
             dialBackProbeDone(token: token, tcpReached: check.tcpReached)

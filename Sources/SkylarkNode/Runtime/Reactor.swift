@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import NIOCore
 import SkylarkCrypto
 import SkylarkOverlay
 import SkylarkTraversal
@@ -23,12 +22,15 @@ final class Reactor {
     }
 
     struct LinkEntry {
-        var handle: LinkHandle
+        var id: LinkID
         var peer: PeerIdentity?
         var purpose: OvLinkPurpose
         var kind: Kind
         /// The address we dialled (outbound links), for the host cache.
         var dialled: HostPort?
+        /// The connection's far and near addresses.
+        var remote: HostPort?
+        var local: HostPort?
     }
 
     enum DialPurpose {
@@ -57,15 +59,12 @@ final class Reactor {
     // Fixed for the run.
     let configuration: NodeConfiguration
     let files: NodeStateFiles
-    let identityBox: IdentityBox
     let verifier: Verifier
-    let role: RoleFlag
-    let sockets: NodeSockets
-    let udp: [any Channel]
+    /// All I/O goes through here.
+    let io: any NodeTransport
+    let clock: any NodeClock
     let listening: [HostPort]
     let sink: NodeEventSink
-    let jobs: AsyncStream<NodeJob>.Continuation
-    let mediaClock: MediaClock
     var logger: Logger
     let startedAt: Double
     var console: Console
@@ -125,8 +124,8 @@ final class Reactor {
     var nextCPUSample: Double = 0
 
     // Control requests waiting for the overlay.
-    var searchWaiters: [UInt64: (promise: EventLoopPromise<String>, deadline: Double)] = [:]
-    var messageWaiters: [String: (promise: EventLoopPromise<String>, deadline: Double)] = [:]
+    var searchWaiters: [UInt64: (promise: ControlReply, deadline: Double)] = [:]
+    var messageWaiters: [String: (promise: ControlReply, deadline: Double)] = [:]
 
     var outcome: NodeOutcome = .stopped
     var hostCacheDirty = false
@@ -136,23 +135,19 @@ final class Reactor {
     var nextHostCacheSave: Double = 0
     var random = SystemRandomNumberGenerator()
 
-    init(configuration: NodeConfiguration, files: NodeStateFiles, identity: IdentityBox, verifier: Verifier, role: RoleFlag,
-         sockets: NodeSockets, udp: [any Channel], listening: [HostPort], sink: NodeEventSink,
-         jobs: AsyncStream<NodeJob>.Continuation, mediaClock: MediaClock, logger: Logger, console: Bool) {
+    init(configuration: NodeConfiguration, files: NodeStateFiles, identity: LocalIdentity, verifier: Verifier,
+         io: any NodeTransport, clock: any NodeClock = WallClock(), listening: [HostPort], sink: NodeEventSink, logger: Logger, console: Bool) {
         self.configuration = configuration
-        self.mediaClock = mediaClock
         self.files = files
-        self.identityBox = identity
+        self.identity = identity
         self.verifier = verifier
-        self.role = role
-        self.sockets = sockets
-        self.udp = udp
+        self.io = io
+        self.clock = clock
         self.listening = listening
         self.sink = sink
-        self.jobs = jobs
         self.logger = logger
         self.console = Console(interactive: console)
-        let now = Date().timeIntervalSince1970
+        let now = clock.now()
         self.startedAt = now
         let defaults = configuration.profile.profile.supernodes.compactMap(HostPort.init)
         let loaded = files.loadHostCache(defaults: defaults)
@@ -161,8 +156,9 @@ final class Reactor {
         if let warning = loaded.warning { logger.warning("\(warning)") }
     }
 
-    var identity: LocalIdentity { identityBox.current }
-    var now: Double { Date().timeIntervalSince1970 }
+    /// Our key and, once logged in, our credential (links read it through `io.setIdentity`).
+    var identity: LocalIdentity
+    var now: Double { clock.now() }
 
     /// Processes events until the node has stopped; returns how it ended.
     func run(_ inbox: NodeInbox) async -> NodeOutcome {
@@ -170,7 +166,7 @@ final class Reactor {
         while let event = await inbox.next() {
             handle(event, now: now)
             drainCores(now: now)
-            mediaClock.set(running: hasActiveMedia)
+            io.setMediaRunning(hasActiveMedia)
             if phase == .finished { break }
         }
         return outcome
@@ -180,8 +176,8 @@ final class Reactor {
 
     func handle(_ event: NodeEvent, now: Double) {
         switch event {
-        case let .linkEstablished(handle, peer, purpose):
-            linkEstablished(handle, peer: peer, purpose: purpose, now: now)
+        case let .linkEstablished(link):
+            linkEstablished(link, now: now)
         case let .linkUpgraded(id, peer):
             links[id]?.peer = peer
         case let .linkMessage(id, message):
@@ -208,7 +204,7 @@ final class Reactor {
             } else {
                 message.refused = OvRefused(code: .unavailable, reason: "the login server cannot be reached from this supernode either")
             }
-            links[link]?.handle.send(message)
+            send(message, on: link)
         case let .control(request, promise):
             control(request, promise: promise, now: now)
         case let .localRelayPacket(packet):
@@ -237,7 +233,7 @@ final class Reactor {
             nextKeepalive = now + configuration.keepaliveInterval
             var ping = OvLinkMessage()
             ping.ping = OvPing()
-            links[link]?.handle.send(ping)
+            send(ping, on: link)
         }
         if configuration.supernodeMode == .auto && phase == .running && now >= nextReachabilityCheck { checkReachability(now: now) }
         if hostCacheDirty && now >= nextHostCacheSave { saveHostCache(now: now) }
@@ -269,22 +265,25 @@ final class Reactor {
 
     // MARK: - Links
 
-    func linkEstablished(_ handle: LinkHandle, peer: PeerIdentity?, purpose: OvLinkPurpose, now: Double) {
-        let id = handle.id
+    func linkEstablished(_ link: LinkInfo, now: Double) {
+        let (id, peer, purpose) = (link.id, link.peer, link.purpose)
+        func entry(_ kind: Kind, dialled: HostPort?) -> LinkEntry {
+            LinkEntry(id: id, peer: peer, purpose: purpose, kind: kind, dialled: dialled, remote: link.remote, local: link.local)
+        }
         if let dial = dials.removeValue(forKey: id) {
             switch dial {
             case let .bootstrap(endpoint, startedAt):
-                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .spare, dialled: endpoint)
+                links[id] = entry(.spare, dialled: endpoint)
                 hostCache.recordSuccess(endpoint, rtt: now - startedAt, nodeID: peer?.nodeID.bytes, now: now)
                 hostCacheDirty = true
                 bootstrapLinkUp(id, endpoint: endpoint, peer: peer, now: now)
             case let .supernodePeer(nodeID):
-                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .supernodePeer, dialled: nil)
+                links[id] = entry(.supernodePeer, dialled: nil)
                 dialByNode[nodeID] = nil
                 peerLinks[nodeID] = id
-                for message in queuedForNode.removeValue(forKey: nodeID) ?? [] { handle.send(message) }
+                for message in queuedForNode.removeValue(forKey: nodeID) ?? [] { send(message, on: id) }
             case let .seed(endpoint):
-                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .supernodePeer, dialled: endpoint)
+                links[id] = entry(.supernodePeer, dialled: endpoint)
                 hostCache.recordSuccess(endpoint, rtt: nil, nodeID: peer?.nodeID.bytes, now: now)
                 hostCacheDirty = true
                 seedDials.remove(id)
@@ -294,21 +293,21 @@ final class Reactor {
                 logger.info("joined the overlay", metadata: ["dht.seed": "\(peer.name)@\(endpoint)"])
             case .dialBackProbe:
                 // A dial-back link reports through `linkClosed` with the dial-back reason.
-                links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .spare, dialled: nil)
+                links[id] = entry(.spare, dialled: nil)
             }
             return
         }
         // Inbound.
         switch purpose {
         case .supernode:
-            guard let peer, supernode != nil else { return handle.close(reason: .notASupernode) }
-            links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .supernodePeer, dialled: nil)
+            guard let peer, supernode != nil else { return io.close(id, reason: .notASupernode) }
+            links[id] = entry(.supernodePeer, dialled: nil)
             if peerLinks[peer.nodeID] == nil { peerLinks[peer.nodeID] = id }
         case .peer, .anonymous:
-            guard supernode != nil else { return handle.close(reason: .notASupernode) }
-            links[id] = LinkEntry(handle: handle, peer: peer, purpose: purpose, kind: .client, dialled: nil)
+            guard supernode != nil else { return io.close(id, reason: .notASupernode) }
+            links[id] = entry(.client, dialled: nil)
         default:
-            handle.close(reason: .unexpectedPurpose)
+            io.close(id, reason: .unexpectedPurpose)
         }
     }
 
@@ -336,7 +335,7 @@ final class Reactor {
             break
         case .client:
             guard supernode != nil else { return }
-            let observed = entry.handle.remoteEndpoint?.description ?? ""
+            let observed = entry.remote?.description ?? ""
             supernode?.handleClientMessage(message, link: id, peer: entry.peer, observedEndpoint: observed, now: now)
         case .supernodePeer:
             guard let peer = entry.peer else { return }
@@ -369,7 +368,7 @@ final class Reactor {
             }
         case .client:
             supernode?.linkClosed(id, now: now)
-            for leg in sockets.relay.table.legs(touching: .link(id)) { sockets.relay.table.teardown(leg: leg) }
+            for leg in io.relayTable.legs(touching: .link(id)) { io.relayTable.teardown(leg: leg) }
         case .supernodePeer:
             if let peer = entry.peer, peerLinks[peer.nodeID] == id { peerLinks[peer.nodeID] = nil }
         case .spare:
@@ -406,26 +405,27 @@ final class Reactor {
 
     /// Sends to a supernode, dialling it first if no link is open.
     func send(_ message: OvLinkMessage, to contact: Contact, now: Double) {
-        if let id = peerLinks[contact.nodeID], let entry = links[id] {
-            entry.handle.send(message)
+        if let id = peerLinks[contact.nodeID], links[id] != nil {
+            send(message, on: id)
             return
         }
         queuedForNode[contact.nodeID, default: []].append(message)
         guard dialByNode[contact.nodeID] == nil else { return }
-        let id = sockets.ids.make()
+        let id = io.makeLinkID()
         dialByNode[contact.nodeID] = id
         dials[id] = .supernodePeer(contact.nodeID)
-        startDial(id, endpoints: contact.endpoints, role: .initiator(purpose: .supernode, expectedPeer: contact.nodeID), timeout: .seconds(3))
+        startDial(id, endpoints: contact.endpoints, role: .initiator(purpose: .supernode, expectedPeer: contact.nodeID), timeout: 3)
     }
 
-    func startDial(_ id: LinkID, endpoints: [HostPort], role: SecureLink.Role, timeout: TimeAmount) {
-        let sockets = self.sockets
-        let sink = self.sink
-        jobs.yield(NodeJob {
-            if let failure = await sockets.dial(endpoints, role: role, id: id, connectTimeout: timeout) {
-                sink.yield(.dialFailed(id, reason: failure))
-            }
-        })
+    /// Dials through the transport; `timeout` is the connect timeout in seconds.
+    func startDial(_ id: LinkID, endpoints: [HostPort], role: SecureLink.Role, timeout: Double) {
+        io.dial(id, endpoints: endpoints, role: role, connectTimeout: timeout)
+    }
+
+    /// Sends on a link of ours (nothing if it has gone).
+    func send(_ message: OvLinkMessage, on link: LinkID) {
+        guard links[link] != nil else { return }
+        io.send(message, on: link)
     }
 
     func makeRequestID() -> UInt64 {
@@ -438,7 +438,7 @@ final class Reactor {
         message.id = makeRequestID()
         fill(&message)
         runtimeRequests[message.id] = (kind, now + timeout)
-        links[link]?.handle.send(message)
+        send(message, on: link)
     }
 
     func expireRuntimeRequests(now: Double) {
@@ -465,7 +465,7 @@ final class Reactor {
                     session?.handleMessage(message, now: now)
                 }
             } else {
-                links[link]?.handle.send(message)
+                send(message, on: link)
             }
         case let .sendToNode(contact, message):
             send(message, to: contact, now: now)
@@ -479,7 +479,7 @@ final class Reactor {
             datagram.probe.transactionID = Data(transactionID)
             sendDatagram(datagram, to: target, socket: alternate ? 1 : 0)
         case let .closeLink(link):
-            links[link]?.handle.close(reason: .replaced)
+            if links[link] != nil { io.close(link, reason: .replaced) }
         case let .log(text, metadata):
             var logger = self.logger
             for (key, value) in metadata { logger[metadataKey: key] = "\(value)" }
@@ -493,7 +493,7 @@ final class Reactor {
             if supernode != nil {
                 supernode?.handleClientMessage(message, link: .local, peer: ownPeer, observedEndpoint: "local", now: now)
             } else if let link = supernodeLink {
-                links[link]?.handle.send(message)
+                send(message, on: link)
             }
         case let .event(event):
             sessionEvent(event, now: now)
@@ -547,15 +547,15 @@ final class Reactor {
     // MARK: - UDP
 
     func sendDatagram(_ datagram: OvDatagram, to target: HostPort, socket: Int = 0) {
-        guard socket < udp.count, let body = try? datagram.serializedBytes() as [UInt8] else { return }
-        udp[socket].sendDatagram(DatagramKind.overlay(body), to: target)
+        guard let body = try? datagram.serializedBytes() as [UInt8] else { return }
+        io.sendDatagram(DatagramKind.overlay(body), to: target, socket: socket)
     }
 
     func datagram(_ bytes: [UInt8], from source: HostPort, socket: Int, now: Double) {
         switch DatagramKind(bytes) {
         case .stun:
             if supernode != nil, let answer = STUNResponder.respond(to: bytes, from: source, software: "skylark \(SkylarkVersion.current)") {
-                udp[socket].sendDatagram(answer, to: source)
+                io.sendDatagram(answer, to: source, socket: socket)
             } else if let message = try? STUNMessage.decode(bytes), message.messageClass == .successResponse,
                       let mapped = (try? message.xorMappedAddress()) ?? (try? message.mappedAddress()) ?? nil {
                 natProbe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now)
@@ -623,7 +623,7 @@ final class Reactor {
     func finish() {
         guard phase != .finished else { return }
         phase = .finished
-        for entry in links.values { entry.handle.close(reason: .nodeStopping) }
+        for id in links.keys { io.close(id, reason: .nodeStopping) }
         for waiter in searchWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
         for waiter in messageWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
         searchWaiters = [:]

@@ -115,7 +115,7 @@ final class LinkHandler: ChannelInboundHandler {
             case let .established(peer, purpose):
                 let handle = LinkHandle(id: id, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
                 relay.register(handle)
-                sink.yield(.linkEstablished(handle, peer: peer, purpose: purpose))
+                sink.yield(.linkEstablished(LinkInfo(id: id, peer: peer, purpose: purpose, remote: handle.remoteEndpoint, local: handle.localEndpoint)))
             case let .upgraded(peer):
                 sink.yield(.linkUpgraded(id, peer: peer))
             case let .message(message):
@@ -157,7 +157,7 @@ final class LinkHandler: ChannelInboundHandler {
     }
 }
 
-/// What the reactor holds for a link: a Sendable way to send on it and close it.
+/// What the transport holds for a link: a Sendable way to send on it and close it.
 struct LinkHandle: Sendable {
     let id: LinkID
     let channel: any Channel

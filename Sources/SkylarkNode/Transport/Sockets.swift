@@ -154,6 +154,8 @@ final class RelayForwarder: Sendable {
 
     func register(_ handle: LinkHandle) { links.withLock { $0[handle.id] = handle } }
     func unregister(_ id: LinkID) { _ = links.withLock { $0.removeValue(forKey: id) } }
+    /// The open link with this id (NIOTransport sends and closes through it).
+    func handle(_ id: LinkID) -> LinkHandle? { links.withLock { $0[id] } }
     func setUDP(_ channel: any Channel) { udp.withLock { $0 = channel } }
 
     func sendOverLink(_ id: LinkID, packet: [UInt8]) {
