@@ -60,7 +60,13 @@ let package = Package(
             ]
         ),
         // The overlay cores in a simulated network (tests and the simulation bench).
-        .target(name: "SkylarkSimulation", dependencies: ["SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
+        .target(
+            name: "SkylarkSimulation",
+            dependencies: [
+                "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire", "SkylarkNode", "SkylarkLoginServer",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "SkylarkLoginServer",
             dependencies: [
@@ -151,7 +157,7 @@ let package = Package(
         .testTarget(name: "SkylarkTraversalTests", dependencies: ["SkylarkTraversal", "SkylarkWire"]),
         .testTarget(name: "SkylarkMediaTests", dependencies: ["SkylarkMedia", "SkylarkCrypto"]),
         .testTarget(name: "SkylarkOverlayTests", dependencies: ["SkylarkOverlay", "SkylarkTraversal", "SkylarkWire", "SkylarkCrypto"]),
-        .testTarget(name: "SkylarkSimulationTests", dependencies: ["SkylarkSimulation", "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
+        .testTarget(name: "SkylarkSimulationTests", dependencies: ["SkylarkSimulation", "SkylarkNode", "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
         .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTraversal"]),
         .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto"]),
     ]

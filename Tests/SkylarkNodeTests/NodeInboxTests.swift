@@ -66,14 +66,14 @@ import Testing
         let inbox = NodeInbox(limits: .init(messagesPerLink: 4))
         let busy: LinkID = 7
         let quiet: LinkID = 8
-        for _ in 0..<4 { #expect(inbox.yieldLinkMessage(busy, OvLinkMessage())) }
-        #expect(!inbox.yieldLinkMessage(busy, OvLinkMessage()))
-        #expect(inbox.yieldLinkMessage(quiet, OvLinkMessage()))
+        for _ in 0..<4 { #expect(inbox.yield(.linkMessage(busy, OvLinkMessage()))) }
+        #expect(!inbox.yield(.linkMessage(busy, OvLinkMessage())))
+        #expect(inbox.yield(.linkMessage(quiet, OvLinkMessage())))
         #expect(inbox.counters.linkMessagesDropped == 1)
         // Taking one makes room for one more.
         guard case .linkMessage(busy, _)? = await inbox.next() else { Issue.record("expected the busy link's message"); return }
-        #expect(inbox.yieldLinkMessage(busy, OvLinkMessage()))
-        #expect(!inbox.yieldLinkMessage(busy, OvLinkMessage()))
+        #expect(inbox.yield(.linkMessage(busy, OvLinkMessage())))
+        #expect(!inbox.yield(.linkMessage(busy, OvLinkMessage())))
     }
 
     @Test func ticksAreCoalesced() async {

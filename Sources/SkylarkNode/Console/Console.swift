@@ -4,6 +4,8 @@ import Foundation
 /// buddies with presence, recent requests and messages). Otherwise: one line per event, for logs.
 struct Console {
     let interactive: Bool
+    /// Says nothing at all (nodes in the in-memory network).
+    var silent = false
     private var recent: [String] = []
     private var lastRender: Double = 0
 
@@ -12,6 +14,7 @@ struct Console {
     }
 
     mutating func note(_ line: String) {
+        guard !silent else { return }
         let stamp = Self.timeFormatter.string(from: Date())
         if interactive {
             recent.append("\(stamp)  \(line)")

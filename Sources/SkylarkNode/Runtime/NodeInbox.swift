@@ -49,11 +49,6 @@ final class NodeInbox: Sendable {
         return accepted
     }
 
-    /// Posts a message from a link; false when the link has too many waiting (the caller closes it).
-    func yieldLinkMessage(_ id: LinkID, _ message: OvLinkMessage) -> Bool {
-        yield(.linkMessage(id, message))
-    }
-
     /// A link's send queue was full: the message was dropped.
     func countSendDropped() { state.withLock { $0.counters.linkSendsDropped += 1 } }
 
@@ -70,6 +65,9 @@ final class NodeInbox: Sendable {
     }
 
     // MARK: Consumer
+
+    /// The next event if one is waiting, without waiting (the in-memory network's nodes).
+    func poll() -> NodeEvent? { state.withLock { $0.pop() } }
 
     /// The next event, waiting for one; nil after `finish()` once everything queued is taken, or
     /// when the waiting task is cancelled. One consumer at a time.

@@ -150,7 +150,10 @@ extension Reactor {
             message.hostCacheRequest = OvHostCacheRequest()
             message.hostCacheRequest.maximum = 50
         }
-        if identity.credential != nil {
+        if identity.credential != nil, links[id]?.purpose == .anonymous {
+            // Dialled before the login finished: prove the credential on this link first.
+            authenticate(id, now: now)
+        } else if identity.credential != nil {
             session?.linkUp(now: now)
         } else if case .waitingForRelay = loginState {
             startLoginRelay(now: now)
@@ -278,6 +281,13 @@ extension Reactor {
         }
     }
 
+    /// Proves our credential on an anonymous link to our supernode; attaching follows its ack.
+    func authenticate(_ link: LinkID, now: Double) {
+        let requestID = makeRequestID()
+        runtimeRequests[requestID] = (.authenticate, now + 10)
+        io.authenticate(link, requestID: requestID, identity: identity)
+    }
+
     func loginRelayFailed(_ reason: String, now: Double) {
         fail("login server unreachable at \(configuration.profile.loginEndpoint) directly and through the supernode: \(reason)", exitCode: 6)
     }
@@ -302,9 +312,7 @@ extension Reactor {
             promotionReason = decision.reason
             becomeSupernode(now: now, reason: decision.reason)
         } else if let link = supernodeLink {
-            let requestID = makeRequestID()
-            runtimeRequests[requestID] = (.authenticate, now + 10)
-            io.authenticate(link, requestID: requestID, identity: identity)
+            authenticate(link, now: now)
         }
         if configuration.supernodeMode == .auto { nextReachabilityCheck = now + 2 }
         if configuration.supernodeMode == .never { promotionReason = "configured never" }

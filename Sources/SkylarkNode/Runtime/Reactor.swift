@@ -164,12 +164,18 @@ final class Reactor {
     func run(_ inbox: NodeInbox) async -> NodeOutcome {
         start(now: now)
         while let event = await inbox.next() {
-            handle(event, now: now)
-            drainCores(now: now)
-            io.setMediaRunning(hasActiveMedia)
-            if phase == .finished { break }
+            if process(event) { break }
         }
         return outcome
+    }
+
+    /// Handles one event and all that it sets off in the cores; true once the node has finished.
+    /// The in-memory network drives nodes through this too.
+    func process(_ event: NodeEvent) -> Bool {
+        handle(event, now: now)
+        drainCores(now: now)
+        io.setMediaRunning(hasActiveMedia)
+        return phase == .finished
     }
 
     // MARK: - Events

@@ -35,7 +35,7 @@ final class LinkHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        perform(link.start(), context: context)
+        perform(link.start())
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: handshakeTimeout) {
             let handler = loopBound.value
@@ -49,13 +49,13 @@ final class LinkHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        perform(link.receive(buffer.readableBytesView, now: Date().timeIntervalSince1970), context: context)
+        perform(link.receive(buffer.readableBytesView, now: Date().timeIntervalSince1970))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         _ = link.endOfInput()
         relay.unregister(id)
-        report(.linkClosed(id, reason: closeReason ?? .connectionClosed))
+        reportClosed(.linkClosed(id, reason: closeReason ?? .connectionClosed))
         self.context = nil
         context.fireChannelInactive()
     }
@@ -107,53 +107,40 @@ final class LinkHandler: ChannelInboundHandler {
         send(message)
     }
 
-    private func perform(_ actions: [SecureLink.Action], context: ChannelHandlerContext) {
-        for action in actions {
-            switch action {
-            case let .send(bytes):
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
-            case let .established(peer, purpose):
-                let handle = LinkHandle(id: id, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
-                relay.register(handle)
-                sink.yield(.linkEstablished(LinkInfo(id: id, peer: peer, purpose: purpose, remote: handle.remoteEndpoint, local: handle.localEndpoint)))
-            case let .upgraded(peer):
-                sink.yield(.linkUpgraded(id, peer: peer))
-            case let .message(message):
-                switch message.body {
-                case .ping?:
-                    var pong = OvLinkMessage()
-                    pong.id = message.id
-                    pong.pong = OvPong()
-                    send(pong)
-                case .pong?:
-                    continue  // its arrival already reset the idle timer
-                case let .relayData(data)? where relay.forwardFromLink(id, packet: Array(data.packet)):
-                    continue  // a circuit this supernode carries: forwarded without the reactor
-                default:
-                    // A link sending faster than the node takes its messages is closed: its flood
-                    // must not grow the node's queue nor delay anyone else's messages.
-                    if !sink.yieldLinkMessage(id, message) {
-                        sink.countLinkClosedForFlooding()
-                        closeReason = .flooding
-                        context.close(promise: nil)
-                        return
-                    }
-                }
-            case let .dialBack(nonce):
-                sink.yield(.dialBackArrived(nonce: nonce))
-            case let .close(error):
-                closeReason = .link(error)
-                // Let the last frame (a refusal or a dial-back reply) go out before closing.
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
-                context.close(promise: nil)
-            }
-        }
-    }
-
-    private func report(_ event: NodeEvent) {
+    private func reportClosed(_ event: NodeEvent) {
         guard !reported else { return }
         reported = true
         sink.yield(event)
+    }
+}
+
+extension LinkHandler: LinkActionTarget {
+    var linkID: LinkID { id }
+
+    func write(_ bytes: [UInt8]) {
+        guard let context else { return }
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+    }
+
+    func established(peer: PeerIdentity?, purpose: OvLinkPurpose) {
+        guard let context else { return }
+        let handle = LinkHandle(id: id, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        relay.register(handle)
+        sink.yield(.linkEstablished(LinkInfo(id: id, peer: peer, purpose: purpose, remote: handle.remoteEndpoint, local: handle.localEndpoint)))
+    }
+
+    func sendMessage(_ message: OvLinkMessage) { send(message) }
+
+    func forwardRelay(_ packet: [UInt8]) -> Bool { relay.forwardFromLink(id, packet: packet) }
+
+    func report(_ event: NodeEvent) -> Bool { sink.yield(event) }
+
+    func closeAfterFlush(_ reason: LinkCloseReason) {
+        if reason == .flooding { sink.countLinkClosedForFlooding() }
+        closeReason = reason
+        // Let the last frame (a refusal or a dial-back reply) go out before closing.
+        context?.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: nil)
+        context?.close(promise: nil)
     }
 }
 

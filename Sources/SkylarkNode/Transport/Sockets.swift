@@ -174,10 +174,8 @@ final class RelayForwarder: Sendable {
     /// A relay packet that arrived in a TCP link's RelayData: forwarded if it belongs to a circuit
     /// carried here. Returns false when it does not (it is for this node itself).
     func forwardFromLink(_ id: LinkID, packet: [UInt8]) -> Bool {
-        guard let (leg, _) = RelayCircuits.parse(packet),
-              let forward = table.route(leg: leg, from: .link(id), byteCount: packet.count, now: Date().timeIntervalSince1970) else { return false }
-        let rewritten = RelayCircuits.packet(leg: forward.legID, payload: Array(packet[RelayCircuits.headerByteCount...]))
-        switch forward.endpoint {
+        guard let (rewritten, endpoint) = table.forward(packet, from: .link(id), now: Date().timeIntervalSince1970) else { return false }
+        switch endpoint {
         case let .udp(target): udp.withLock { $0 }?.sendDatagram(rewritten, to: target)
         case let .link(other): sendOverLink(other, packet: rewritten)
         }

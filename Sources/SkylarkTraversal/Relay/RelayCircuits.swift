@@ -254,6 +254,14 @@ public final class RelayTable: Sendable {
         table.withLock { $0.route(leg: key, from: source, byteCount: byteCount, now: now) }
     }
 
+    /// A whole relay packet routed: as it leaves (the next leg's id written in) and where to;
+    /// nil when it belongs to no circuit carried here from `source` (it is for this node).
+    public func forward(_ packet: [UInt8], from source: RelayCircuits.Endpoint, now: Double) -> (packet: [UInt8], to: RelayCircuits.Endpoint)? {
+        guard let (leg, _) = RelayCircuits.parse(packet),
+              let forward = route(leg: leg, from: source, byteCount: packet.count, now: now) else { return nil }
+        return (RelayCircuits.packet(leg: forward.legID, payload: Array(packet[RelayCircuits.headerByteCount...])), forward.endpoint)
+    }
+
     @discardableResult
     public func teardown(leg id: [UInt8]) -> Bool { table.withLock { $0.teardown(leg: id) } }
 
