@@ -85,6 +85,104 @@ import Testing
             inbox(alice)?.outbox.contains { $0.to == "carol" && $0.state == "delivered" && $0.receipt == true } == true
         })
     }
+
+    /// A caller's and callee's node that play a tone and answer at once.
+    static func talker(_ hz: Int) -> (inout NodeConfiguration) -> Void {
+        { configuration in
+            configuration.microphone = "tone:\(hz)"
+            configuration.autoAnswer = true
+        }
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func inMemoryCallDirect() throws {
+        let lab = try InMemoryLab(supernodes: 3)
+        defer { lab.shutdown() }
+        try lab.startSupernodes()
+        let alice = try lab.startClient("alice", address: "203.0.113.40", configure: Self.talker(440))
+        let bob = try lab.startClient("bob", address: "192.168.2.2", reachability: .nat(publicAddress: "203.0.113.102", symmetric: false),
+                                      configure: Self.talker(550))
+        befriend(alice, bob, in: lab)
+        // As in the lab: both know their NAT type (and have published it) before the call.
+        #expect(lab.network.run(within: 20) { [alice, bob].allSatisfy { $0.status()?.natType != "unknown" } })
+        #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .call, name: "bob")) != nil)
+        #expect(lab.network.run(within: 10) { lastCall(alice)?.state == "active" && (lastCall(bob)?.packetsReceived ?? 0) >= 100 })
+        #expect(lab.network.run(within: 5) { (lastCall(alice)?.packetsReceived ?? 0) >= 100 })
+        let call = try #require(lastCall(alice))
+        #expect(call.path == "direct")
+        #expect(call.relays.isEmpty)
+        #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .hangup)) != nil)
+        #expect(lab.network.run(within: 5) { lastCall(bob)?.state == "ended" })
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func inMemoryCallRelayedThroughFourSupernodesSurvivesARelayThatDies() throws {
+        let lab = try InMemoryLab(supernodes: 5)
+        defer { lab.shutdown() }
+        let supernodes = try lab.startSupernodes(configure: Self.talker(990))
+        // Symmetric NAT on one side, no UDP on the other: only a relay joins them.
+        let alice = try lab.startClient("alice", address: "192.168.1.2", reachability: .nat(publicAddress: "203.0.113.101", symmetric: true),
+                                        configure: Self.talker(440))
+        let bob = try lab.startClient("bob", address: "192.168.3.2", reachability: .udpBlocked(publicAddress: "203.0.113.103"),
+                                      configure: Self.talker(550))
+        befriend(alice, bob, in: lab)
+        #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .call, name: "bob")) != nil)
+        #expect(lab.network.run(within: 15) { lastCall(alice)?.state == "active" && (lastCall(bob)?.packetsReceived ?? 0) >= 50 })
+        let call = try #require(lastCall(alice))
+        #expect(call.path == "relayed")
+        // Four relays; one may appear twice today (sn2 > sn3 > sn4 > sn2: issue 13 mends that).
+        #expect(call.relays.count == 4)
+
+        // A relay in the middle of the chain dies: the call re-routes around it and keeps going.
+        let victimName = try #require(call.relays.dropFirst().first)
+        let victim = try #require(supernodes.first { $0.name == victimName })
+        let before = lastCall(bob)?.packetsReceived ?? 0
+        let killedAt = lab.network.now
+        lab.network.kill(victim)
+        #expect(lab.network.run(within: 3) {
+            guard let now = lastCall(alice) else { return false }
+            return now.state == "active" && now.path != nil && !now.relays.contains(victimName)
+        })
+        #expect(lab.network.now - killedAt <= 2)
+        #expect(lab.network.run(within: 5) { (lastCall(bob)?.packetsReceived ?? 0) >= before + 50 })
+        #expect(lastCall(bob)?.state == "active")
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func inMemoryConferenceWhoseMixerDiesIsMixedElsewhere() throws {
+        let lab = try InMemoryLab(supernodes: 4)
+        defer { lab.shutdown() }
+        try lab.startSupernodes(configure: Self.talker(990))
+        let alice = try lab.startClient("alice", address: "203.0.113.40", configure: Self.talker(440))
+        let bob = try lab.startClient("bob", address: "192.168.2.2", reachability: .nat(publicAddress: "203.0.113.102", symmetric: false),
+                                      configure: Self.talker(550))
+        let carol = try lab.startClient("carol", address: "192.168.3.2", reachability: .udpBlocked(publicAddress: "203.0.113.103"),
+                                        configure: Self.talker(660))
+        let frank = try lab.startClient("frank", address: "203.0.113.41", configure: Self.talker(880))
+        let everyone = [alice, bob, carol, frank]
+        for other in everyone.dropFirst() { befriend(alice, other, in: lab) }
+        #expect(lab.network.run(within: 20) { everyone.allSatisfy { $0.status()?.natType != "unknown" } })
+        #expect(alice.result(ControlResults.Conference.self, ControlRequest(command: .conferenceStart, names: ["bob", "carol", "frank"])) != nil)
+        #expect(lab.network.run(within: 15) { everyone.allSatisfy { conference($0)?.members.count == 4 } })
+        let mixerName = try #require(conference(alice)?.mixer)
+        let listeners = everyone.filter { $0.name != mixerName }
+        #expect(lab.network.run(within: 15) { listeners.allSatisfy { (conference($0)?.leg?.packetsReceived ?? 0) >= 100 } })
+
+        // The mixer dies: the next in the ranking takes over and audio comes back within 2 s.
+        let mixer = try #require(lab.network.node(mixerName))
+        let killedAt = lab.network.now
+        lab.network.kill(mixer)
+        let rest = everyone.filter { $0.isRunning }
+        #expect(lab.network.run(within: 5) { rest.allSatisfy { conference($0)?.mixer != mixerName && conference($0)?.audioSinceMs != nil } })
+        for node in rest {
+            let resumed = try #require(conference(node)?.audioSinceMs)
+            #expect(resumed / 1000 - killedAt <= 2, "\(node.name) heard the new mixer \(resumed / 1000 - killedAt) s after the old one died")
+        }
+        let next = try #require(conference(rest[0])?.mixer)
+        let hearing = rest.filter { $0.name != next }
+        let heard = Dictionary(uniqueKeysWithValues: hearing.map { ($0.name, conference($0)?.leg?.packetsReceived ?? 0) })
+        #expect(lab.network.run(within: 5) { hearing.allSatisfy { (conference($0)?.leg?.packetsReceived ?? 0) >= heard[$0.name]! + 100 } })
+    }
 }
 
 func buddies(_ node: InMemoryNode) -> [ControlResults.BuddyEntry] {
@@ -105,4 +203,12 @@ func befriend(_ a: InMemoryNode, _ b: InMemoryNode, in lab: InMemoryLab) {
     #expect(lab.network.run(within: 10) { buddies(b).contains { $0.name == a.name } })
     #expect(b.result(ControlResults.Done.self, ControlRequest(command: .buddyAccept, name: a.name)) != nil)
     #expect(lab.network.run(within: 10) { presence(of: b.name, at: a) == "online" && presence(of: a.name, at: b) == "online" })
+}
+
+func lastCall(_ node: InMemoryNode) -> ControlResults.Call? {
+    node.result([ControlResults.Call].self, ControlRequest(command: .calls))?.last
+}
+
+func conference(_ node: InMemoryNode) -> ControlResults.Conference? {
+    node.result([ControlResults.Conference].self, ControlRequest(command: .conferenceStatus))?.last
 }
