@@ -99,13 +99,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the executables share: failures under their name, logging, endpoint options, serving until a signal.
+        .target(
+            name: "SkylarkCLI",
+            dependencies: [
+                "SkylarkWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // What the skylark client's control commands decode and print (a library, so tests reach it).
+        .target(name: "SkylarkClientCLI", dependencies: ["SkylarkNode", "SkylarkOverlay"]),
 
         // Thin executables.
         .executableTarget(
             name: "skylark",
             dependencies: [
-                "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkOverlay",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "SkylarkCLI", "SkylarkClientCLI", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkOverlay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,22 +126,20 @@ let package = Package(
         .executableTarget(
             name: "skylark-login",
             dependencies: [
-                "SkylarkLoginServer", "SkylarkWire", "SkylarkCrypto",
+                "SkylarkCLI", "SkylarkLoginServer", "SkylarkWire", "SkylarkCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "skylark-update",
             dependencies: [
-                "SkylarkUpdateServer", "SkylarkWire", "SkylarkCrypto",
+                "SkylarkCLI", "SkylarkUpdateServer", "SkylarkWire", "SkylarkCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -143,22 +153,35 @@ let package = Package(
             path: "Benchmarks/skylark-bench"
         ),
 
-        // Tests.
-        .testTarget(name: "SkylarkCryptoTests", dependencies: ["SkylarkCrypto"]),
-        .testTarget(name: "SkylarkWireTests", dependencies: ["SkylarkWire", "SkylarkCrypto"]),
+        // Tests, and the helpers they share (keys, temporary folders, bytes, loopback servers).
+        .target(
+            name: "SkylarkTestSupport",
+            dependencies: [
+                "SkylarkCrypto", "SkylarkWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/SkylarkTestSupport"
+        ),
+        .testTarget(name: "SkylarkCryptoTests", dependencies: ["SkylarkCrypto", "SkylarkTestSupport"]),
+        .testTarget(name: "SkylarkWireTests", dependencies: ["SkylarkWire", "SkylarkCrypto", "SkylarkTestSupport"]),
         .testTarget(
             name: "SkylarkLoginServerTests",
-            dependencies: ["SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto"]
+            dependencies: ["SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTestSupport"]
         ),
         .testTarget(
             name: "SkylarkUpdateServerTests",
-            dependencies: ["SkylarkUpdateServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto"]
+            dependencies: ["SkylarkUpdateServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTestSupport"]
         ),
-        .testTarget(name: "SkylarkTraversalTests", dependencies: ["SkylarkTraversal", "SkylarkWire"]),
-        .testTarget(name: "SkylarkMediaTests", dependencies: ["SkylarkMedia", "SkylarkCrypto"]),
-        .testTarget(name: "SkylarkOverlayTests", dependencies: ["SkylarkOverlay", "SkylarkTraversal", "SkylarkWire", "SkylarkCrypto"]),
+        .testTarget(name: "SkylarkTraversalTests", dependencies: ["SkylarkTraversal", "SkylarkWire", "SkylarkTestSupport"]),
+        .testTarget(name: "SkylarkMediaTests", dependencies: ["SkylarkMedia", "SkylarkCrypto", "SkylarkTestSupport"]),
+        .testTarget(name: "SkylarkOverlayTests", dependencies: ["SkylarkOverlay", "SkylarkTraversal", "SkylarkWire", "SkylarkCrypto", "SkylarkTestSupport"]),
         .testTarget(name: "SkylarkSimulationTests", dependencies: ["SkylarkSimulation", "SkylarkNode", "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
-        .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTraversal"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto"]),
+        .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTraversal", "SkylarkTestSupport"]),
+        .testTarget(name: "SkylarkCLITests", dependencies: ["SkylarkCLI", "SkylarkWire"]),
+        .testTarget(name: "SkylarkClientCLITests", dependencies: ["SkylarkClientCLI", "SkylarkNode", "SkylarkOverlay"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto", "SkylarkTestSupport"]),
     ]
 )

@@ -3,10 +3,13 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
+import SkylarkCLI
 import SkylarkCrypto
 import SkylarkLoginServer
 import SkylarkWire
+
+/// Names this executable in its failures and logs.
+let tool = CommandLineTool(name: "skylark-login")
 
 @main
 struct SkylarkLogin: AsyncParsableCommand {
@@ -31,10 +34,10 @@ struct SkylarkLogin: AsyncParsableCommand {
             options.supernodes = supernode
             options.keyBits = keyBits
             if let updateKey {
-                guard let data = FileManager.default.contents(atPath: updateKey) else { fail("cannot read update key \(updateKey)") }
+                guard let data = FileManager.default.contents(atPath: updateKey) else { tool.fail("cannot read update key \(updateKey)") }
                 options.updatePublicKeyPEM = String(decoding: data, as: UTF8.self)
             }
-            if (updateURL == nil) != (updateKey == nil) { fail("--update-url and --update-key go together") }
+            if (updateURL == nil) != (updateKey == nil) { tool.fail("--update-url and --update-key go together") }
             let state = LoginServerState(directory: state)
             do {
                 try state.initialise(options, now: Int64(Date().timeIntervalSince1970))
@@ -43,7 +46,7 @@ struct SkylarkLogin: AsyncParsableCommand {
                 print("login key fingerprint: \(fingerprint)")
                 print("network profile: \(state.profilePath)")
             } catch {
-                fail("\(error)")
+                tool.fail("\(error)")
             }
         }
     }
@@ -62,8 +65,8 @@ struct SkylarkLogin: AsyncParsableCommand {
         @Option(help: "Log level: \(LogLevelName.all.joined(separator: ", ")).") var logLevel = "info"
 
         func run() async throws {
-            let logger = bootstrapLogging(label: "skylark-login", level: logLevel)
-            guard let endpoint = HostPort(listen) else { fail("--listen '\(listen)' is not HOST:PORT") }
+            let logger = tool.bootstrapLogging(level: logLevel, fallback: .info)
+            let endpoint = tool.endpoint(listen, option: "--listen")
             let state = LoginServerState(directory: state)
             let authority: LoginAuthority
             do {
@@ -76,22 +79,15 @@ struct SkylarkLogin: AsyncParsableCommand {
                 configuration.addressThrottle.baseDelay = lockoutBase
                 authority = try LoginAuthority(key: try state.loadKey(), store: try state.openStore(), configuration: configuration, logger: logger)
             } catch {
-                fail("\(error)")
+                tool.fail("\(error)")
             }
             let pool = NIOThreadPool(numberOfThreads: max(1, workers))
             pool.start()
             let server = LoginServer(authority: authority, configuration: .init(listen: endpoint), group: MultiThreadedEventLoopGroup.singleton,
                                      threadPool: pool, logger: logger) { address in
-                announce("skylark-login listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+                tool.announceListening(on: address)
             }
-            let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            do {
-                try await group.run()
-            } catch {
-                try? await pool.shutdownGracefully()
-                fail("\(error)")
-            }
-            try await pool.shutdownGracefully()
+            try await tool.runUntilSignalled([server], logger: logger, threadPool: pool)
         }
     }
 }

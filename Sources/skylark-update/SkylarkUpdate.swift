@@ -2,9 +2,12 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOPosix
-import ServiceLifecycle
+import SkylarkCLI
 import SkylarkUpdateServer
 import SkylarkWire
+
+/// Names this executable in its failures and logs.
+let tool = CommandLineTool(name: "skylark-update")
 
 @main
 struct SkylarkUpdate: AsyncParsableCommand {
@@ -26,7 +29,7 @@ struct SkylarkUpdate: AsyncParsableCommand {
                 print("initialised \(state.directory)")
                 print("update public key: \(state.publicKeyPath)")
             } catch {
-                fail("\(error)")
+                tool.fail("\(error)")
             }
         }
     }
@@ -41,7 +44,7 @@ struct SkylarkUpdate: AsyncParsableCommand {
         @Option(help: "Days the manifest stays valid; clients refuse it afterwards.") var validForDays = 30
 
         func run() throws {
-            guard validForDays > 0 else { fail("--valid-for-days must be positive") }
+            guard validForDays > 0 else { tool.fail("--valid-for-days must be positive") }
             let state = UpdateServerState(directory: state)
             do {
                 let manifest = try state.publish(version: version, files: file, notes: notes, validFor: Int64(validForDays) * 86400,
@@ -49,7 +52,7 @@ struct SkylarkUpdate: AsyncParsableCommand {
                 print("published \(manifest.version) with \(manifest.files.count) file(s), valid until \(Date(timeIntervalSince1970: TimeInterval(manifest.expiresAt)))")
                 for entry in manifest.files { print("  \(entry.name)  \(entry.size) bytes  sha256 \(entry.sha256)") }
             } catch {
-                fail("\(error)")
+                tool.fail("\(error)")
             }
         }
     }
@@ -62,23 +65,16 @@ struct SkylarkUpdate: AsyncParsableCommand {
         @Option(help: "Log level: \(LogLevelName.all.joined(separator: ", ")).") var logLevel = "info"
 
         func run() async throws {
-            let logger = bootstrapLogging(label: "skylark-update", level: logLevel)
-            guard let endpoint = HostPort(listen) else { fail("--listen '\(listen)' is not HOST:PORT") }
+            let logger = tool.bootstrapLogging(level: logLevel, fallback: .info)
+            let endpoint = tool.endpoint(listen, option: "--listen")
             let state = UpdateServerState(directory: state)
-            guard FileManager.default.fileExists(atPath: state.keyPath) else { fail(UpdateServerState.Failure.notInitialised(state.directory).description) }
+            guard FileManager.default.fileExists(atPath: state.keyPath) else { tool.fail(UpdateServerState.Failure.notInitialised(state.directory).description) }
             let pool = NIOThreadPool(numberOfThreads: 2)
             pool.start()
             let server = UpdateServer(state: state, listen: endpoint, group: MultiThreadedEventLoopGroup.singleton, threadPool: pool, logger: logger) { address in
-                announce("skylark-update listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)")
+                tool.announceListening(on: address)
             }
-            let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            do {
-                try await group.run()
-            } catch {
-                try? await pool.shutdownGracefully()
-                fail("\(error)")
-            }
-            try await pool.shutdownGracefully()
+            try await tool.runUntilSignalled([server], logger: logger, threadPool: pool)
         }
     }
 }

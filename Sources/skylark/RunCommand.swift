@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOPosix
-import ServiceLifecycle
+import SkylarkCLI
+import SkylarkClientCLI
 import SkylarkNode
 import SkylarkOverlay
 import SkylarkWire
@@ -34,19 +35,13 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Print events as lines even on a terminal (no live console).") var noConsole = false
 
     func run() async throws {
-        let logger = bootstrapLogging(level: options.logLevel)
+        let logger = tool.bootstrapLogging(level: options.logLevel, fallback: .warning)
         let profile = options.loadProfile()
         let canonical: String
-        do { canonical = try UserName.canonical(name) } catch { fail(LoginFailure.invalidName(error.description).description, code: 10) }
-        guard let mode = PromotionPolicy.Mode(rawValue: supernode) else { fail("--supernode must be auto, never or always", code: 1) }
-        let listenEndpoints = (listen.isEmpty ? ["0.0.0.0:\(NodeConfiguration.defaultPort)"] : listen).map { text -> HostPort in
-            guard let endpoint = HostPort(text) else { fail("--listen '\(text)' is not HOST:PORT", code: 1) }
-            return endpoint
-        }
-        let advertised = advertise.map { text -> HostPort in
-            guard let endpoint = HostPort(text) else { fail("--advertise '\(text)' is not HOST:PORT", code: 1) }
-            return endpoint
-        }
+        do { canonical = try UserName.canonical(name) } catch { tool.fail(LoginFailure.invalidName(error.description).description, code: 10) }
+        guard let mode = PromotionPolicy.Mode(rawValue: supernode) else { tool.fail("--supernode must be auto, never or always", code: 1) }
+        let listenEndpoints = (listen.isEmpty ? ["0.0.0.0:\(NodeConfiguration.defaultPort)"] : listen).map { tool.endpoint($0, option: "--listen") }
+        let advertised = advertise.map { tool.endpoint($0, option: "--advertise") }
         await checkForUpdate(profile: profile)
         let password = readPassword(prompt: "Password for \(canonical): ", confirm: false)
 
@@ -64,24 +59,19 @@ struct Run: AsyncParsableCommand {
         configuration.speaker = speaker == "null" ? nil : speaker
         configuration.autoAnswer = autoAnswer
         if let upstreamKbps {
-            guard upstreamKbps > 0 else { fail("--upstream-kbps must be positive", code: 1) }
+            guard upstreamKbps > 0 else { tool.fail("--upstream-kbps must be positive", code: 1) }
             configuration.upstreamKbps = upstreamKbps
         }
-        guard conferenceSize >= 2 else { fail("--conference-size must be at least 2", code: 1) }
+        guard conferenceSize >= 2 else { tool.fail("--conference-size must be at least 2", code: 1) }
         configuration.conference.maximumParticipants = conferenceSize
-        do { try AudioSourceSpec.check(mic) } catch { fail("--mic: \(error)", code: 1) }
+        do { try AudioSourceSpec.check(mic) } catch { tool.fail("--mic: \(error)", code: 1) }
 
         let interactive = !noConsole && isatty(STDOUT_FILENO) == 1
         let node = NodeRuntime(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger, console: interactive) { ready in
             announce("skylark listening on \(ready.listening.map(\.description).joined(separator: ", ")); control socket \(ready.controlSocket)")
         }
-        let group = ServiceGroup(configuration: .init(services: [node], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            fail("\(error)", code: 1)
-        }
-        if case let .failed(reason, code)? = node.outcome { fail(reason, code: code) }
+        try await tool.runUntilSignalled([node], logger: logger)
+        if case let .failed(reason, code)? = node.outcome { tool.fail(reason, code: code) }
     }
 }
 
@@ -93,23 +83,30 @@ struct ControlOptions: ParsableArguments {
 
     var socketPath: String { NodeStateFiles(directory: state ?? ClientState.defaultDirectory()).controlSocketPath }
 
-    /// Sends the request; on success returns the "result" object (or prints the JSON and exits).
-    func send(_ request: ControlRequest) async -> Any {
+    /// Sends the request and returns its typed result (with --json, prints the answer line as it came and exits).
+    func send<Result: Codable & Sendable>(_ request: ControlRequest) async -> Result {
         let line: String
         do { line = try await ControlClient.send(request, socketPath: socketPath) } catch let failure as ControlClient.Failure {
-            if case .notRunning = failure { fail(failure.description, code: 12) }
-            fail(failure.description, code: 1)
+            if case .notRunning = failure { tool.fail(failure.description, code: 12) }
+            tool.fail(failure.description, code: 1)
         } catch {
-            fail("\(error)", code: 1)
+            tool.fail("\(error)", code: 1)
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { fail("the node gave an answer that is not JSON") }
-        if json {
-            print(line)
-            Foundation.exit(object["ok"] as? Bool == true ? 0 : 1)
+        do {
+            if json {
+                let ok = try ControlAnswers.isOK(line)
+                print(line)
+                Foundation.exit(ok ? 0 : 1)
+            }
+            return try ControlAnswers.result(of: line)
+        } catch {
+            tool.fail(error.description)
         }
-        guard object["ok"] as? Bool == true else { fail(object["error"] as? String ?? "the node refused the request") }
-        return object["result"] ?? [:]
     }
+}
+
+func printLines(_ lines: [String]) {
+    for line in lines { print(line) }
 }
 
 struct Status: AsyncParsableCommand {
@@ -117,34 +114,7 @@ struct Status: AsyncParsableCommand {
     @OptionGroup var control: ControlOptions
 
     func run() async throws {
-        guard let status = await control.send(ControlRequest(command: .status)) as? [String: Any] else { fail("bad answer") }
-        func text(_ key: String) -> String { (status[key] as? String) ?? "-" }
-        print("name:        \(text("name"))  (node id \(text("nodeID").prefix(16)))")
-        print("role:        \(text("role")) — \(text("roleReason"))")
-        print("supernode:   \(text("supernode"))")
-        print("login:       \(text("loginPath"))")
-        print("NAT type:    \(text("natType"))\(status["publicEndpoint"] is String ? ", public UDP \(text("publicEndpoint"))" : "")")
-        print("presence:    \(text("presence"))")
-        print("listening:   \((status["listen"] as? [String] ?? []).joined(separator: ", ")); advertised \((status["advertised"] as? [String] ?? []).joined(separator: ", "))")
-        if let clients = status["attachedClients"] as? Int {
-            print("serving:     \(clients) client(s), \(status["dhtContacts"] as? Int ?? 0) DHT contact(s), \(status["storedRecords"] as? Int ?? 0) record(s)")
-        }
-        print("host cache:  \(status["hostCacheEntries"] as? Int ?? 0) supernode(s), last refreshed over \(text("hostCacheRefresh"))")
-        printBuddies(status["buddies"] as? [[String: Any]] ?? [])
-    }
-}
-
-func printBuddies(_ buddies: [[String: Any]]) {
-    if buddies.isEmpty { print("buddies:     none"); return }
-    print("buddies:")
-    for buddy in buddies {
-        let name = (buddy["name"] as? String ?? "?").padding(toLength: 20, withPad: " ", startingAt: 0)
-        let state = buddy["state"] as? String ?? "?"
-        switch state {
-        case "confirmed": print("  \(name) \(buddy["presence"] as? String ?? "?")\((buddy["supernode"] as? String).map { " (via \($0))" } ?? "")")
-        case "incoming": print("  \(name) wants to be your buddy — skylark buddy accept \(buddy["name"] as? String ?? "")")
-        default: print("  \(name) request sent, waiting for consent")
-        }
+        printLines(ControlReport.status(await control.send(ControlRequest(command: .status))))
     }
 }
 
@@ -157,32 +127,28 @@ struct BuddyCommand: AsyncParsableCommand {
         @Argument var name: String
         @Option(help: "A note with the request.") var text: String = ""
         @OptionGroup var control: ControlOptions
-        func run() async throws { printDone(await control.send(ControlRequest(command: .buddyAdd, name: name, text: text))) }
+        func run() async throws { printLines(ControlReport.done(await control.send(ControlRequest(command: .buddyAdd, name: name, text: text)))) }
     }
 
     struct Accept: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Accept NAME's buddy request.")
         @Argument var name: String
         @OptionGroup var control: ControlOptions
-        func run() async throws { printDone(await control.send(ControlRequest(command: .buddyAccept, name: name))) }
+        func run() async throws { printLines(ControlReport.done(await control.send(ControlRequest(command: .buddyAccept, name: name)))) }
     }
 
     struct Remove: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove NAME from your buddies (they are told).")
         @Argument var name: String
         @OptionGroup var control: ControlOptions
-        func run() async throws { printDone(await control.send(ControlRequest(command: .buddyRemove, name: name))) }
+        func run() async throws { printLines(ControlReport.done(await control.send(ControlRequest(command: .buddyRemove, name: name)))) }
     }
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List buddies with their presence.")
         @OptionGroup var control: ControlOptions
-        func run() async throws { printBuddies(await control.send(ControlRequest(command: .buddyList)) as? [[String: Any]] ?? []) }
+        func run() async throws { printLines(ControlReport.buddies(await control.send(ControlRequest(command: .buddyList)))) }
     }
-}
-
-func printDone(_ result: Any) {
-    print((result as? [String: Any])?["done"] as? String ?? "done")
 }
 
 struct Search: AsyncParsableCommand {
@@ -191,17 +157,7 @@ struct Search: AsyncParsableCommand {
     @OptionGroup var control: ControlOptions
 
     func run() async throws {
-        guard let result = await control.send(ControlRequest(command: .search, name: name)) as? [String: Any] else { fail("bad answer") }
-        let who = result["name"] as? String ?? name
-        guard result["found"] as? Bool == true else {
-            print("\(who): not found (offline or no such user)")
-            return
-        }
-        var line = "\(who): \(result["status"] as? String ?? "?") via supernode \(result["supernode"] as? String ?? "?")"
-        if let nat = result["natType"] as? String, !nat.isEmpty { line += ", NAT \(nat)" }
-        if let endpoint = result["publicEndpoint"] as? String, !endpoint.isEmpty { line += ", public UDP \(endpoint)" }
-        line += " (\(result["hops"] as? Int ?? 0) DHT hop(s))"
-        print(line)
+        printLines(ControlReport.search(await control.send(ControlRequest(command: .search, name: name))))
     }
 }
 
@@ -212,13 +168,7 @@ struct Msg: AsyncParsableCommand {
     @OptionGroup var control: ControlOptions
 
     func run() async throws {
-        guard let result = await control.send(ControlRequest(command: .message, name: name, text: text)) as? [String: Any] else { fail("bad answer") }
-        let to = result["to"] as? String ?? name
-        switch result["state"] as? String {
-        case "delivered": print("delivered to \(to)")
-        case "stored": print("\(to) is offline: stored on \(result["replicas"] as? Int ?? 0) supernode(s), delivered at their next login")
-        default: print("queued: will be sent as soon as a supernode accepts it")
-        }
+        printLines(ControlReport.message(await control.send(ControlRequest(command: .message, name: name, text: text))))
     }
 }
 
@@ -227,22 +177,7 @@ struct Inbox: AsyncParsableCommand {
     @OptionGroup var control: ControlOptions
 
     func run() async throws {
-        guard let result = await control.send(ControlRequest(command: .inbox)) as? [String: Any] else { fail("bad answer") }
-        let messages = result["messages"] as? [[String: Any]] ?? []
-        let formatter = ISO8601DateFormatter()
-        if messages.isEmpty { print("no messages") }
-        for message in messages {
-            let at = (message["sentAt"] as? Double).map { formatter.string(from: Date(timeIntervalSince1970: $0)) } ?? "?"
-            print("\(at)  \(message["from"] as? String ?? "?"): \(message["text"] as? String ?? "")")
-        }
-        let outbox = result["outbox"] as? [[String: Any]] ?? []
-        if !outbox.isEmpty { print("sent:") }
-        for message in outbox {
-            var state = message["state"] as? String ?? "?"
-            if let replicas = message["replicas"] as? Int { state += " on \(replicas) supernode(s)" }
-            if message["receipt"] as? Bool == true { state += ", receipt" }
-            print("  to \(message["to"] as? String ?? "?"): \(state)")
-        }
+        printLines(ControlReport.inbox(await control.send(ControlRequest(command: .inbox))))
     }
 }
 
@@ -250,7 +185,7 @@ struct Presence: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Set your presence: online or away.")
     @Argument(help: "online or away") var status: String
     @OptionGroup var control: ControlOptions
-    func run() async throws { printDone(await control.send(ControlRequest(command: .presence, text: status))) }
+    func run() async throws { printLines(ControlReport.done(await control.send(ControlRequest(command: .presence, text: status)))) }
 }
 
 // MARK: - Calls
@@ -261,7 +196,7 @@ struct Call: AsyncParsableCommand {
     @Flag(help: "Start on a relay circuit and move to a UDP path once found (diagnostic).") var relayFirst = false
     @OptionGroup var control: ControlOptions
     func run() async throws {
-        printCall(await control.send(ControlRequest(command: .call, name: name, text: relayFirst ? "relay-first" : nil)))
+        printLines(ControlReport.call(await control.send(ControlRequest(command: .call, name: name, text: relayFirst ? "relay-first" : nil))))
     }
 }
 
@@ -270,8 +205,7 @@ struct Answer: AsyncParsableCommand {
     @Argument var id: String?
     @OptionGroup var control: ControlOptions
     func run() async throws {
-        let result = await control.send(ControlRequest(command: .answer, name: id))
-        if (result as? [String: Any])?["initiator"] != nil { printConference(result) } else { printCall(result) }
+        printLines(ControlReport.callOrConference(await control.send(ControlRequest(command: .answer, name: id))))
     }
 }
 
@@ -279,27 +213,14 @@ struct Hangup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "End the call in progress (or decline a ringing one).")
     @Argument var id: String?
     @OptionGroup var control: ControlOptions
-    func run() async throws { printCall(await control.send(ControlRequest(command: .hangup, name: id))) }
+    func run() async throws { printLines(ControlReport.call(await control.send(ControlRequest(command: .hangup, name: id)))) }
 }
 
 struct Calls: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Calls: path (direct, punched or relayed and through which supernodes), RTT, loss, jitter, bitrate.")
     @OptionGroup var control: ControlOptions
     func run() async throws {
-        let calls = await control.send(ControlRequest(command: .calls)) as? [[String: Any]] ?? []
-        if calls.isEmpty { print("no calls") }
-        for call in calls { printCall(call) }
-    }
-}
-
-func printCall(_ result: Any) {
-    guard let call = result as? [String: Any] else { return print("done") }
-    func text(_ key: String) -> String { (call[key] as? String) ?? "-" }
-    func number(_ key: String, _ unit: String) -> String { (call[key] as? Double).map { String(format: "%.1f%@", $0, unit) } ?? "-" }
-    print("call \(text("id").prefix(8)) \(text("direction")) \(text("peer")): \(text("state"))\(call["ended"] is String ? " (\(text("ended")))" : "")")
-    if call["pathDetail"] is String { print("  path: \(text("pathDetail"))") }
-    if call["state"] as? String == "active" || call["packetsReceived"] != nil {
-        print("  rtt \(number("rttMilliseconds", " ms"))  loss \(number("lossPercent", " %"))  jitter \(number("jitterMilliseconds", " ms"))  bitrate \(number("bitrateKbps", " kb/s"))  setup \(number("setupMilliseconds", " ms"))")
+        printLines(ControlReport.calls(await control.send(ControlRequest(command: .calls))))
     }
 }
 
@@ -315,54 +236,26 @@ struct ConfStart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a conference with these buddies.")
     @Argument(help: "Buddies to invite.") var names: [String]
     @OptionGroup var control: ControlOptions
-    func run() async throws { printConference(await control.send(ControlRequest(command: .conferenceStart, names: names))) }
+    func run() async throws { printLines(ControlReport.conference(await control.send(ControlRequest(command: .conferenceStart, names: names)))) }
 }
 
 struct ConfAdd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "add", abstract: "Invite one more buddy into your conference.")
     @Argument var name: String
     @OptionGroup var control: ControlOptions
-    func run() async throws { printConference(await control.send(ControlRequest(command: .conferenceAdd, name: name))) }
+    func run() async throws { printLines(ControlReport.conference(await control.send(ControlRequest(command: .conferenceAdd, name: name)))) }
 }
 
 struct ConfLeave: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "leave", abstract: "Leave your conference (or decline a ringing invitation).")
     @OptionGroup var control: ControlOptions
-    func run() async throws { printConference(await control.send(ControlRequest(command: .conferenceLeave))) }
+    func run() async throws { printLines(ControlReport.conference(await control.send(ControlRequest(command: .conferenceLeave)))) }
 }
 
 struct ConfStatus: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Conferences: who mixes and why, members, your leg's path and quality.")
     @OptionGroup var control: ControlOptions
     func run() async throws {
-        let conferences = await control.send(ControlRequest(command: .conferenceStatus)) as? [[String: Any]] ?? []
-        if conferences.isEmpty { print("no conferences") }
-        for conference in conferences { printConference(conference) }
-    }
-}
-
-func printConference(_ result: Any) {
-    guard let conference = result as? [String: Any] else { return print("done") }
-    func text(_ key: String) -> String { (conference[key] as? String) ?? "-" }
-    let ended = conference["ended"] is String ? " (\(text("ended")))" : ""
-    let role = conference["participating"] as? Bool == false ? ", mixing for others" : ""
-    print("conference \(text("id").prefix(8)) of \(text("initiator")): \(text("state"))\(ended)\(role)")
-    if conference["mixer"] is String {
-        print("  mixer: \(text("mixer"))\(conference["weMix"] as? Bool == true ? " (this node)" : "") — \(text("mixerReason"))")
-    }
-    if let members = conference["members"] as? [String], !members.isEmpty { print("  members: \(members.joined(separator: ", "))") }
-    if let invited = conference["invited"] as? [String], !invited.isEmpty { print("  invited: \(invited.joined(separator: ", "))") }
-    if let history = conference["mixerHistory"] as? [[String: Any]], history.count > 1 {
-        print("  mixers so far: \(history.compactMap { $0["name"] as? String }.joined(separator: " → "))")
-    }
-    if let leg = conference["leg"] as? [String: Any] {
-        func number(_ key: String, _ unit: String) -> String { (leg[key] as? Double).map { String(format: "%.1f%@", $0, unit) } ?? "-" }
-        print("  leg to \(leg["peer"] as? String ?? "-"): \(leg["pathDetail"] as? String ?? "connecting"); rtt \(number("rttMilliseconds", " ms"))  loss \(number("lossPercent", " %"))  jitter \(number("jitterMilliseconds", " ms"))")
-    }
-    for leg in conference["legs"] as? [[String: Any]] ?? [] {
-        print("  leg from \(leg["participant"] as? String ?? "-"): \(leg["path"] as? String ?? "connecting"); \(leg["packetsReceived"] as? Int ?? 0) packets in, \(leg["packetsSent"] as? Int ?? 0) out")
-    }
-    if let mixing = conference["mixing"] as? [String: Any] {
-        print("  mixing: \(mixing["ticks"] as? Int ?? 0) ticks, \(mixing["decodes"] as? Int ?? 0) decodes, \(mixing["encodes"] as? Int ?? 0) encodes (\(mixing["sharedEncodes"] as? Int ?? 0) shared by listeners)")
+        printLines(ControlReport.conferences(await control.send(ControlRequest(command: .conferenceStatus))))
     }
 }

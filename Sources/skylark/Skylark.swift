@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOPosix
+import SkylarkCLI
 import SkylarkCrypto
 import SkylarkNode
 import SkylarkWire
@@ -24,7 +25,7 @@ struct ClientOptions: ParsableArguments {
     var stateDirectory: String { state ?? ClientState.defaultDirectory() }
 
     func loadProfile() -> VerifiedProfile {
-        do { return try VerifiedProfile.load(path: network) } catch { fail("\(error)", code: 11) }
+        do { return try VerifiedProfile.load(path: network) } catch { tool.fail("\(error)", code: 11) }
     }
 }
 
@@ -35,19 +36,19 @@ struct Register: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let logger = bootstrapLogging(level: options.logLevel)
+        let logger = tool.bootstrapLogging(level: options.logLevel, fallback: .warning)
         let profile = options.loadProfile()
         let canonical: String
-        do { canonical = try UserName.canonical(name) } catch { fail(LoginFailure.invalidName(error.description).description, code: 10) }
+        do { canonical = try UserName.canonical(name) } catch { tool.fail(LoginFailure.invalidName(error.description).description, code: 10) }
         let password = readPassword(prompt: "Password for \(canonical): ", confirm: true)
-        if let problem = PasswordPolicy.problem(with: password) { fail(LoginFailure.weakPassword(problem).description, code: 10) }
+        if let problem = PasswordPolicy.problem(with: password) { tool.fail(LoginFailure.weakPassword(problem).description, code: 10) }
         do {
             let outcome = try await LoginClient.perform(.register(name: canonical, password: password), profile: profile,
                                                         group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-            guard case let .registered(registered) = outcome else { fail("unexpected answer") }
+            guard case let .registered(registered) = outcome else { tool.fail("unexpected answer") }
             print("registered \(registered)")
         } catch {
-            fail(error.description, code: error.exitCode)
+            tool.fail(error.description, code: error.exitCode)
         }
     }
 }
@@ -59,11 +60,11 @@ struct Login: AsyncParsableCommand {
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
-        let logger = bootstrapLogging(level: options.logLevel)
+        let logger = tool.bootstrapLogging(level: options.logLevel, fallback: .warning)
         let profile = options.loadProfile()
         let group = MultiThreadedEventLoopGroup.singleton
         let canonical: String
-        do { canonical = try UserName.canonical(name) } catch { fail(LoginFailure.invalidName(error.description).description, code: 10) }
+        do { canonical = try UserName.canonical(name) } catch { tool.fail(LoginFailure.invalidName(error.description).description, code: 10) }
 
         await checkForUpdate(profile: profile)
 
@@ -74,18 +75,18 @@ struct Login: AsyncParsableCommand {
             identity = try state.loadOrCreateIdentity()
             publicKey = try identity.publicKey().rawRepresentation()
         } catch {
-            fail("cannot load the identity key in \(state.directory): \(error)")
+            tool.fail("cannot load the identity key in \(state.directory): \(error)")
         }
         let password = readPassword(prompt: "Password for \(canonical): ", confirm: false)
         do {
             let outcome = try await LoginClient.perform(.login(name: canonical, password: password, userPublicKey: publicKey), profile: profile,
                                                         group: group, logger: logger)
-            guard case let .loggedIn(credential) = outcome else { fail("unexpected answer") }
-            do { try state.save(credential) } catch { fail("cannot store the credential: \(error)") }
+            guard case let .loggedIn(credential) = outcome else { tool.fail("unexpected answer") }
+            do { try state.save(credential) } catch { tool.fail("cannot store the credential: \(error)") }
             let expiry = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(credential.expiresAt)))
             print("logged in as \(credential.name) (node id \(credential.nodeID.hexString), credential serial \(credential.serial), valid until \(expiry))")
         } catch {
-            fail(error.description, code: error.exitCode)
+            tool.fail(error.description, code: error.exitCode)
         }
     }
 }
@@ -98,8 +99,8 @@ struct Update: AsyncParsableCommand {
 
     func run() async throws {
         let profile: VerifiedProfile
-        do { profile = try VerifiedProfile.load(path: network) } catch { fail("\(error)", code: 11) }
-        guard let url = profile.profile.updateURL, let key = profile.updateKey else { fail(UpdateFailure.notConfigured.description, code: 8) }
+        do { profile = try VerifiedProfile.load(path: network) } catch { tool.fail("\(error)", code: 11) }
+        guard let url = profile.profile.updateURL, let key = profile.updateKey else { tool.fail(UpdateFailure.notConfigured.description, code: 8) }
         let client = UpdateClient(baseURL: url, key: key, group: MultiThreadedEventLoopGroup.singleton)
         do {
             let manifest = try await client.fetchManifest(now: Int64(Date().timeIntervalSince1970))
@@ -115,7 +116,7 @@ struct Update: AsyncParsableCommand {
                 print("verified \(entry.name) (\(entry.size) bytes, sha256 \(entry.sha256))")
             }
         } catch let failure as UpdateFailure {
-            fail(failure.description, code: failure.isUnreachable ? 6 : 8)
+            tool.fail(failure.description, code: failure.isUnreachable ? 6 : 8)
         }
     }
 }
@@ -131,8 +132,8 @@ func checkForUpdate(profile: VerifiedProfile) async {
         }
     } catch {
         switch error {
-        case .unsigned, .badSignature: fail(error.description, code: 8)
-        default: warn(error.description)
+        case .unsigned, .badSignature: tool.fail(error.description, code: 8)
+        default: tool.warn(error.description)
         }
     }
 }

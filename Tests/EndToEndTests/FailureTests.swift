@@ -3,6 +3,7 @@
 
 import Foundation
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -264,8 +265,8 @@ struct ServerCommandTests {
         try await withSandbox { sandbox in
             let state = try await sandbox.initLogin(port: 7000)
             let keyBefore = readFile(state + "/login-key.pem")
-            #expect(permissions(state) == 0o700)
-            #expect(permissions(state + "/login-key.pem") == 0o600)
+            #expect(try permissions(state) == 0o700)
+            #expect(try permissions(state + "/login-key.pem") == 0o600)
             for name in ["login-public.pem", "accounts.sqlite", "network.json"] { #expect(fileExists(state + "/" + name), "\(name)") }
 
             let again = try await sandbox.run("skylark-login", ["init", "--state", state, "--key-bits", "2048"])
@@ -298,8 +299,8 @@ struct ServerCommandTests {
     func updateServerCommands() async throws {
         try await withSandbox { sandbox in
             let state = try await sandbox.initUpdate()
-            #expect(permissions(state) == 0o700)
-            #expect(permissions(state + "/update-key.pem") == 0o600)
+            #expect(try permissions(state) == 0o700)
+            #expect(try permissions(state + "/update-key.pem") == 0o600)
             let keyBefore = readFile(state + "/update-key.pem")
 
             let again = try await sandbox.run("skylark-update", ["init", "--state", state, "--key-bits", "2048"])

@@ -4,6 +4,7 @@
 // folder removed, also when an expectation fails or the test throws.
 
 import Foundation
+import SkylarkTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -90,23 +91,12 @@ func readFile(_ path: String) -> String {
     FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
 }
 
-func readBytes(_ path: String) -> [UInt8]? {
-    FileManager.default.contents(atPath: path).map(Array.init)
-}
-
 func writeFile(_ path: String, _ text: String) throws {
     try Data(text.utf8).write(to: URL(fileURLWithPath: path))
 }
 
 func fileExists(_ path: String) -> Bool {
     FileManager.default.fileExists(atPath: path)
-}
-
-/// The permission bits (mode & 0o777) of `path`, or nil if it does not exist.
-func permissions(_ path: String) -> Int? {
-    var info = stat()
-    guard stat(path, &info) == 0 else { return nil }
-    return Int(info.st_mode) & 0o777
 }
 
 /// Every regular file below `root`, recursively.
@@ -121,19 +111,6 @@ func allFiles(under root: String) -> [String] {
         }
     }
     return files
-}
-
-extension Array where Element == UInt8 {
-    func contains(subsequence needle: [UInt8]) -> Bool {
-        guard !needle.isEmpty, needle.count <= count else { return needle.isEmpty }
-        let first = needle[0]
-        var index = 0
-        while index <= count - needle.count {
-            if self[index] == first, self[index..<index + needle.count].elementsEqual(needle) { return true }
-            index += 1
-        }
-        return false
-    }
 }
 
 // MARK: - Processes
@@ -347,7 +324,7 @@ final class Sandbox {
         for reservation in reservations { reservation.release() }
         reservations.removeAll()
         if ProcessInfo.processInfo.environment["SKYLARK_E2E_KEEP"] == nil {
-            try? FileManager.default.removeItem(atPath: root)
+            removeDirectory(root)
         } else {
             print("kept \(root)")
         }

@@ -2,6 +2,7 @@
 
 import Foundation
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -25,9 +26,9 @@ struct LoginFlowTests {
             #expect(lines.last?.hasPrefix("logged in as alice (node id ") == true, "\(login)")
 
             // State folder 0700, secrets 0600.
-            #expect(permissions(client) == 0o700)
-            #expect(permissions(client + "/credential.json") == 0o600)
-            #expect(permissions(client + "/identity.pem") == 0o600)
+            #expect(try permissions(client) == 0o700)
+            #expect(try permissions(client + "/credential.json") == 0o600)
+            #expect(try permissions(client + "/identity.pem") == 0o600)
 
             // The stored credential is the login server's signature over alice and our identity key.
             let stored = try readJSONObject(client + "/credential.json")
@@ -139,7 +140,7 @@ struct LoginFlowTests {
             let upper = try await sandbox.login("ALICE", "alice-password-1", profile: network.profile, state: client)
             expectExit(upper, 0)
             #expect(upper.stdout.hasPrefix("logged in as alice "), "\(upper)")
-            #expect(permissions(client + "/credential.json") == 0o600)
+            #expect(try permissions(client + "/credential.json") == 0o600)
         }
     }
 

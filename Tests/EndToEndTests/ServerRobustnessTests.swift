@@ -3,6 +3,7 @@
 
 import Foundation
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 #if canImport(Glibc)
@@ -118,7 +119,7 @@ struct ServerRobustnessTests {
             #expect(empty.frames.first.flatMap(plainError)?.code == .malformed)
 
             // Sealed to another key: KEY_MISMATCH. Sealed to ours with a garbage session key: MALFORMED.
-            let otherKey = try RSA.PrivateKey(bits: 2048).publicKey
+            let otherKey = TestKeys.other.publicKey
             let foreign = try await abuse(port: port, try sealedRequest(to: otherKey, sessionKey: AESGCM.makeKey(), registration("mallory", "mallory-password")))
             #expect(foreign.closed)
             #expect(foreign.frames.first.flatMap(plainError)?.code == .keyMismatch)

@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import Testing
 import SkylarkCrypto
 
@@ -55,7 +56,7 @@ struct AESGCMTests {
 
     @Test("Round trip with random keys and nonces, for sizes around the block size", arguments: [0, 1, 15, 16, 17, 1000, 70_000])
     func roundTrip(size: Int) throws {
-        var rng = SplitMix64(seed: UInt64(size))
+        var rng = SeededGenerator(seed: UInt64(size))
         let plaintext = [UInt8].random(count: size, using: &rng)
         let key = AESGCM.makeKey()
         let nonce = AESGCM.makeNonce()

@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import Testing
 import SkylarkCrypto
 

@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import Testing
 import SkylarkCrypto
 
@@ -15,7 +16,7 @@ struct SHA256Tests {
 
     @Test("Hasher fed in pieces equals the one-shot hash", arguments: [1, 3, 63, 64, 65, 1000])
     func incrementalEqualsOneShot(pieceSize: Int) {
-        var rng = SplitMix64(seed: 42)
+        var rng = SeededGenerator(seed: 42)
         let data = [UInt8].random(count: 5000, using: &rng)
         let hasher = SHA256.Hasher()
         var offset = 0
@@ -30,7 +31,7 @@ struct SHA256Tests {
 
     @Test("Hasher with random piece sizes; a fresh Hasher with no input gives the empty-string hash")
     func incrementalRandomPieces() {
-        var rng = SplitMix64(seed: 7)
+        var rng = SeededGenerator(seed: 7)
         let data = [UInt8].random(count: 3000, using: &rng)
         let hasher = SHA256.Hasher()
         var rest = data[...]
@@ -58,7 +59,7 @@ struct SHA256Tests {
     func hexParsing() {
         #expect([UInt8](hexString: "00010aABfF") == [0x00, 0x01, 0x0a, 0xab, 0xff])
         #expect([UInt8](hexString: "") == [])
-        var rng = SplitMix64(seed: 99)
+        var rng = SeededGenerator(seed: 99)
         for size in [1, 2, 31, 32, 257] {
             let bytes = [UInt8].random(count: size, using: &rng)
             #expect([UInt8](hexString: bytes.hexString) == bytes)

@@ -2,6 +2,7 @@ import Foundation
 import SkylarkCrypto
 @testable import SkylarkLoginServer
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -91,11 +92,11 @@ import Testing
         let needle = Array(password.utf8)
         for file in files {
             let bytes = try #require(FileManager.default.contents(atPath: fixture.directory + "/" + file))
-            #expect(!contains(Array(bytes), needle), "\(file) holds the password")
+            #expect(!Array(bytes).contains(subsequence: needle), "\(file) holds the password")
         }
         // The scan can find what is there: the hash is in the database or its WAL.
         let everything = try files.flatMap { Array(try #require(FileManager.default.contents(atPath: fixture.directory + "/" + $0))) }
-        #expect(contains(everything, hash))
+        #expect(everything.contains(subsequence: hash))
     }
 
     @Test func journalModeIsWAL() throws {
@@ -129,12 +130,4 @@ import Testing
         #expect(serials.count == 100)
         #expect(Set(serials) == Set(1...100))
     }
-}
-
-func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
-    guard !needle.isEmpty, haystack.count >= needle.count else { return false }
-    for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
-        if haystack[start..<start + needle.count].elementsEqual(needle) { return true }
-    }
-    return false
 }

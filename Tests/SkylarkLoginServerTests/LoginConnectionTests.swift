@@ -2,6 +2,7 @@ import Foundation
 import SkylarkCrypto
 @testable import SkylarkLoginServer
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -71,7 +72,7 @@ import Testing
         defer { fixture.remove() }
         var connection = LoginConnection(maximumRequests: 2)
         let clients = try ["anna", "bert", "cleo"].map {
-            try LoginClientExchange(.register(name: $0, password: "\($0)-password"), serverKey: Keys.server.publicKey, now: epoch)
+            try LoginClientExchange(.register(name: $0, password: "\($0)-password"), serverKey: TestKeys.login.publicKey, now: epoch)
         }
         // All three pipelined in one read: the third must never be served.
         var pending = connection.receive(clients.flatMap(\.requestBytes))
@@ -130,7 +131,7 @@ import Testing
         // While a request is being processed, the answer still goes out.
         let fixture = try ServerFixture()
         defer { fixture.remove() }
-        let client = try LoginClientExchange(.register(name: "dora", password: "dora-password"), serverKey: Keys.server.publicKey, now: epoch)
+        let client = try LoginClientExchange(.register(name: "dora", password: "dora-password"), serverKey: TestKeys.login.publicKey, now: epoch)
         var busy = LoginConnection()
         let actions = busy.receive(client.requestBytes)
         guard case let .process(request)? = actions.first, actions.count == 1 else {
@@ -151,8 +152,8 @@ import Testing
     @Test func seededGarbageNeverCrashesAndAlwaysEndsCleanly() throws {
         let fixture = try ServerFixture()
         defer { fixture.remove() }
-        let genuine = try LoginClientExchange(.register(name: "fuzz", password: "fuzz-password"), serverKey: Keys.server.publicKey, now: epoch).requestBytes
-        var random = SplitMix64(seed: 0x5EED_1234_ABCD_0001)
+        let genuine = try LoginClientExchange(.register(name: "fuzz", password: "fuzz-password"), serverKey: TestKeys.login.publicKey, now: epoch).requestBytes
+        var random = SeededGenerator(seed: 0x5EED_1234_ABCD_0001)
         var closedRuns = 0
         var waitingRuns = 0
         var processedRuns = 0

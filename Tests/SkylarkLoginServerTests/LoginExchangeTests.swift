@@ -2,6 +2,7 @@ import Foundation
 import SkylarkCrypto
 @testable import SkylarkLoginServer
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -22,10 +23,10 @@ import Testing
         let credential = try #require(report.credential, "login failed: \(String(describing: report.result))")
 
         // The credential as the client got it is exactly what the server's key signed.
-        let verified = try Credential.verify(credential.signed, issuer: Keys.server.publicKey, now: Int64(now))
+        let verified = try Credential.verify(credential.signed, issuer: TestKeys.login.publicKey, now: Int64(now))
         #expect(verified == credential)
         #expect(throws: Credential.Invalid.badSignature) {
-            try Credential.verify(credential.signed, issuer: Keys.other.publicKey, now: Int64(now))
+            try Credential.verify(credential.signed, issuer: TestKeys.other.publicKey, now: Int64(now))
         }
         #expect(credential.name == "alice")
         #expect(credential.userPublicKey == userKey)
@@ -193,7 +194,7 @@ import Testing
         let fixture = try ServerFixture()
         defer { fixture.remove() }
         let client = try LoginClientExchange(.register(name: "mallory", password: "mallory-password"),
-                                             serverKey: Keys.server.publicKey, now: epoch)
+                                             serverKey: TestKeys.login.publicKey, now: epoch)
         var connection = LoginConnection()
         let first = deliver(client, authority: fixture.authority, connection: &connection, serverNow: epoch)
         #expect(first.outcome == .registered(name: "mallory"))
@@ -256,7 +257,7 @@ import Testing
         defer { fixture.remove() }
         var connection = LoginConnection()
         let report = try exchange(.register(name: "olivia", password: "olivia-password"), authority: fixture.authority,
-                                  connection: &connection, clientNow: epoch, serverKey: Keys.other.publicKey)
+                                  connection: &connection, clientNow: epoch, serverKey: TestKeys.other.publicKey)
         let frames = try serverFrames(report.answerBytes)
         #expect(frames.count == 1)
         guard case let .error(error)? = frames.first?.body else {
@@ -275,10 +276,10 @@ import Testing
     }
 
     @Test func impostorServerThatAnswersAnywayIsAKeyMismatch() throws {
-        // The profile pins Keys.server; the server actually holds Keys.other and, instead of
+        // The profile pins TestKeys.login; the server actually holds TestKeys.other and, instead of
         // admitting it, answers a sealed "registered" under a session key it made up.
         let client = try LoginClientExchange(.register(name: "peggy", password: "peggy-password"),
-                                             serverKey: Keys.server.publicKey, now: epoch)
+                                             serverKey: TestKeys.login.publicKey, now: epoch)
         var connection = LoginConnection()
         let actions = connection.receive(client.requestBytes)
         guard case let .process(request)? = actions.first else {
@@ -287,7 +288,7 @@ import Testing
         }
         // The impostor cannot unwrap the session key.
         #expect(throws: LoginEnvelope.OpenError.self) {
-            _ = try LoginEnvelope.openRequest(request, with: Keys.other, fingerprint: try Keys.other.publicKey.fingerprint())
+            _ = try LoginEnvelope.openRequest(request, with: TestKeys.other, fingerprint: try TestKeys.other.publicKey.fingerprint())
         }
         var payload = LoginResponsePayload()
         payload.requestID = Data(SecureRandom.bytes(16))
@@ -305,7 +306,7 @@ import Testing
         }
 
         // A server holding the other key for real answers a plain KEY_MISMATCH.
-        let impostor = try ServerFixture(key: Keys.other)
+        let impostor = try ServerFixture(key: TestKeys.other)
         defer { impostor.remove() }
         var impostorLink = LoginConnection()
         let report = deliver(client, authority: impostor.authority, connection: &impostorLink, serverNow: epoch)

@@ -1,9 +1,11 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import SkylarkCrypto
 @testable import SkylarkLoginServer
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -12,54 +14,16 @@ import Testing
     /// Starts a LoginServer on 127.0.0.1, port 0; runs `body` with its port; always stops it.
     func withServer<T: Sendable>(_ fixture: ServerFixture, idleTimeout: TimeAmount = .seconds(30),
                                  _ body: (Int, MultiThreadedEventLoopGroup) async throws -> T) async throws -> T {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
+        try await withLoopbackServer({ group, pool, onBound in
+            Self.server(authority: fixture.authority, idleTimeout: idleTimeout, group: group, pool: pool, logger: fixture.log.logger, onBound: onBound)
+        }, body)
+    }
+
+    static func server(authority: LoginAuthority, idleTimeout: TimeAmount, group: any EventLoopGroup, pool: NIOThreadPool, logger: Logger,
+                       onBound: @escaping @Sendable (SocketAddress) -> Void) -> LoginServer {
         var configuration = LoginServer.Configuration(listen: HostPort(host: "127.0.0.1", port: 0))
         configuration.idleTimeout = idleTimeout
-        let bound = AsyncStream<Int>.makeStream()
-        let server = LoginServer(authority: fixture.authority, configuration: configuration, group: group, threadPool: pool,
-                                 logger: fixture.log.logger) { address in
-            bound.continuation.yield(address.port ?? 0)
-        }
-        let serverTask = Task {
-            defer { bound.continuation.finish() }
-            try await server.run()
-        }
-        let result: Result<T, any Error>
-        do {
-            var ports = bound.stream.makeAsyncIterator()
-            let first = await ports.next()
-            let port = try #require(first, "the server did not start")
-            try #require(port > 0)
-            result = .success(try await body(port, group))
-        } catch {
-            result = .failure(error)
-        }
-        serverTask.cancel()
-        _ = try? await serverTask.value
-        try await pool.shutdownGracefully()
-        try await group.shutdownGracefully()
-        return try result.get()
-    }
-
-    func profile(port: Int, pinning key: RSA.PrivateKey = Keys.server) throws -> VerifiedProfile {
-        let body = NetworkProfile(loginAddress: "127.0.0.1:\(port)", loginPublicKey: try key.publicKey.pem(), updateURL: nil,
-                                  updatePublicKey: nil, supernodes: [], issuedAt: 0)
-        return try VerifiedProfile(document: SignedDocument.sign(body, with: key))
-    }
-
-    /// A raw TCP client: sends `bytes`, then reads until the server closes the link.
-    func rawExchange(port: Int, group: any EventLoopGroup, sending bytes: [UInt8]) async throws -> [UInt8] {
-        let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { channel in
-            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-        }
-        return try await channel.executeThenClose { inbound, outbound in
-            if !bytes.isEmpty { try await outbound.write(ByteBuffer(bytes: bytes)) }
-            var received: [UInt8] = []
-            for try await buffer in inbound { received += buffer.readableBytesView }
-            return received
-        }
+        return LoginServer(authority: authority, configuration: configuration, group: group, threadPool: pool, logger: logger, onBound: onBound)
     }
 
     func expectOneMalformedFrame(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) throws {
@@ -76,7 +40,7 @@ import Testing
         let fixture = try ServerFixture()
         defer { fixture.remove() }
         try await withServer(fixture) { port, group in
-            let profile = try profile(port: port)
+            let profile = try signedProfile(loginPort: port)
             let userKey = try makeUserKey()
 
             // A garbage sender and a legitimate registration, at the same time.
@@ -98,7 +62,7 @@ import Testing
             }
             #expect(credential.name == "alice")
             #expect(credential.userPublicKey == userKey)
-            let verified = try Credential.verify(credential.signed, issuer: Keys.server.publicKey, now: Int64(Date().timeIntervalSince1970))
+            let verified = try Credential.verify(credential.signed, issuer: TestKeys.login.publicKey, now: Int64(Date().timeIntervalSince1970))
             #expect(verified == credential)
 
             // Failures come back typed over the socket too.
@@ -110,7 +74,7 @@ import Testing
                 try await LoginClient.perform(.register(name: "ALICE", password: "alice-password"), profile: profile,
                                               group: group, logger: silentLogger)
             }
-            let otherProfile = try self.profile(port: port, pinning: Keys.other)
+            let otherProfile = try signedProfile(loginPort: port, loginKey: TestKeys.other)
             do throws(LoginFailure) {
                 _ = try await LoginClient.perform(.register(name: "bob", password: "bob-password"),
                                                   profile: otherProfile, group: group, logger: silentLogger)
@@ -150,37 +114,20 @@ import Testing
     /// silent must be closed by the idle timeout, while registrations on other links succeed.
     static func partialFrameScenario(directory: String) async throws {
         let store = try SQLiteAccountStore(path: directory + "/accounts.sqlite")
-        let authority = try LoginAuthority(key: Keys.server, store: store, configuration: cheapConfiguration(), logger: silentLogger)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        var configuration = LoginServer.Configuration(listen: HostPort(host: "127.0.0.1", port: 0))
-        configuration.idleTimeout = .milliseconds(300)
-        let bound = AsyncStream<Int>.makeStream()
-        let server = LoginServer(authority: authority, configuration: configuration, group: group, threadPool: pool,
-                                 logger: silentLogger) { address in bound.continuation.yield(address.port ?? 0) }
-        let serverTask = Task {
-            defer { bound.continuation.finish() }
-            try await server.run()
+        let authority = try LoginAuthority(key: TestKeys.login, store: store, configuration: cheapConfiguration(), logger: silentLogger)
+        try await withLoopbackServer({ group, pool, onBound in
+            server(authority: authority, idleTimeout: .milliseconds(300), group: group, pool: pool, logger: silentLogger, onBound: onBound)
+        }) { port, group in
+            let profile = try signedProfile(loginPort: port)
+            async let silent = rawExchange(port: port, group: group, sending: [0x00, 0x00])
+            async let first = LoginClient.perform(.register(name: "carol", password: "carol-password"), profile: profile,
+                                                  group: group, logger: silentLogger)
+            guard try await first == .registered(name: "carol") else { throw ScenarioFailure(description: "registration failed") }
+            guard try await silent == [] else { throw ScenarioFailure(description: "the idle link got an answer") }
+            let second = try await LoginClient.perform(.register(name: "dave", password: "dave-password"), profile: profile,
+                                                       group: group, logger: silentLogger)
+            guard second == .registered(name: "dave") else { throw ScenarioFailure(description: "the server stopped serving") }
         }
-        var ports = bound.stream.makeAsyncIterator()
-        guard let port = await ports.next() else { throw ScenarioFailure(description: "the server did not start") }
-        let tests = LoginServerSocketTests()
-        let profile = try tests.profile(port: port)
-
-        async let silent = tests.rawExchange(port: port, group: group, sending: [0x00, 0x00])
-        async let first = LoginClient.perform(.register(name: "carol", password: "carol-password"), profile: profile,
-                                              group: group, logger: silentLogger)
-        guard try await first == .registered(name: "carol") else { throw ScenarioFailure(description: "registration failed") }
-        guard try await silent == [] else { throw ScenarioFailure(description: "the idle link got an answer") }
-        let second = try await LoginClient.perform(.register(name: "dave", password: "dave-password"), profile: profile,
-                                                   group: group, logger: silentLogger)
-        guard second == .registered(name: "dave") else { throw ScenarioFailure(description: "the server stopped serving") }
-
-        serverTask.cancel()
-        _ = try? await serverTask.value
-        try await pool.shutdownGracefully()
-        try await group.shutdownGracefully()
     }
 
     /// A client that sends its request and then shuts down its sending half still gets its answer
@@ -191,7 +138,7 @@ import Testing
         defer { fixture.remove() }
         try await withServer(fixture) { port, group in
             let client = try LoginClientExchange(.register(name: "heidi", password: "heidi-password"),
-                                                 serverKey: Keys.server.publicKey, now: Date().timeIntervalSince1970)
+                                                 serverKey: TestKeys.login.publicKey, now: Date().timeIntervalSince1970)
             let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel,

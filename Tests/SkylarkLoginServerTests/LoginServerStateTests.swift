@@ -2,20 +2,16 @@ import Foundation
 import SkylarkCrypto
 @testable import SkylarkLoginServer
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
 @Suite struct LoginServerStateTests {
-    func permissions(_ path: String) throws -> Int {
-        let attributes = try FileManager.default.attributesOfItem(atPath: path)
-        return try #require(attributes[.posixPermissions] as? Int)
-    }
-
     func options(_ address: String = "127.0.0.1:7000") throws -> LoginServerState.InitOptions {
         var options = LoginServerState.InitOptions(publicAddress: address)
         options.keyBits = 2048
         options.updateURL = "http://127.0.0.1:8080"
-        options.updatePublicKeyPEM = try Keys.other.publicKey.pem()
+        options.updatePublicKeyPEM = try TestKeys.other.publicKey.pem()
         options.supernodes = ["10.0.0.1:33033", "[::1]:33034"]
         return options
     }
@@ -38,7 +34,7 @@ import Testing
         #expect(verified.profile == profile)
         #expect(verified.loginKey == key.publicKey)
         #expect(verified.loginEndpoint == HostPort(host: "127.0.0.1", port: 7000))
-        #expect(verified.updateKey == Keys.other.publicKey)
+        #expect(verified.updateKey == TestKeys.other.publicKey)
         #expect(verified.profile.updateURL == "http://127.0.0.1:8080")
         #expect(verified.profile.supernodes == ["10.0.0.1:33033", "[::1]:33034"])
         #expect(verified.profile.issuedAt == 1_700_000_000)

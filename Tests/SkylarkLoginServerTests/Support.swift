@@ -3,32 +3,17 @@ import Logging
 import SkylarkCrypto
 @testable import SkylarkLoginServer
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Synchronization
 
-/// Keys made once per test process: 2048-bit RSA keeps the suite fast.
-enum Keys {
-    static let server = try! RSA.PrivateKey(bits: 2048)
-    static let other = try! RSA.PrivateKey(bits: 2048)
-}
-
-/// A fixed point in time (2025-01-01T00:00:00Z) the tests count from; the cores take `now` as input.
-let epoch: Double = 1_735_689_600
+/// The shared `epoch` (2025-01-01T00:00:00Z) as the login cores' clock, Double seconds; it
+/// shadows the Int64 one in this target.
+let epoch = Double(SkylarkTestSupport.epoch)
 
 /// A fresh Ed25519 public key, raw.
 func makeUserKey() throws -> [UInt8] {
     try Ed25519.PrivateKey().publicKey().rawRepresentation()
-}
-
-/// A fresh folder under the system's temporary directory; the caller removes it with `defer`.
-func makeTemporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("skylark-login-tests-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-func removeDirectory(_ path: String) {
-    try? FileManager.default.removeItem(atPath: path)
 }
 
 /// scrypt parameters cheap enough for most tests (N = 2^10).
@@ -71,8 +56,6 @@ struct RecordingLogHandler: LogHandler {
     }
 }
 
-let silentLogger = Logger(label: "skylark-test-silent") { _ in SwiftLogNoOpLogHandler() }
-
 // MARK: - The server side in memory
 
 /// A real SQLite store in a temporary folder and an authority over it.
@@ -86,7 +69,7 @@ final class ServerFixture {
     var databasePath: String { directory + "/accounts.sqlite" }
 
     /// The caller must call `remove()` in a `defer`.
-    init(configuration: LoginAuthority.Configuration = cheapConfiguration(), key: RSA.PrivateKey = Keys.server) throws {
+    init(configuration: LoginAuthority.Configuration = cheapConfiguration(), key: RSA.PrivateKey = TestKeys.login) throws {
         directory = try makeTemporaryDirectory()
         do {
             store = try SQLiteAccountStore(path: directory + "/accounts.sqlite")
@@ -162,7 +145,7 @@ func drive(_ connection: inout LoginConnection, bytes: [UInt8], authority: Login
 /// the server's.
 func exchange(_ request: LoginClientExchange.Request, authority: LoginAuthority, connection: inout LoginConnection,
               clientNow: Double, serverNow: Double? = nil, address: String = "192.0.2.10",
-              serverKey: RSA.PublicKey = Keys.server.publicKey, byteByByte: Bool = false) throws -> ExchangeReport {
+              serverKey: RSA.PublicKey = TestKeys.login.publicKey, byteByByte: Bool = false) throws -> ExchangeReport {
     let client = try LoginClientExchange(request, serverKey: serverKey, now: clientNow)
     return deliver(client, authority: authority, connection: &connection, serverNow: serverNow ?? clientNow,
                    address: address, byteByByte: byteByByte)
@@ -226,21 +209,4 @@ func serverFrames(_ bytes: [UInt8]) throws -> [LoginServerFrame] {
     while let frame = try decoder.next() { frames.append(frame) }
     try decoder.finish()
     return frames
-}
-
-// MARK: - Deterministic randomness
-
-/// SplitMix64: a tiny seeded generator, so garbage tests are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

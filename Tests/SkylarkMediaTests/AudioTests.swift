@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import Testing
 @testable import SkylarkMedia
 
@@ -45,7 +46,7 @@ struct AudioTests {
 
     @Test("Cross-correlation finds a known lag, either way, and a weaker match for unrelated audio")
     func knownLag() throws {
-        var random = SplitMix64(seed: 5)
+        var random = SeededGenerator(seed: 5)
         let reference = (0..<9_600).map { _ in Int16.random(in: -8_000...8_000, using: &random) }
         // The signal is the reference 237 samples late, at a different gain, with a little noise.
         let late = [Int16](repeating: 0, count: 237) + reference.map { Int16(Double($0) * 0.6) + Int16.random(in: -300...300, using: &random) }

@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkTestSupport
 import Testing
 @testable import SkylarkMedia
 
@@ -365,7 +366,7 @@ struct VoiceActivityDetectorTests {
     }
 
     static func noiseFrame(dBFS: Double, seed: UInt64) -> [Int16] {
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         // Uniform noise in ±a has an RMS of a / √3.
         let a = pow(10, dBFS / 20) * 32_768 * 3.0.squareRoot()
         return (0..<Opus.frameSampleCount).map { _ in Int16(Double.random(in: -a...a, using: &random).rounded()) }

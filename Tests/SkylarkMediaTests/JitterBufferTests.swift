@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import Testing
 @testable import SkylarkMedia
 
@@ -174,7 +175,7 @@ struct JitterBufferTests {
     @Test("The delay adapts up under jitter, then back down slowly when the path calms")
     func adaptation() {
         var simulation = JitterSimulation()
-        var random = SplitMix64(seed: 2024)
+        var random = SeededGenerator(seed: 2024)
         // 12 s with 0-80 ms of uniform jitter, then 30 s with none.
         let jittery = (0..<600).map { n in (time: Double(n) * 0.020 + 0.030 + Double.random(in: 0...0.080, using: &random), n: n) }
         simulation.run(jittery, until: 12.0)

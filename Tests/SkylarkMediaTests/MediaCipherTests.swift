@@ -1,4 +1,5 @@
 import SkylarkCrypto
+import SkylarkTestSupport
 import Testing
 @testable import SkylarkMedia
 

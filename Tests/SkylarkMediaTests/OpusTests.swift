@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkTestSupport
 import Testing
 @testable import SkylarkMedia
 
@@ -19,7 +20,7 @@ struct OpusTests {
     /// A voice-like test signal: a tone whose pitch and loudness jump every 20 ms (continuous
     /// phase), so concealment cannot guess a frame from the one before it.
     static func warble(frameCount: Int, seed: UInt64) -> [Int16] {
-        var random = SplitMix64(seed: seed)
+        var random = SeededGenerator(seed: seed)
         var phase = 0.0
         var out = [Int16]()
         for _ in 0..<frameCount {
@@ -127,7 +128,7 @@ struct OpusTests {
         #expect(throws: MediaError.self) { try decoder.decode([]) }
         #expect(throws: MediaError.self) { try decoder.decodeFEC(from: []) }
 
-        var random = SplitMix64(seed: 99)
+        var random = SeededGenerator(seed: 99)
         var decoded = 0, refused = 0
         for _ in 0..<500 {
             let packet = [UInt8].random(count: Int.random(in: 1...200, using: &random), using: &random)

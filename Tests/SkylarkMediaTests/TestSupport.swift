@@ -1,43 +1,14 @@
 import Foundation
+import SkylarkTestSupport
 import Testing
 @testable import SkylarkMedia
-
-/// Deterministic generator so that failures reproduce.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-extension Array where Element == UInt8 {
-    static func random(count: Int, using generator: inout SplitMix64) -> [UInt8] {
-        (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-    }
-}
-
-/// `bytes` with bit `bit` (0 = most significant bit of byte 0) inverted.
-func flipping(_ bytes: [UInt8], bit: Int) -> [UInt8] {
-    var copy = bytes
-    copy[bit / 8] ^= 0x80 >> UInt8(bit % 8)
-    return copy
-}
 
 /// A fresh directory under the system temporary directory, removed by `cleanUp`.
 struct TemporaryDirectory {
     let path: String
-    init() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("skylark-media-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        path = url.path
-    }
+    init() throws { path = try makeTemporaryDirectory() }
     func file(_ name: String) -> String { path + "/" + name }
-    func cleanUp() { try? FileManager.default.removeItem(atPath: path) }
+    func cleanUp() { removeDirectory(path) }
 }
 
 /// `count` samples of a tone.

@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import Testing
 @testable import SkylarkMedia
 
@@ -25,7 +26,7 @@ struct WAVTests {
         // Valid from the start: an empty recording.
         #expect(try WAVFile(path: path).samples.isEmpty)
         var written = [Int16]()
-        var random = SplitMix64(seed: 44)
+        var random = SeededGenerator(seed: 44)
         for size in [960, 1, 0, 333, 960, 4_800, 7] {
             let chunk = (0..<size).map { _ in Int16.random(in: .min ... .max, using: &random) }
             try writer.append(chunk)
@@ -81,7 +82,7 @@ struct WAVTests {
 
     @Test("Random bytes after a RIFF/WAVE header never crash the parser")
     func garbage() {
-        var random = SplitMix64(seed: 1)
+        var random = SeededGenerator(seed: 1)
         for _ in 0..<2_000 {
             let bytes = Array("RIFF".utf8) + [UInt8].random(count: 4, using: &random) + Array("WAVE".utf8)
                 + [UInt8].random(count: Int.random(in: 0...64, using: &random), using: &random)

@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkCrypto
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -26,8 +27,8 @@ import Testing
 
     func issuedCredential(for state: ClientState) throws -> Credential {
         let userKey = try state.loadOrCreateIdentity().publicKey().rawRepresentation()
-        let signed = try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 42, signer: Keys.login)
-        return try Credential.verify(signed, issuer: Keys.login.publicKey, now: epoch)
+        let signed = try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 42, signer: TestKeys.login)
+        return try Credential.verify(signed, issuer: TestKeys.login.publicKey, now: epoch)
     }
 
     @Test func credentialIsSavedPrivatelyAndReverifiedOnLoad() throws {
@@ -37,17 +38,17 @@ import Testing
         let directory = parent + "/skylark"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         let state = ClientState(directory: directory)
-        #expect(try state.loadCredential(issuer: Keys.login.publicKey, now: epoch) == nil, "no credential yet")
+        #expect(try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch) == nil, "no credential yet")
 
         let credential = try issuedCredential(for: state)
         try state.save(credential)
         #expect(try permissions(state.credentialPath) == 0o600)
         #expect(try permissions(directory) == 0o700)
 
-        #expect(try state.loadCredential(issuer: Keys.login.publicKey, now: epoch + 10) == credential)
+        #expect(try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch + 10) == credential)
         // Re-verified: another issuer or a later clock refuse it.
-        #expect(throws: Credential.Invalid.badSignature) { try state.loadCredential(issuer: Keys.other.publicKey, now: epoch + 10) }
-        #expect(throws: Credential.Invalid.expired(at: epoch + 3600)) { try state.loadCredential(issuer: Keys.login.publicKey, now: epoch + 3600) }
+        #expect(throws: Credential.Invalid.badSignature) { try state.loadCredential(issuer: TestKeys.other.publicKey, now: epoch + 10) }
+        #expect(throws: Credential.Invalid.expired(at: epoch + 3600)) { try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch + 3600) }
 
         // The readable fields match the credential.
         let stored = try JSONDecoder().decode(ClientState.StoredCredential.self, from: try #require(FileManager.default.contents(atPath: state.credentialPath)))
@@ -77,23 +78,23 @@ import Testing
             body[body.count / 2] ^= 0x01
             object["body"] = Data(body).base64EncodedString()
         }
-        #expect(throws: (any Error).self) { try state.loadCredential(issuer: Keys.login.publicKey, now: epoch) }
+        #expect(throws: (any Error).self) { try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch) }
 
         // The body of another credential (another serial) under this signature.
         try state.save(credential)
-        let other = try Credential.issue(name: "alice", userPublicKey: credential.userPublicKey, issuedAt: epoch, lifetime: 3600, serial: 43, signer: Keys.login)
+        let other = try Credential.issue(name: "alice", userPublicKey: credential.userPublicKey, issuedAt: epoch, lifetime: 3600, serial: 43, signer: TestKeys.login)
         try tamper(state) { $0["body"] = other.body.base64EncodedString() }
-        #expect(throws: Credential.Invalid.badSignature) { try state.loadCredential(issuer: Keys.login.publicKey, now: epoch) }
+        #expect(throws: Credential.Invalid.badSignature) { try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch) }
 
         // A truncated signature, and a file that is not JSON.
         try state.save(credential)
         try tamper(state) { $0["signature"] = String(($0["signature"] as! String).dropLast(8)) }
-        #expect(throws: (any Error).self) { try state.loadCredential(issuer: Keys.login.publicKey, now: epoch) }
+        #expect(throws: (any Error).self) { try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch) }
         try Data("{ not json".utf8).write(to: URL(fileURLWithPath: state.credentialPath))
-        #expect(throws: (any Error).self) { try state.loadCredential(issuer: Keys.login.publicKey, now: epoch) }
+        #expect(throws: (any Error).self) { try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch) }
 
         // The untouched file loads again.
         try state.save(credential)
-        #expect(try state.loadCredential(issuer: Keys.login.publicKey, now: epoch) == credential)
+        #expect(try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch) == credential)
     }
 }

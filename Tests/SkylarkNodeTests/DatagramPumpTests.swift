@@ -1,5 +1,6 @@
 import Foundation
 @testable import SkylarkNode
+import SkylarkTestSupport
 import Synchronization
 import SkylarkTraversal
 import SkylarkWire

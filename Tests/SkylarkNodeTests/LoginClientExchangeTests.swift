@@ -1,11 +1,12 @@
 import Foundation
 import SkylarkCrypto
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
 /// The client core against answers the test writes by hand, playing a login server that holds
-/// `Keys.login`.
+/// `TestKeys.login`.
 @Suite struct LoginClientExchangeTests {
     let now: Double = Double(epoch) + 0.25
 
@@ -16,7 +17,7 @@ import Testing
         let frame = try #require(try decoder.next())
         #expect(decoder.bufferedByteCount == 0, "the request is exactly one frame")
         guard case let .sealed(sealed)? = frame.body else { throw CocoaError(.coderReadCorrupt) }
-        return try LoginEnvelope.openRequest(sealed, with: Keys.login, fingerprint: try Keys.login.publicKey.fingerprint())
+        return try LoginEnvelope.openRequest(sealed, with: TestKeys.login, fingerprint: try TestKeys.login.publicKey.fingerprint())
     }
 
     func sealed(_ response: LoginResponsePayload, sessionKey: [UInt8]) throws -> [UInt8] {
@@ -57,7 +58,7 @@ import Testing
     }
 
     func registration(_ name: String = "Alice") throws -> LoginClientExchange {
-        try LoginClientExchange(.register(name: name, password: "alice-password"), serverKey: Keys.login.publicKey, now: now)
+        try LoginClientExchange(.register(name: name, password: "alice-password"), serverKey: TestKeys.login.publicKey, now: now)
     }
 
     // MARK: - The request
@@ -66,7 +67,7 @@ import Testing
         let userKey = try Ed25519.PrivateKey().publicKey().rawRepresentation()
         let requestID = SecureRandom.bytes(16)
         let client = try LoginClientExchange(.login(name: "alice", password: "pw-123456", userPublicKey: userKey),
-                                             serverKey: Keys.login.publicKey, now: now, requestID: requestID)
+                                             serverKey: TestKeys.login.publicKey, now: now, requestID: requestID)
         let (sessionKey, payload) = try open(client)
         #expect(sessionKey.count == 32)
         #expect(Array(payload.requestID) == requestID)
@@ -82,11 +83,11 @@ import Testing
         #expect(!String(decoding: client.requestBytes, as: UTF8.self).contains("pw-123456"))
         // Another key cannot open it.
         let sealedRequest = try #require(try MessageDecoder<LoginClientFrame>.decodeOne(client.requestBytes))
-        let otherFingerprint = try Keys.other.publicKey.fingerprint()
+        let otherFingerprint = try TestKeys.other.publicKey.fingerprint()
         #expect(throws: LoginEnvelope.OpenError.keyMismatch) {
-            _ = try LoginEnvelope.openRequest(sealedRequest, with: Keys.other, fingerprint: otherFingerprint)
+            _ = try LoginEnvelope.openRequest(sealedRequest, with: TestKeys.other, fingerprint: otherFingerprint)
         }
-        #expect(sealedRequest.serverKeyFingerprint == Data(try Keys.login.publicKey.fingerprint()))
+        #expect(sealedRequest.serverKeyFingerprint == Data(try TestKeys.login.publicKey.fingerprint()))
     }
 
     @Test func registeredAnswerOneByteAtATime() throws {
@@ -173,7 +174,7 @@ import Testing
         // A registration answered with a credential.
         var register = try registration()
         let (registerKey, registerPayload) = try open(register)
-        let credential = try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 1, signer: Keys.login)
+        let credential = try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 1, signer: TestKeys.login)
         let registerFailure = failure(of: &register, answering: try sealed(response(to: registerPayload, .credential(credential)), sessionKey: registerKey))
         guard case .protocolViolation? = registerFailure else {
             Issue.record("credential to a registration: \(String(describing: registerFailure))")
@@ -182,7 +183,7 @@ import Testing
         // A login answered with "registered", with no result, or with an empty frame; an oversized frame.
         for answerKind in 0..<4 {
             var login = try LoginClientExchange(.login(name: "alice", password: "alice-password", userPublicKey: userKey),
-                                                serverKey: Keys.login.publicKey, now: now)
+                                                serverKey: TestKeys.login.publicKey, now: now)
             let (key, payload) = try open(login)
             let bytes: [UInt8]
             switch answerKind {
@@ -212,18 +213,18 @@ import Testing
         let userKey = try Ed25519.PrivateKey().publicKey().rawRepresentation()
         let otherUserKey = try Ed25519.PrivateKey().publicKey().rawRepresentation()
         let cases: [(String, LoginSignedCredential, (LoginFailure?) -> Bool)] = [
-            ("valid", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: Keys.login),
+            ("valid", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.login),
              { $0 == nil }),
-            ("signed by another key", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: Keys.other),
+            ("signed by another key", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.other),
              { $0 == .badCredential(.badSignature) }),
-            ("expired", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch - 7200, lifetime: 3600, serial: 7, signer: Keys.login),
+            ("expired", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch - 7200, lifetime: 3600, serial: 7, signer: TestKeys.login),
              { $0 == .badCredential(.expired(at: epoch - 3600)) }),
-            ("certifies another key", try Credential.issue(name: "alice", userPublicKey: otherUserKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: Keys.login),
+            ("certifies another key", try Credential.issue(name: "alice", userPublicKey: otherUserKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.login),
              { if case .protocolViolation? = $0 { return true } else { return false } }),
         ]
         for (what, signed, check) in cases {
             var client = try LoginClientExchange(.login(name: "alice", password: "alice-password", userPublicKey: userKey),
-                                                 serverKey: Keys.login.publicKey, now: now)
+                                                 serverKey: TestKeys.login.publicKey, now: now)
             let (key, payload) = try open(client)
             let answer = try sealed(response(to: payload, .credential(signed)), sessionKey: key)
             var failure: LoginFailure?

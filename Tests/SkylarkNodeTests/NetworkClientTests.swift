@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import SkylarkCrypto
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -82,7 +83,7 @@ import Testing
                 }
             }
             // Through UpdateClient: unreachable, which login treats as a warning only.
-            let client = UpdateClient(baseURL: "http://127.0.0.1:\(port)/", key: Keys.update.publicKey, group: group)
+            let client = UpdateClient(baseURL: "http://127.0.0.1:\(port)/", key: TestKeys.update.publicKey, group: group)
             #expect(client.baseURL == "http://127.0.0.1:\(port)")
             do throws(UpdateFailure) {
                 _ = try await client.fetchManifest(now: epoch)
@@ -116,7 +117,7 @@ import Testing
         let manifest = ReleaseManifest(version: "0.2.0", publishedAt: epoch, expiresAt: epoch + 86400, notes: nil,
                                        files: [.init(name: "a.bin", size: 3, sha256: SHA256.hash([1, 2, 3]).hexString, path: "releases/0.2.0/a.bin")])
         let good = try signedManifest(manifest)
-        let forged = try signedManifest(manifest, key: Keys.other)
+        let forged = try signedManifest(manifest, key: TestKeys.other)
         let huge = Array(repeating: UInt8(ascii: " "), count: 300 * 1024) + good
         try await withGroup { group in
             try await withRawServer(group: group, respond: { received in
@@ -131,7 +132,7 @@ import Testing
                 }
             }) { server throws in
                 let base = "http://127.0.0.1:\(server.port)"
-                func client(_ prefix: String) -> UpdateClient { UpdateClient(baseURL: base + prefix, key: Keys.update.publicKey, group: group) }
+                func client(_ prefix: String) -> UpdateClient { UpdateClient(baseURL: base + prefix, key: TestKeys.update.publicKey, group: group) }
 
                 // The same server can serve a good manifest: the refusals below are about the content.
                 #expect(try await client("/good").fetchManifest(now: epoch) == manifest)

@@ -1,38 +1,10 @@
 import Foundation
-import Logging
 import NIOCore
 import NIOPosix
 import SkylarkCrypto
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
-
-/// Keys made once per test process: 2048-bit RSA keeps the suite fast.
-enum Keys {
-    static let login = try! RSA.PrivateKey(bits: 2048)
-    static let update = try! RSA.PrivateKey(bits: 2048)
-    static let other = try! RSA.PrivateKey(bits: 2048)
-}
-
-/// 2025-01-01T00:00:00Z; the cores take `now` as a parameter.
-let epoch: Int64 = 1_735_689_600
-
-let silentLogger = Logger(label: "skylark-node-test") { _ in SwiftLogNoOpLogHandler() }
-
-func makeTemporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("skylark-node-tests-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-func removeDirectory(_ path: String) {
-    try? FileManager.default.removeItem(atPath: path)
-}
-
-func permissions(_ path: String) throws -> Int {
-    let attributes = try FileManager.default.attributesOfItem(atPath: path)
-    guard let mode = attributes[.posixPermissions] as? Int else { throw CocoaError(.fileReadUnknown) }
-    return mode
-}
 
 /// A loopback port nothing listens on: bound, read, then closed again.
 func closedPort(group: any EventLoopGroup) async throws -> Int {
@@ -40,12 +12,6 @@ func closedPort(group: any EventLoopGroup) async throws -> Int {
     let port = channel.localAddress?.port ?? 0
     try await channel.close()
     return port
-}
-
-func signedProfile(loginPort: Int, loginKey: RSA.PrivateKey = Keys.login, updateURL: String? = nil) throws -> VerifiedProfile {
-    let body = NetworkProfile(loginAddress: "127.0.0.1:\(loginPort)", loginPublicKey: try loginKey.publicKey.pem(), updateURL: updateURL,
-                              updatePublicKey: try Keys.update.publicKey.pem(), supernodes: [], issuedAt: epoch)
-    return try VerifiedProfile(document: SignedDocument.sign(body, with: loginKey))
 }
 
 /// A throwaway TCP server on loopback: collects each connection's bytes and, once `respond`
@@ -119,6 +85,6 @@ func requestPath(_ bytes: [UInt8]) -> String? {
     return parts.count >= 2 ? String(parts[1]) : ""
 }
 
-func signedManifest(_ manifest: ReleaseManifest, key: RSA.PrivateKey = Keys.update) throws -> [UInt8] {
+func signedManifest(_ manifest: ReleaseManifest, key: RSA.PrivateKey = TestKeys.update) throws -> [UInt8] {
     Array(try SignedDocument.sign(manifest, with: key).encoded())
 }

@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkCrypto
 import SkylarkNode
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
@@ -29,26 +30,34 @@ import Testing
     @Test func validManifestVerifies() throws {
         let manifest = Self.manifest()
         let bytes = try signedManifest(manifest)
-        #expect(try UpdateCheck.verifyManifest(bytes, key: Keys.update.publicKey, now: epoch) == manifest)
+        #expect(try UpdateCheck.verifyManifest(bytes, key: TestKeys.update.publicKey, now: epoch) == manifest)
         // Re-serialized without a change (other key order and spacing): still valid.
         let reserialized = try edited(bytes) { _ in }
         #expect(reserialized != bytes)
-        #expect(try UpdateCheck.verifyManifest(reserialized, key: Keys.update.publicKey, now: epoch) == manifest)
+        #expect(try UpdateCheck.verifyManifest(reserialized, key: TestKeys.update.publicKey, now: epoch) == manifest)
     }
 
     @Test func signedByAnotherKeyIsBadSignature() throws {
-        let bytes = try signedManifest(Self.manifest(), key: Keys.other)
-        #expect(throws: UpdateFailure.badSignature) { try UpdateCheck.verifyManifest(bytes, key: Keys.update.publicKey, now: epoch) }
+        let bytes = try signedManifest(Self.manifest(), key: TestKeys.other)
+        #expect(throws: UpdateFailure.badSignature) { try UpdateCheck.verifyManifest(bytes, key: TestKeys.update.publicKey, now: epoch) }
     }
 
     @Test func missingOrEmptySignatureIsUnsigned() throws {
         let bytes = try signedManifest(Self.manifest())
         let removed = try edited(bytes) { $0["signature"] = nil }
-        #expect(throws: UpdateFailure.unsigned) { try UpdateCheck.verifyManifest(removed, key: Keys.update.publicKey, now: epoch) }
+        #expect(throws: UpdateFailure.unsigned) { try UpdateCheck.verifyManifest(removed, key: TestKeys.update.publicKey, now: epoch) }
         let empty = try edited(bytes) { $0["signature"] = "" }
-        #expect(throws: UpdateFailure.unsigned) { try UpdateCheck.verifyManifest(empty, key: Keys.update.publicKey, now: epoch) }
+        #expect(throws: UpdateFailure.unsigned) { try UpdateCheck.verifyManifest(empty, key: TestKeys.update.publicKey, now: epoch) }
+        let notAString = try edited(bytes) { $0["signature"] = 7 }
+        #expect(throws: UpdateFailure.unsigned) { try UpdateCheck.verifyManifest(notAString, key: TestKeys.update.publicKey, now: epoch) }
         let notBase64 = try edited(bytes) { $0["signature"] = "!!not base64!!" }
-        #expect(throws: UpdateFailure.badSignature) { try UpdateCheck.verifyManifest(notBase64, key: Keys.update.publicKey, now: epoch) }
+        #expect(throws: UpdateFailure.badSignature) { try UpdateCheck.verifyManifest(notBase64, key: TestKeys.update.publicKey, now: epoch) }
+    }
+
+    @Test func notAJSONObjectIsMalformed() {
+        for bytes in [Array("not json".utf8), Array("[1, 2]".utf8), Array(#""a string""#.utf8)] {
+            #expect(throws: UpdateFailure.malformed("not a JSON object")) { try UpdateCheck.verifyManifest(bytes, key: TestKeys.update.publicKey, now: epoch) }
+        }
     }
 
     @Test func anyFieldChangedAfterSigningIsBadSignature() throws {
@@ -71,7 +80,7 @@ import Testing
         for (what, edit) in edits {
             let tampered = try edited(bytes) { body(&$0, edit) }
             #expect(throws: UpdateFailure.badSignature, "\(what)") {
-                try UpdateCheck.verifyManifest(tampered, key: Keys.update.publicKey, now: epoch)
+                try UpdateCheck.verifyManifest(tampered, key: TestKeys.update.publicKey, now: epoch)
             }
         }
     }
@@ -79,9 +88,9 @@ import Testing
     @Test func expiredManifestIsRefused() throws {
         let manifest = Self.manifest(expiresAt: epoch + 100)
         let bytes = try signedManifest(manifest)
-        #expect(try UpdateCheck.verifyManifest(bytes, key: Keys.update.publicKey, now: epoch + 99) == manifest)
+        #expect(try UpdateCheck.verifyManifest(bytes, key: TestKeys.update.publicKey, now: epoch + 99) == manifest)
         #expect(throws: UpdateFailure.expired(at: epoch + 100)) {
-            try UpdateCheck.verifyManifest(bytes, key: Keys.update.publicKey, now: epoch + 100)
+            try UpdateCheck.verifyManifest(bytes, key: TestKeys.update.publicKey, now: epoch + 100)
         }
         #expect(UpdateFailure.expired(at: 0).isUnreachable == false)
     }
@@ -89,7 +98,7 @@ import Testing
     @Test(arguments: ["", "not json", "[1, 2, 3]", "{\"signature\": \"abc\"}", "{\"body\": 5, \"signature\": \"abc\"}"])
     func malformedManifests(text: String) throws {
         do throws(UpdateFailure) {
-            _ = try UpdateCheck.verifyManifest(Array(text.utf8), key: Keys.update.publicKey, now: epoch)
+            _ = try UpdateCheck.verifyManifest(Array(text.utf8), key: TestKeys.update.publicKey, now: epoch)
             Issue.record("accepted \(text)")
         } catch {
             guard case .malformed = error else {
@@ -107,7 +116,7 @@ import Testing
         for manifest in [future, badVersion] {
             let bytes = try signedManifest(manifest)
             do throws(UpdateFailure) {
-                _ = try UpdateCheck.verifyManifest(bytes, key: Keys.update.publicKey, now: epoch)
+                _ = try UpdateCheck.verifyManifest(bytes, key: TestKeys.update.publicKey, now: epoch)
                 Issue.record("accepted \(manifest)")
             } catch {
                 guard case .malformed = error else {

@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 @testable import SkylarkOverlay

@@ -1,26 +1,19 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 @testable import SkylarkOverlay
 
-// Shared fixtures for the overlay tests: login keys, users with credentials, an in-memory link
-// pair that shuttles bytes between two `SecureLink`s, and small helpers on actions.
-
-/// RSA keys are slow to generate: made once per test process and shared.
-enum OverlayKeys {
-    /// The pinned login server key every verifier in these tests trusts.
-    static let login = try! RSA.PrivateKey(bits: 2048)
-    /// A key nobody trusts: credentials it signs are forgeries.
-    static let rogue = try! RSA.PrivateKey(bits: 2048)
-}
+// Shared fixtures for the overlay tests: users with credentials (signed with TestKeys.login), an
+// in-memory link pair that shuttles bytes between two `SecureLink`s, and small helpers on actions.
 
 /// A fixed "now" (Unix seconds) so that every test is reproducible.
 let testNow: Double = 1_750_000_000
 
-/// A fresh verifier trusting `OverlayKeys.login` (fresh cache each time).
+/// A fresh verifier trusting `TestKeys.login` (fresh cache each time).
 func makeVerifier(clockSkew: Int64 = 300) -> Verifier {
-    Verifier(loginKey: OverlayKeys.login.publicKey, clockSkew: clockSkew)
+    Verifier(loginKey: TestKeys.login.publicKey, clockSkew: clockSkew)
 }
 
 /// A user: identity key, the login server's credential for it, and the resulting identity.
@@ -37,7 +30,7 @@ struct TestUser: Sendable {
     /// `signer` defaults to the trusted login key. The credential is decoded with a verifier for
     /// the signer at issue time, so forged and expired credentials can be built too.
     init(_ name: String, issuedAt: Int64 = Int64(testNow) - 60, lifetime: Int64 = 86_400, serial: UInt64 = 1,
-         signer: RSA.PrivateKey = OverlayKeys.login, key: Ed25519.PrivateKey? = nil) throws {
+         signer: RSA.PrivateKey = TestKeys.login, key: Ed25519.PrivateKey? = nil) throws {
         let key = try key ?? Ed25519.PrivateKey()
         let signed = try Credential.issue(name: name, userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: issuedAt,
                                           lifetime: lifetime, serial: serial, signer: signer)
@@ -230,15 +223,6 @@ func presenceRecord(name: String, sequence: UInt64 = 1, publishedAt: Double = te
     record.messageKey = Data(repeating: 7, count: 32)
     return record
 }
-
-/// Flips one bit of `bytes` (bit 0 is the low bit of byte 0).
-func flipping(_ bytes: [UInt8], bit: Int) -> [UInt8] {
-    var copy = bytes
-    copy[bit / 8] ^= 1 << UInt8(bit % 8)
-    return copy
-}
-
-func flipping(_ data: Data, bit: Int) -> Data { Data(flipping(Array(data), bit: bit)) }
 
 /// Runs `body` and returns the record error it threw, or nil if it succeeded. (Untyped `throws`:
 /// typed-throws closures do not survive the `#expect` macro expansion.)

@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 @testable import SkylarkOverlay
@@ -205,7 +206,7 @@ struct SecureLinkTests {
 
     @Test("Upgrade: forged or expired credentials and wrong-key signatures are refused")
     func upgradeWithBadCredential() throws {
-        let forged = try TestUser("mallory", signer: OverlayKeys.rogue)
+        let forged = try TestUser("mallory", signer: TestKeys.other)
         let expired = try TestUser("dave", issuedAt: Int64(testNow) - 7200, lifetime: 3600)
         // Carol's credential, but the signature made with another key.
         let wrongKey = try LocalIdentity(key: try Ed25519.PrivateKey(), credential: carol.credential)
@@ -257,7 +258,7 @@ struct SecureLinkTests {
 
     @Test("DIAL_BACK: the prober still checks the answering node's credential")
     func dialBackChecksCredential() throws {
-        let forged = try TestUser("alice", signer: OverlayKeys.rogue)
+        let forged = try TestUser("alice", signer: TestKeys.other)
         var pair = try LinkPair(initiator: bob.identity, purpose: .dialBack, dialBackNonce: [1, 2, 3], responder: forged.identity)
         pair.handshake()
         #expect(pair.closes(.initiator).first?.isHandshake == true)
@@ -276,7 +277,7 @@ struct SecureLinkTests {
 
     @Test("A responder credential signed by another login key is refused by the initiator")
     func forgedResponderCredential() throws {
-        let forgedBob = try TestUser("bob", signer: OverlayKeys.rogue)
+        let forgedBob = try TestUser("bob", signer: TestKeys.other)
         var pair = try LinkPair(initiator: alice.identity, responder: forgedBob.identity)
         pair.handshake()
         let close = try #require(pair.closes(.initiator).first)
@@ -288,7 +289,7 @@ struct SecureLinkTests {
 
     @Test("An initiator credential signed by another login key is refused by the responder")
     func forgedInitiatorCredential() throws {
-        let forgedAlice = try TestUser("alice", signer: OverlayKeys.rogue)
+        let forgedAlice = try TestUser("alice", signer: TestKeys.other)
         var pair = try LinkPair(initiator: forgedAlice.identity, responder: bob.identity)
         pair.handshake()
         let close = try #require(pair.closes(.responder).first)

@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 @testable import SkylarkOverlay
@@ -68,7 +69,7 @@ struct SignedRecordsTests {
 
     @Test("Presence: a credential signed by another login key is refused")
     func presenceForgedCredential() throws {
-        let mallory = try TestUser("alice", signer: OverlayKeys.rogue)
+        let mallory = try TestUser("alice", signer: TestKeys.other)
         let signed = try SignedRecords.signPresence(presenceRecord(name: "alice"), identity: mallory.identity)
         #expect(recordError { try SignedRecords.verifyPresence(signed, verifier: verifier, now: testNow) } == .credential(.badSignature))
     }

@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 @testable import SkylarkTraversal

@@ -1,3 +1,4 @@
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 @testable import SkylarkTraversal
@@ -5,9 +6,9 @@ import Testing
 /// RFC 5769 test vectors (section 2.2 and 2.3): Binding success responses with SOFTWARE
 /// "test vector", XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY (not checked here) and FINGERPRINT.
 enum RFC5769 {
-    static let transactionID = hexBytes("b7e7a701 bc34d686 fa87dfae")
+    static let transactionID = hex("b7e7a701 bc34d686 fa87dfae")
 
-    static let ipv4Response = hexBytes("""
+    static let ipv4Response = hex("""
         0101003c 2112a442 b7e7a701 bc34d686 fa87dfae
         8022000b 74657374 20766563 746f7220
         00200008 0001a147 e112a643
@@ -15,7 +16,7 @@ enum RFC5769 {
         80280004 c07d4c96
         """)
 
-    static let ipv6Response = hexBytes("""
+    static let ipv6Response = hex("""
         01010048 2112a442 b7e7a701 bc34d686 fa87dfae
         8022000b 74657374 20766563 746f7220
         00200014 0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9
@@ -102,7 +103,7 @@ struct STUNMessageTests {
         // Writing the same address gives the RFC's bytes.
         var rebuilt = STUNMessage(messageClass: .successResponse, method: .binding, transactionID: RFC5769.transactionID)
         try rebuilt.addXORMappedAddress(HostPort(host: "192.0.2.1", port: 32853))
-        #expect(rebuilt.attributes[0].value == hexBytes("0001a147 e112a643"))
+        #expect(rebuilt.attributes[0].value == hex("0001a147 e112a643"))
     }
 
     @Test("RFC 5769 2.3: the IPv6 response decodes to [2001:db8:1234:5678:11:2233:4455:6677]:32853")
@@ -113,7 +114,7 @@ struct STUNMessageTests {
 
         var rebuilt = STUNMessage(messageClass: .successResponse, method: .binding, transactionID: RFC5769.transactionID)
         try rebuilt.addXORMappedAddress(HostPort(host: "2001:db8:1234:5678:11:2233:4455:6677", port: 32853))
-        #expect(rebuilt.attributes[0].value == hexBytes("0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9"))
+        #expect(rebuilt.attributes[0].value == hex("0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9"))
     }
 
     @Test("Any flipped bit after the header's length field, up to the end, fails the FINGERPRINT")

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import SkylarkCrypto
 import SkylarkNode
+import SkylarkTestSupport
 @testable import SkylarkUpdateServer
 import SkylarkWire
 import Testing
@@ -11,46 +12,16 @@ import Testing
 @Suite struct UpdateServerHTTPTests {
     /// Starts an UpdateServer on 127.0.0.1, port 0; runs `body` with its base URL; always stops it.
     func withServer<T: Sendable>(_ state: UpdateServerState, _ body: (String, Int, MultiThreadedEventLoopGroup) async throws -> T) async throws -> T {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let pool = NIOThreadPool(numberOfThreads: 1)
-        pool.start()
-        let bound = AsyncStream<Int>.makeStream()
-        let server = UpdateServer(state: state, listen: HostPort(host: "127.0.0.1", port: 0), group: group, threadPool: pool,
-                                  logger: silentLogger) { address in
-            bound.continuation.yield(address.port ?? 0)
+        try await withLoopbackServer({ group, pool, onBound in
+            UpdateServer(state: state, listen: HostPort(host: "127.0.0.1", port: 0), group: group, threadPool: pool, logger: silentLogger, onBound: onBound)
+        }) { port, group in
+            try await body("http://127.0.0.1:\(port)", port, group)
         }
-        let serverTask = Task {
-            defer { bound.continuation.finish() }
-            try await server.run()
-        }
-        let result: Result<T, any Error>
-        do {
-            var ports = bound.stream.makeAsyncIterator()
-            let first = await ports.next()
-            let port = try #require(first, "the update server did not start")
-            result = .success(try await body("http://127.0.0.1:\(port)", port, group))
-        } catch {
-            result = .failure(error)
-        }
-        serverTask.cancel()
-        _ = try? await serverTask.value
-        try await pool.shutdownGracefully()
-        try await group.shutdownGracefully()
-        return try result.get()
     }
 
     /// Sends `request` as is on a raw TCP connection and returns everything until the server closes.
     func raw(_ request: String, port: Int, group: any EventLoopGroup) async throws -> String {
-        let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { channel in
-            channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-        }
-        let bytes = try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(string: request))
-            var received: [UInt8] = []
-            for try await buffer in inbound { received += buffer.readableBytesView }
-            return received
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        String(decoding: try await rawExchange(port: port, group: group, sending: Array(request.utf8)), as: UTF8.self)
     }
 
     @Test(.timeLimit(.minutes(1)))
@@ -70,7 +41,7 @@ import Testing
             #expect(try await client.fetchFile(manifest.files[1]) == readme)
 
             // Pinned to another key, the same bytes are refused.
-            let impostorKey = Keys.other.publicKey
+            let impostorKey = TestKeys.other.publicKey
             await #expect(throws: UpdateFailure.badSignature) {
                 try await UpdateClient(baseURL: base, key: impostorKey, group: group).fetchManifest(now: epoch + 60)
             }
@@ -121,7 +92,7 @@ import Testing
         let fixture = try StateFixture.make()
         defer { fixture.remove() }
         try fixture.state.publish(version: "0.2.0", files: [try fixture.input("a.bin", [1, 2, 3])], notes: nil, validFor: 86400, now: epoch)
-        let manifestSize = try #require(read(fixture.state.manifestPath)).count
+        let manifestSize = try #require(readBytes(fixture.state.manifestPath)).count
         try await withServer(fixture.state) { _, port, group in
             for method in ["POST", "PUT", "DELETE"] {
                 let answer = try await raw("\(method) /manifest.json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

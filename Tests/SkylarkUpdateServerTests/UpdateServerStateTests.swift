@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkCrypto
 import SkylarkNode
+import SkylarkTestSupport
 @testable import SkylarkUpdateServer
 import SkylarkWire
 import Testing
@@ -15,16 +16,16 @@ import Testing
         let key = try state.loadKey()
         #expect(key.bits == 2048)
         #expect(key.publicKey == fixture.publicKey, "update-public.pem is the key's public half")
-        #expect(key.publicKey != StateFixture.sharedKey.publicKey, "a fresh key")
-        let publicText = String(decoding: try #require(read(state.publicKeyPath)), as: UTF8.self)
+        #expect(key.publicKey != TestKeys.update.publicKey, "a fresh key")
+        let publicText = String(decoding: try #require(readBytes(state.publicKeyPath)), as: UTF8.self)
         #expect(publicText.contains("BEGIN PUBLIC KEY"))
         #expect(!publicText.contains("PRIVATE"))
         #expect(state.currentManifest() == nil)
 
         // A second initialise refuses and keeps the key.
-        let before = read(state.keyPath)
+        let before = readBytes(state.keyPath)
         #expect(throws: UpdateServerState.Failure.alreadyInitialised(state.directory)) { try state.initialise(keyBits: 2048) }
-        #expect(read(state.keyPath) == before)
+        #expect(readBytes(state.keyPath) == before)
     }
 
     @Test func publishCopiesFilesAndSignsAManifestClientsAccept() throws {
@@ -44,16 +45,16 @@ import Testing
             #expect(entry.size == Int64(bytes.count))
             #expect(entry.sha256 == SHA256.hash(bytes).hexString)
             #expect(entry.path == "releases/0.2.0/\(entry.name)")
-            let copied = try #require(read(fixture.state.directory + "/" + entry.path))
+            let copied = try #require(readBytes(fixture.state.directory + "/" + entry.path))
             #expect(copied == bytes)
             try UpdateCheck.verifyFile(copied, against: entry)
         }
 
         // What a client fetching manifest.json gets: signed by the key in update-public.pem.
-        let manifestBytes = try #require(read(fixture.state.manifestPath))
+        let manifestBytes = try #require(readBytes(fixture.state.manifestPath))
         #expect(try UpdateCheck.verifyManifest(manifestBytes, key: fixture.publicKey, now: epoch + 1) == published)
         #expect(throws: UpdateFailure.badSignature) {
-            try UpdateCheck.verifyManifest(manifestBytes, key: Keys.other.publicKey, now: epoch + 1)
+            try UpdateCheck.verifyManifest(manifestBytes, key: TestKeys.other.publicKey, now: epoch + 1)
         }
         #expect(throws: UpdateFailure.expired(at: epoch + 30 * 86400)) {
             try UpdateCheck.verifyManifest(manifestBytes, key: fixture.publicKey, now: epoch + 30 * 86400)
@@ -78,7 +79,7 @@ import Testing
         let newer = try fixture.state.publish(version: "0.10.0", files: [file], notes: nil, validFor: 86400, now: epoch + 2)
         #expect(newer.version == "0.10.0")
         #expect(fixture.state.currentManifest() == newer)
-        #expect(read(fixture.state.directory + "/releases/0.9.0/a.bin") == [1, 2, 3], "older releases stay")
+        #expect(readBytes(fixture.state.directory + "/releases/0.9.0/a.bin") == [1, 2, 3], "older releases stay")
     }
 
     @Test(arguments: ["", "1.2", "1.2.3.4", "v1.2.3", "1.2.3-beta", "1..3", "a.b.c", "1.2.-3", "1234567890.0.0"])
@@ -106,7 +107,7 @@ import Testing
         defer { fixture.remove() }
         let good = try fixture.input("good.bin", [1])
         try fixture.state.publish(version: "0.1.0", files: [good], notes: nil, validFor: 86400, now: epoch)
-        let manifestBefore = read(fixture.state.manifestPath)
+        let manifestBefore = readBytes(fixture.state.manifestPath)
 
         var refused: [[String]] = []
         for name in ["has space.bin", "semi;colon", "caf\u{00E9}.bin", "quote'.bin", "%2e%2e"] {
@@ -128,7 +129,7 @@ import Testing
                     continue
                 }
             }
-            #expect(read(fixture.state.manifestPath) == manifestBefore, "a refused release leaves the manifest alone")
+            #expect(readBytes(fixture.state.manifestPath) == manifestBefore, "a refused release leaves the manifest alone")
         }
     }
 

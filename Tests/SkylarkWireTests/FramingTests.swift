@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkTestSupport
 import Testing
 import SkylarkWire
 
@@ -94,7 +95,7 @@ struct FramingTests {
 
     @Test("Many frames through one decoder (buffer compaction keeps results right)")
     func manyFrames() throws {
-        var rng = SplitMix64(seed: 2024)
+        var rng = SeededGenerator(seed: 2024)
         var decoder = FrameDecoder()
         var expected: [[UInt8]] = []
         var received: [[UInt8]] = []

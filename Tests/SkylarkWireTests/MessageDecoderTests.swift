@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkTestSupport
 import Testing
 import SkylarkWire
 
@@ -93,7 +94,7 @@ struct MessageDecoderTests {
     enum Outcome { case threw, endedClean, endedPartial }
 
     /// Feeds `buffer` in random chunks, draining after each; stops at the first error as a link would.
-    static func feed<M>(_ buffer: [UInt8], into decoder: inout MessageDecoder<M>, using rng: inout SplitMix64,
+    static func feed<M>(_ buffer: [UInt8], into decoder: inout MessageDecoder<M>, using rng: inout SeededGenerator,
                         messages: inout Int) -> Outcome {
         var offset = 0
         var pulls = 0
@@ -140,7 +141,7 @@ struct MessageDecoderTests {
     }
 
     /// A random but valid client frame, so that some garbage buffers hold real messages.
-    static func randomFrame(using rng: inout SplitMix64) -> LoginClientFrame {
+    static func randomFrame(using rng: inout SeededGenerator) -> LoginClientFrame {
         var sealed = LoginSealedRequest()
         sealed.nonce = Data([UInt8].random(count: Int.random(in: 0...12, using: &rng), using: &rng))
         sealed.ciphertext = Data([UInt8].random(count: Int.random(in: 0...30, using: &rng), using: &rng))
@@ -151,7 +152,7 @@ struct MessageDecoderTests {
 
     @Test("2,000 seeded garbage buffers in random chunks: nil, messages or WireError, never a hang")
     func garbageNeverCrashesOrHangs() throws {
-        var rng = SplitMix64(seed: 0x5EED_0F_5C71)
+        var rng = SeededGenerator(seed: 0x5EED_0F_5C71)
         var counts: [String: Int] = [:]
         var messages = 0
         for round in 0..<2000 {

@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkTestSupport
 import Testing
 import SkylarkCrypto
 import SkylarkWire
@@ -81,8 +82,8 @@ struct VerifiedProfileTests {
 
     @Test("load(path:) reads and verifies a written profile; a missing file is .unreadable; garbage is .invalid")
     func load() throws {
-        let folder = try makeTemporaryFolder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let folder = try makeTemporaryDirectory()
+        defer { removeDirectory(folder) }
 
         let body = try Self.profile()
         let path = folder + "/network.json"

@@ -47,8 +47,8 @@ public enum UpdateCheck {
 
     /// Trusts the manifest only if the pinned key signed exactly it and it has not expired.
     public static func verifyManifest(_ bytes: [UInt8], key: RSA.PublicKey, now: Int64) throws(UpdateFailure) -> ReleaseManifest {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { throw .malformed("not a JSON object") }
-        guard let signature = object["signature"] as? String, !signature.isEmpty else { throw .unsigned }
+        guard let envelope = try? JSONDecoder().decode(SignatureField.self, from: Data(bytes)) else { throw .malformed("not a JSON object") }
+        guard let signature = envelope.signature, !signature.isEmpty else { throw .unsigned }
         let document: SignedDocument<ReleaseManifest>
         do { document = try SignedDocument<ReleaseManifest>.decode(Data(bytes)) } catch { throw .malformed(error.description) }
         let manifest: ReleaseManifest
@@ -57,6 +57,19 @@ public enum UpdateCheck {
         guard now < manifest.expiresAt else { throw .expired(at: manifest.expiresAt) }
         guard SemanticVersion(manifest.version) != nil else { throw .malformed("version '\(manifest.version)' is not X.Y.Z") }
         return manifest
+    }
+
+    /// Only the signature, read before the full decode so that an unsigned manifest is told as such
+    /// (a signature that is not a string counts as none).
+    private struct SignatureField: Decodable {
+        var signature: String?
+
+        init(from decoder: any Decoder) throws {
+            let object = try decoder.container(keyedBy: CodingKeys.self)  // throws unless a JSON object
+            signature = try? object.decode(String.self, forKey: .signature)
+        }
+
+        private enum CodingKeys: String, CodingKey { case signature }
     }
 
     public static func status(of manifest: ReleaseManifest, running: SemanticVersion) -> Status {
