@@ -5,6 +5,7 @@
 #   Deploy/netlab/run.sh [SCENARIO...]      all scenarios by default
 #   SKYLARK_BIN=DIR                          where the built executables are (default: swift build's)
 #   NETLAB_KEEP=1                            keep the work folder (logs) after a failure
+# Each scenario sets up (or waits for) what it needs and restores the nodes it stops, so any one can run alone.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=Deploy/netlab
@@ -17,10 +18,13 @@ command -v jq >/dev/null || { echo "netlab: jq is missing (apt: jq)" >&2; exit 1
 work=$(mktemp -d /tmp/skylark-netlab.XXXXXX)
 declare -A node_pid=()
 server_pids=()
+flood_pid=""     # scenario_flood's flooder while it runs
+flood_helpers=()  # and its probes (each ends by itself within 15 s)
 failed=0
 
 cleanup() {
   local status=$?
+  for pid in $flood_pid "${flood_helpers[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${node_pid[@]}" "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${node_pid[@]}" "${server_pids[@]}"; do
     for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -75,6 +79,15 @@ field_matches() { status_of "$1" "$2" | grep -qE "$3"; }
 buddy_presence() { "$bin/skylark" buddy list --state "$work/$1" --json | jq -r ".result[] | select(.name==\"$2\") | .presence"; }
 presence_is() { [ "$(buddy_presence "$1" "$2")" = "$3" ]; }
 search_finds() { "$bin/skylark" search "$2" --state "$work/$1" --json | jq -e '.result.found == true' >/dev/null; }
+nat_type_known() { ! field_is "$1" .natType unknown; }
+# ensure_settled USER...: before a call or conference, waits until pub has promoted itself (its
+# promotion moves circuits and adds a relay candidate) and each USER knows its NAT type (the path
+# depends on it). Right after setup neither need have happened yet.
+ensure_settled() {
+  local user
+  wait_for 40 "pub promotes itself" field_is pub .role supernode
+  for user in "$@"; do wait_for 20 "$user knows its NAT type" nat_type_known "$user"; done
+}
 
 # Users and where they run. Default supernodes on the internet segment; "pub" is a public node in
 # auto mode; the others sit behind one NAT router each.
@@ -199,6 +212,9 @@ scenario_login_relay() {
 }
 
 scenario_host_cache_tcp() {
+  # The refresh is recorded when the supernode's host cache answer arrives, just after attaching.
+  wait_for 10 "carol refreshed her host cache" bash -c "! $bin/skylark status --state $work/carol --json | jq -e '.result.hostCacheRefresh == \"none\"'"
+  wait_for 10 "alice refreshed her host cache" bash -c "! $bin/skylark status --state $work/alice --json | jq -e '.result.hostCacheRefresh == \"none\"'"
   field_is carol .hostCacheRefresh tcp || fail "carol's host cache refresh: $(status_of carol .hostCacheRefresh)"
   field_is alice .hostCacheRefresh udp
   echo "  carol (UDP blocked) refreshed her host cache over TCP; alice over UDP"
@@ -227,17 +243,18 @@ scenario_search() {
 }
 
 scenario_presence() {
-  # Everyone asks everyone; each request needs the other's consent.
+  # Everyone asks everyone (but pairs an earlier scenario made); each request needs consent.
+  local pairs=() pair a b
   for a in "${users[@]}"; do for b in "${users[@]}"; do
-    [[ "$a" < "$b" ]] && ctl "$a" buddy add "$b" >/dev/null
+    if [[ "$a" < "$b" ]] && ! presence_is "$a" "$b" online; then pairs+=("$a:$b"); fi
   done; done
-  for a in "${users[@]}"; do for b in "${users[@]}"; do
-    [[ "$a" < "$b" ]] && wait_for 10 "$b gets $a's request" presence_is "$b" "$a" "-"
-  done; done
-  presence_is alice bob online && fail "presence visible before consent"
-  for a in "${users[@]}"; do for b in "${users[@]}"; do
-    [[ "$a" < "$b" ]] && ctl "$b" buddy accept "$a" >/dev/null
-  done; done
+  for pair in "${pairs[@]}"; do ctl "${pair%%:*}" buddy add "${pair##*:}" >/dev/null; done
+  for pair in "${pairs[@]}"; do a=${pair%%:*} b=${pair##*:}; wait_for 10 "$b gets $a's request" presence_is "$b" "$a" "-"; done
+  for pair in "${pairs[@]}"; do
+    a=${pair%%:*} b=${pair##*:}
+    presence_is "$a" "$b" online && fail "$a sees $b's presence before consent"
+  done
+  for pair in "${pairs[@]}"; do ctl "${pair##*:}" buddy accept "${pair%%:*}" >/dev/null; done
   for a in "${users[@]}"; do for b in "${users[@]}"; do
     [ "$a" != "$b" ] && wait_for 10 "$a sees $b online" presence_is "$a" "$b" online
   done; done
@@ -263,6 +280,11 @@ scenario_presence() {
 }
 
 scenario_no_flapping() {
+  local b
+  for b in pub bob carol dave; do
+    ensure_buddies alice "$b"
+    wait_for 10 "$b sees alice online" presence_is "$b" alice online
+  done
   bash "$here/netlab.sh" loss pr 5
   bash "$here/netlab.sh" loss sym 5
   local end=$(( $(now_ms) + 20000 )) samples=0
@@ -281,6 +303,8 @@ scenario_no_flapping() {
 
 scenario_messages() {
   local answer
+  ensure_buddies alice bob
+  ensure_buddies alice carol
   answer=$(ctl alice msg bob "hello bob" --json)
   [ "$(jq -r .result.state <<<"$answer")" = delivered ] || fail "alice -> bob: $answer"
   wait_for 5 "bob has alice's message" bash -c "$bin/skylark inbox --state $work/bob --json | jq -e '.result.messages[] | select(.from==\"alice\" and .text==\"hello bob\")'"
@@ -303,6 +327,7 @@ scenario_client_drop() {
   # dave's node dies without signing off: buddies believe it only after the supernode's grace
   # period and their own confirmation, and then within 10 s.
   local start b
+  for b in pub alice bob carol; do ensure_buddies "$b" dave; done
   for b in pub alice bob carol; do wait_for 30 "$b sees dave online first" presence_is "$b" dave online; done
   start=$(now_ms)
   kill -KILL "${node_pid[dave]}"
@@ -313,14 +338,15 @@ scenario_client_drop() {
   [ "$first" -ge 1500 ] || fail "alice showed dave offline after only $first ms, before the grace period and any confirmation"
   for b in pub bob carol; do wait_for 10 "$b sees dave offline after confirmation" presence_is "$b" dave offline; done
   echo "  dave's node killed: alice showed him offline after $first ms, every buddy within $(( $(now_ms) - start )) ms (confirmed, not on the first sign)"
-  start_client dave
-  wait_for 30 "dave back" field_is dave .presence online
+  restart_node dave  # later scenarios count on every node of the lab
 }
 
 scenario_supernode_leaves() {
   # A supernode stopped with SIGTERM hands its clients over and announces its departure.
+  # Six supernodes in all (five defaults and pub) once pub has promoted itself.
+  wait_for 40 "pub promotes itself" field_is pub .role supernode
   local user victim=""
-  for user in bob carol dave alice; do
+  for user in bob carol dave alice frank; do
     victim=$(status_of "$user" .supernode | cut -d' ' -f1)
     [[ "$victim" == sn* ]] && break
   done
@@ -336,6 +362,7 @@ scenario_supernode_leaves() {
     wait_for 10 "$other drops $victim from its routing table" bash -c "$bin/skylark status --state $work/$other --json | jq -e '.result.dhtContacts <= 4'"
   done
   echo "  $victim left gracefully: $user moved to $(status_of "$user" .supernode | cut -d' ' -f1) and was reachable again after $(( $(now_ms) - start )) ms"
+  restart_node "$victim"  # later scenarios count on every node of the lab
 }
 
 scenario_dead_host_cache() {
@@ -359,19 +386,29 @@ PY
   local failed_entries
   failed_entries=$(jq '[.entries[] | select(.consecutiveFailures > 0)] | length' "$work/erin/hostcache.json")
   echo "  erin (UDP blocked, 90 of 100 cached supernodes dead) logged in and attached after $took ms; $failed_entries dead entries marked failed"
+  stop_node erin  # not one of setup's nodes: the lab is left as setup made it
 }
 
 scenario_supernode_killed() {
-  local victim
-  victim=$(status_of alice .supernode | cut -d' ' -f1)
-  [[ "$victim" == sn* ]] || fail "alice is attached to '$victim', expected a default supernode"
+  # A client attached to a default supernode (any of them; an earlier scenario may have moved
+  # some to pub) loses it without a handover: it re-attaches elsewhere and is found again.
+  local user victim="" where=""
+  for user in alice bob carol dave frank; do
+    victim=$(status_of "$user" .supernode | cut -d' ' -f1)
+    where="$where $user:$victim"
+    [[ "$victim" == sn* ]] && break
+  done
+  [[ "$victim" == sn* ]] || fail "no client is attached to a default supernode (user:supernode:$where)"
+  local searcher=bob
+  [ "$user" = bob ] && searcher=alice
   local start
   start=$(now_ms)
   kill -KILL "${node_pid[$victim]}"
   unset "node_pid[$victim]"
-  wait_for 10 "alice re-attaches elsewhere within 10 s" bash -c "s=\$($bin/skylark status --state $work/alice --json | jq -r .result.supernode); [ \"\${s%% *}\" != \"$victim\" ] && [ \"\$s\" != null ]"
-  wait_for 10 "bob finds alice again" bash -c "$bin/skylark search alice --state $work/bob --json | jq -e '.result.found and .result.supernode != \"$victim\"'"
-  echo "  $victim killed with alice attached: she re-attached to $(status_of alice .supernode | cut -d' ' -f1) and was reachable again after $(( $(now_ms) - start )) ms"
+  wait_for 10 "$user re-attaches elsewhere within 10 s" bash -c "s=\$($bin/skylark status --state $work/$user --json | jq -r .result.supernode); [ \"\${s%% *}\" != \"$victim\" ] && [ \"\$s\" != null ]"
+  wait_for 10 "$searcher finds $user again" bash -c "$bin/skylark search $user --state $work/$searcher --json | jq -e '.result.found and .result.supernode != \"$victim\"'"
+  echo "  $victim killed with $user attached: $user re-attached to $(status_of "$user" .supernode | cut -d' ' -f1) and was reachable again after $(( $(now_ms) - start )) ms"
+  restart_node "$victim"  # later scenarios count on every node of the lab
 }
 
 # --- Calls -------------------------------------------------------------------------------------
@@ -392,6 +429,7 @@ place_call() {
   local frames patience
   frames=$(awk -v s="$seconds" 'BEGIN { printf "%d", (s + 1) * 50 }')
   patience=$(awk -v s="$seconds" 'BEGIN { printf "%d", s + 9 }')
+  ensure_settled "$caller" "$callee"
   ensure_buddies "$caller" "$callee"
   local dial answer
   dial=$(now_ms)
@@ -459,6 +497,9 @@ scenario_calls() {
 
 scenario_calls_impaired() {
   # 3 % loss and 30 ms of jitter (around 40 ms of delay) on alice's, bob's and frank's routers.
+  local user
+  ensure_settled alice pub bob frank
+  for user in pub bob frank; do ensure_buddies alice "$user"; done
   for router in pr sym pr2; do bash "$here/netlab.sh" shape "$router" 40 30 3 >/dev/null; done
   # Losses are concealed and the jitter buffer re-times: 75 % of blocks at 0.8 or better, over
   # 6 s (60 blocks; a path through two shaped routers loses about 6 % of its packets).
@@ -471,6 +512,7 @@ scenario_calls_impaired() {
 
 scenario_call_switch() {
   # Start on a relay, move to the direct path once found: the callee must hear no gap over 100 ms.
+  ensure_settled alice pub
   ensure_buddies alice pub
   ctl alice call pub --relay-first >/dev/null
   wait_for 10 "the call is active" call_is alice .state active
@@ -491,6 +533,7 @@ scenario_call_capture() {
   ip netns exec skl-pub tshark -i e0 -f "udp port 7100" -a duration:4 -w "$work/direct.pcap" >"$work/tshark.log" 2>&1 &
   local capture=$!
   wait_for 10 "tshark is capturing" grep -q "Capturing on" "$work/tshark.log"
+  ensure_settled alice pub
   ensure_buddies alice pub
   ctl alice call pub >/dev/null
   wait_for 10 "the call is active" call_is alice .state active
@@ -505,6 +548,7 @@ scenario_call_capture() {
 
 scenario_call_relay_killed() {
   # A relayed call loses a relay supernode mid-call: it re-routes within 2 s and does not drop.
+  ensure_settled alice bob
   ensure_buddies alice bob
   ctl alice call bob >/dev/null
   wait_for 10 "the call is active" call_is alice .state active
@@ -575,7 +619,7 @@ scenario_conference() {
   # then the mixer is killed and the rest move to the next one.
   local everyone=(alice pub bob carol dave frank) user
   for user in pub bob carol dave frank; do ensure_buddies alice "$user"; done
-  for user in "${everyone[@]}"; do wait_for 20 "$user knows its NAT type" bash -c "[ \"\$($bin/skylark status --state $work/$user --json | jq -r .result.natType)\" != unknown ]"; done
+  ensure_settled "${everyone[@]}"
   ctl alice conf start pub bob carol dave frank >/dev/null
   for user in "${everyone[@]}"; do wait_for 15 "$user is in the conference of six" conf_members_are "$user" 6; done
   local mixer
@@ -612,6 +656,7 @@ scenario_conference_ten() {
   # Ten participants (Skype stopped at five or six): the NATed clients, the public node and four
   # supernodes, each with its own tone; everyone hears the nine others and not itself.
   local everyone=(alice pub bob carol dave frank sn1 sn2 sn3 sn4) user
+  ensure_settled "${everyone[@]:0:6}"  # the supernodes are public: they need not look
   for user in "${everyone[@]:1}"; do ensure_buddies alice "$user"; done
   ctl alice conf start "${everyone[@]:1}" >/dev/null
   for user in "${everyone[@]}"; do wait_for 20 "$user is in the conference of ten" conf_members_are "$user" 10; done
@@ -629,6 +674,130 @@ scenario_conference_ten() {
   for user in "${everyone[@]}"; do ctl "$user" conf leave >/dev/null; done
 }
 
+# rss_kib PID: a process's resident memory in KiB.
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# flood_probe FILE: asks pub for its status (how long it takes to answer, at most 10 s) and then
+# for what it has heard of the call; writes "MILLISECONDS ANSWERED(1/0) PACKETS" to FILE.
+flood_probe() {
+  local asked ok=1 took heard
+  asked=$(now_ms)
+  timeout 10 "$bin/skylark" status --state "$work/pub" --json >/dev/null 2>&1 || ok=0
+  took=$(( $(now_ms) - asked ))
+  heard=$(timeout 5 "$bin/skylark" calls --state "$work/pub" --json 2>/dev/null | jq -r '.result[-1].packetsReceived // "-"') || heard="-"
+  echo "$took $ok ${heard:--}" >"$1.tmp" && mv "$1.tmp" "$1"
+}
+
+scenario_flood() {
+  # A flood of garbage and plausible-looking datagrams (STUN, RTP, relay and overlay-datagram
+  # markers) at pub's UDP port for 20 s, from 8 sockets on the internet segment, during a direct
+  # call alice -> pub: pub's memory stays flat (growth under 16 MiB), the call keeps flowing
+  # (pub hears at least 900 of alice's 1000 packets meanwhile: the flood must not push out her
+  # media), and 2 s after it ends pub is itself again (finds alice).
+  local pid=${node_pid[pub]:-}
+  [ -n "$pid" ] || fail "pub is not running"
+  ensure_settled alice pub
+  ensure_buddies alice pub
+  ctl alice call pub >/dev/null
+  wait_for 10 "the call is active" call_is alice .state active
+  wait_for 10 "pub hears alice" heard_at_least pub 50
+  local rss_before heard_before
+  rss_before=$(rss_kib "$pid")
+  heard_before=$(last_call pub '.packetsReceived')
+  in_ns update python3 "$here/udp_flood.py" 203.0.113.30 7100 --seconds 20 --sockets 8 >"$work/flood.json" 2>"$work/flood.log" &
+  flood_pid=$!
+  # Once a second while the flooder runs (it stops itself after 20 s; at 30 s it is ended here):
+  # pub's memory; and, one probe at a time so a slow answer does not stall the sampling, how
+  # long pub's status takes to answer and what pub has heard of the call.
+  local started rss rss_max=$rss_before slowest=0 unanswered=0 samples=0 probes=0 next pause
+  local probe=$work/flood-probe probe_pid="" took ok heard
+  rm -f "$probe"
+  started=$(now_ms)
+  next=$started
+  while kill -0 "$flood_pid" 2>/dev/null; do
+    [ $(( $(now_ms) - started )) -lt 30000 ] || { kill -KILL "$flood_pid" 2>/dev/null; fail "the flooder did not stop after 20 s"; }
+    rss=$(rss_kib "$pid") || fail "pub died during the flood"
+    [ "$rss" -gt "$rss_max" ] && rss_max=$rss
+    samples=$((samples + 1))
+    if [ -z "$probe_pid" ] || ! kill -0 "$probe_pid" 2>/dev/null; then
+      if [ -f "$probe" ]; then
+        read -r took ok heard <"$probe"
+        [ "$took" -gt "$slowest" ] && slowest=$took
+        [ "$ok" = 1 ] || unanswered=$((unanswered + 1))
+        probes=$((probes + 1))
+        echo "  probe: status ${took} ms (answered: $ok), heard ${heard}" >>"$work/flood-samples.log"
+        rm -f "$probe"
+      fi
+      flood_probe "$probe" &
+      probe_pid=$!
+      flood_helpers+=("$probe_pid")
+    fi
+    echo "$(( $(now_ms) - started )) ms: rss ${rss} KiB" >>"$work/flood-samples.log"
+    next=$(( next + 1000 ))
+    pause=$(( next - $(now_ms) ))
+    [ "$pause" -gt 0 ] && sleep "$(awk -v ms="$pause" 'BEGIN { printf "%.3f", ms / 1000 }')"
+  done
+  wait "$flood_pid" || fail "the flooder failed: $(cat "$work/flood.log")"
+  flood_pid=""
+  local ended heard_after found=no found_after left
+  ended=$(now_ms)
+  # What pub has heard by the end of the flood (asked now, read later), and, meanwhile, whether it
+  # finds alice within 2 s.
+  timeout 10 "$bin/skylark" calls --state "$work/pub" --json >"$work/flood-heard.json" 2>/dev/null &
+  local heard_pid=$!
+  flood_helpers+=("$heard_pid")
+  while :; do
+    left=$(( ended + 2000 - $(now_ms) ))
+    [ "$left" -gt 0 ] || break
+    if timeout "$(awk -v ms="$left" 'BEGIN { printf "%.3f", ms / 1000 }')" "$bin/skylark" search alice --state "$work/pub" --json 2>/dev/null |
+        jq -e '.result.found == true' >/dev/null; then
+      found=yes
+      break
+    fi
+    sleep 0.2
+  done
+  found_after=$(( $(now_ms) - ended ))
+  # Memory for 2 s after the flood too: what was queued may still be processed.
+  while [ $(( $(now_ms) - ended )) -lt 2000 ]; do
+    rss=$(rss_kib "$pid") || fail "pub died after the flood"
+    [ "$rss" -gt "$rss_max" ] && rss_max=$rss
+    sleep 0.25
+  done
+  local rss_after growth heard_during rate queues
+  rss_after=$(rss_kib "$pid")
+  [ "$rss_after" -gt "$rss_max" ] && rss_max=$rss_after
+  # The probe in flight when the flood ended: its answer, or at least how long it has waited.
+  if [ -n "$probe_pid" ]; then
+    wait "$probe_pid" || true
+    if [ -f "$probe" ]; then
+      read -r took ok heard <"$probe"
+      [ "$took" -gt "$slowest" ] && slowest=$took
+      [ "$ok" = 1 ] || unanswered=$((unanswered + 1))
+      probes=$((probes + 1))
+      echo "  probe: status ${took} ms (answered: $ok), heard ${heard}" >>"$work/flood-samples.log"
+    fi
+  fi
+  wait "$heard_pid" || true
+  flood_helpers=()
+  heard_after=$(jq -r '.result[-1].packetsReceived // empty' "$work/flood-heard.json" 2>/dev/null) || heard_after=""
+  growth=$(( rss_max - rss_before ))
+  heard_during="unknown (pub did not say within 10 s after the flood)"
+  [ -n "$heard_after" ] && heard_during=$(( heard_after - heard_before ))
+  rate=$(jq -r .rate "$work/flood.json")
+  echo "  flood: $(jq -r '"\(.sent) datagrams in \(.seconds) s from \(.sockets) sockets (\(.rate)/s, \(.errors) refused sends)"' "$work/flood.json")"
+  echo "  pub's memory: $(( rss_before / 1024 )) MiB before, $(( rss_max / 1024 )) MiB at most (during and 2 s after), $(( rss_after / 1024 )) MiB after; growth $(( growth / 1024 )) MiB"
+  echo "  pub heard $heard_during of alice's packets during the flood; slowest status answer $slowest ms ($probes probes over $samples s, $unanswered unanswered within 10 s); pub found alice after the flood: $found ($found_after ms)"
+  queues=$(timeout 10 "$bin/skylark" status --state "$work/pub" --json 2>/dev/null | jq -c '.result.queues // empty') || queues=""
+  [ -n "$queues" ] && echo "  pub's queues: $queues"
+  [ "$rate" -ge 30000 ] || fail "the flooder sent only $rate datagrams/s: too few to load a node"
+  [ "$growth" -lt 16384 ] || fail "pub's memory grew by $(( growth / 1024 )) MiB during the flood (limit 16 MiB)"
+  [ -n "$heard_after" ] && [ "$heard_during" -ge 900 ] || fail "pub heard only $heard_during of alice's packets during the 20 s flood (at least 900 of 1000)"
+  call_is alice .state active || fail "alice's side of the call is $(last_call alice .state) after the flood"
+  call_is pub .state active || fail "pub's side of the call is $(last_call pub .state) after the flood"
+  [ "$found" = yes ] || fail "pub did not find alice within 2 s after the flood"
+  ctl alice hangup >/dev/null
+  wait_for 5 "pub sees the call end" call_is pub .state ended
+}
+
 # Not one of the checks: keeps the lab running for manual exploration until $work/hold is removed
 # (run.sh hold; the work folder is printed).
 scenario_hold() {
@@ -639,7 +808,7 @@ scenario_hold() {
 
 all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages
                calls calls_impaired call_switch call_capture call_relay_killed conference conference_ten
-               client_drop supernode_leaves supernode_killed dead_host_cache)
+               flood client_drop supernode_leaves supernode_killed dead_host_cache)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}")
 

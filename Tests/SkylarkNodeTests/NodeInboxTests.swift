@@ -38,6 +38,20 @@ import Testing
         #expect(fromCaller.count == 5)
     }
 
+    @Test func whenTheQueueIsFullTheFloodingSourcePaysNotTheQuietOne() async {
+        let inbox = NodeInbox(limits: .init(datagrams: 64, datagramsPerSource: 64, sources: 16))
+        for _ in 0..<1000 { inbox.yield(.datagram(Self.rtp, from: Self.flooder, socket: 0)) }
+        #expect(inbox.counters.datagramsWaiting == 64)
+        // The queue is full of the flood, yet each of the caller's packets gets in.
+        for _ in 0..<10 { #expect(inbox.yield(.datagram(Self.rtp, from: Self.caller, socket: 0))) }
+        let counters = inbox.counters
+        #expect(counters.datagramsWaiting == 64)
+        #expect(counters.datagramsDroppedLongestQueue == 10)
+        let first = await Self.drain(inbox, most: 20)
+        let fromCaller = first.filter { if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false }
+        #expect(fromCaller.count == 10)
+    }
+
     @Test func manySourcesCannotPassTheTotalLimit() async {
         let inbox = NodeInbox(limits: .init(datagrams: 500, datagramsPerSource: 8, sources: 100))
         for round in 0..<20 {
@@ -47,7 +61,8 @@ import Testing
         #expect(counters.datagramsWaiting <= 500)
         #expect(counters.datagramSources <= 100)
         #expect(counters.datagramsPeak <= 500)
-        #expect(counters.datagramsDroppedQueueFull + counters.datagramsDroppedSourceFull == 20 * 300 - counters.datagramsWaiting)
+        #expect(counters.datagramsDroppedQueueFull + counters.datagramsDroppedSourceFull + counters.datagramsDroppedLongestQueue
+            == 20 * 300 - counters.datagramsWaiting)
         // Once taken, there is room again.
         _ = await Self.drain(inbox, most: 500)
         #expect(inbox.yield(.datagram(Self.overlay, from: Self.caller, socket: 0)))

@@ -83,6 +83,8 @@ public enum ControlResults {
         public var datagramsDroppedSourceFull = 0
         /// Dropped because the queue (or its table of sources) was full.
         public var datagramsDroppedQueueFull = 0
+        /// Dropped from the source with the most waiting, to make room for another source's.
+        public var datagramsDroppedLongestQueue = 0
         /// Of no kind the node speaks: dropped unread.
         public var datagramsUnknown = 0
         public var eventsWaiting = 0

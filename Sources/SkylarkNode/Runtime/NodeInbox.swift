@@ -7,9 +7,10 @@ import SkylarkWire
 ///
 /// - Datagrams wait in a queue that is fair among sources: each source address has its own FIFO
 ///   (at most `datagramsPerSource`), served round robin, so a flood from a few addresses delays
-///   a call's media by at most one datagram per flooding source. Beyond `datagrams` in all, or
-///   `sources` distinct sources, a datagram is dropped and counted. Datagrams of no known kind
-///   are dropped before they are queued.
+///   a call's media by at most one datagram per flooding source. At `datagrams` in all, the
+///   source with the most waiting loses its oldest to make room (so a flood cannot push out a
+///   call's packets); past `sources` distinct sources a new one is dropped. Every drop is
+///   counted. Datagrams of no known kind are dropped before they are queued.
 /// - Messages from a link count against that link (at most `messagesPerLink` waiting); a link
 ///   past its limit is closed by its handler, so one link's flood costs only that link.
 /// - Ticks are coalesced (one of each kind waits at most); control requests beyond
@@ -196,6 +197,7 @@ extension NodeInbox {
             var counters = self.counters
             counters.datagramsWaiting = datagrams.count
             counters.datagramSources = datagrams.sourceCount
+            counters.datagramsDroppedLongestQueue = datagrams.droppedForOthers
             counters.eventsWaiting = events.count
             counters.datagramLimit = limits.datagrams
             return counters
@@ -226,6 +228,9 @@ struct FairQueue {
     /// Sources with something waiting, in serving order.
     private var order = FIFO<HostPort>()
     private(set) var count = 0
+    /// Datagrams dropped from the longest queue to make room for another source's.
+    private(set) var droppedForOthers = 0
+    private var longestCache: HostPort?
 
     init(total: Int, perSource: Int, sources: Int) {
         self.total = total
@@ -236,9 +241,15 @@ struct FairQueue {
     var isEmpty: Bool { count == 0 }
     var sourceCount: Int { queues.count }
 
-    /// Queues a datagram; says why when it was dropped instead.
+    /// Queues a datagram; says why when it was dropped instead. When the queue is full, the
+    /// source with the most waiting pays: its oldest datagram makes room (longest-queue drop,
+    /// as fair queueing routers do), so a flood never pushes out a quiet source's packets.
     mutating func push(_ datagram: Datagram) -> Drop? {
-        guard count < total else { return .queueFull }
+        if count >= total {
+            let own = queues[datagram.source]?.count ?? 0
+            guard let longest = longestSource(), longest != datagram.source, (queues[longest]?.count ?? 0) > own + 1 else { return .queueFull }
+            dropOldest(of: longest)
+        }
         if var queue = queues[datagram.source] {
             guard queue.count < perSource else { return .sourceFull }
             queues[datagram.source] = nil  // keep the FIFO uniquely referenced while it grows
@@ -255,15 +266,36 @@ struct FairQueue {
         return nil
     }
 
+    /// The source with the most waiting: the one found last time while it still has the most
+    /// it is likely to (a flood), so the table is scanned again only when that one has shrunk.
+    private mutating func longestSource() -> HostPort? {
+        if let cached = longestCache, let queue = queues[cached], queue.count >= perSource / 2 { return cached }
+        longestCache = queues.max { $0.value.count < $1.value.count }?.key
+        return longestCache
+    }
+
+    private mutating func dropOldest(of source: HostPort) {
+        guard var queue = queues.removeValue(forKey: source), queue.pop() != nil else { return }
+        count -= 1
+        droppedForOthers += 1
+        // An emptied source stays in the serving order until its turn comes and finds nothing.
+        queues[source] = queue
+    }
+
     /// The next datagram: the oldest of the source whose turn it is.
     mutating func pop() -> Datagram? {
-        guard let source = order.pop(), var queue = queues.removeValue(forKey: source), let datagram = queue.pop() else { return nil }
-        if !queue.isEmpty {
-            queues[source] = queue
-            order.push(source)
+        while let source = order.pop() {
+            guard var queue = queues.removeValue(forKey: source) else { continue }
+            // A source whose datagrams were all dropped for others has nothing left: skip it.
+            guard let datagram = queue.pop() else { continue }
+            if !queue.isEmpty {
+                queues[source] = queue
+                order.push(source)
+            }
+            count -= 1
+            return datagram
         }
-        count -= 1
-        return datagram
+        return nil
     }
 }
 
