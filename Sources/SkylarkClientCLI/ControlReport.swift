@@ -38,7 +38,7 @@ public enum ControlReport {
     public static func search(_ result: ControlResults.Search) -> [String] {
         guard result.found else { return ["\(result.name): not found (offline or no such user)"] }
         var line = "\(result.name): \(result.status) via supernode \(result.supernode ?? "?")"
-        if let nat = result.natType, !nat.isEmpty { line += ", NAT \(nat)" }
+        if let nat = result.natType, nat != .unknown { line += ", NAT \(nat)" }
         if let endpoint = result.publicEndpoint, !endpoint.isEmpty { line += ", public UDP \(endpoint)" }
         line += " (\(result.hops) DHT hop(s))"
         return [line]

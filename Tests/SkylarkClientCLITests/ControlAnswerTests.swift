@@ -153,22 +153,22 @@ import Testing
 enum Fixtures {
     static let supernodeStatus = ControlResults.Status(
         name: "alice", nodeID: "0123456789abcdef0123", role: "supernode", roleReason: "publicly reachable", failedDialBacks: 0,
-        supernode: "self (10.0.0.1:7100)", loginPath: "direct", natType: "open", publicEndpoint: "203.0.113.5:7100", observedEndpoint: nil,
+        supernode: "self (10.0.0.1:7100)", loginPath: "direct", natType: .open, publicEndpoint: "203.0.113.5:7100", observedEndpoint: nil,
         listen: ["0.0.0.0:7100", "0.0.0.0:443"], advertised: ["203.0.113.5:7100"], presence: "online",
         attachedClients: 3, dhtContacts: 7, storedRecords: nil, hostCacheEntries: 2, hostCacheRefresh: "udp", uptimeSeconds: 61,
         buddies: [
-            .init(name: "bob", state: "confirmed", presence: "online", supernode: "carol (10.0.0.2:7100)", natType: "restricted", requestText: nil),
+            .init(name: "bob", state: "confirmed", presence: "online", supernode: "carol (10.0.0.2:7100)", natType: .restricted, requestText: nil),
             .init(name: "dave", state: "incoming", presence: "-", supernode: nil, natType: nil, requestText: "hello / it's dave"),
             .init(name: "erin", state: "outgoing", presence: "-", supernode: nil, natType: nil, requestText: nil),
         ])
 
     static let clientStatus = ControlResults.Status(
         name: "bob", nodeID: "", role: "client", roleReason: "not reachable from outside", failedDialBacks: 2,
-        supernode: nil, loginPath: "waiting for a supernode to relay the login", natType: "symmetric", publicEndpoint: nil, observedEndpoint: "198.51.100.4:51000",
+        supernode: nil, loginPath: "waiting for a supernode to relay the login", natType: .symmetric, publicEndpoint: nil, observedEndpoint: "198.51.100.4:51000",
         listen: ["0.0.0.0:7100"], advertised: [], presence: "offline",
         attachedClients: nil, dhtContacts: nil, storedRecords: nil, hostCacheEntries: 0, hostCacheRefresh: "none", uptimeSeconds: 3.5, buddies: [])
 
-    static let search = ControlResults.Search(name: "bob", found: true, status: "online", supernode: "carol (10.0.0.2:7100)", natType: "restricted",
+    static let search = ControlResults.Search(name: "bob", found: true, status: "online", supernode: "carol (10.0.0.2:7100)", natType: .restricted,
                                               publicEndpoint: "", privateEndpoints: ["10.0.0.3:7100"], hops: 2)
 
     static let delivered = ControlResults.Message(id: "m-1", to: "bob", state: "delivered", replicas: nil, receipt: true)

@@ -52,6 +52,31 @@ import Testing
         #expect(fromCaller.count == 10)
     }
 
+    @Test func oneHostWithManySocketsIsOneSource() {
+        let inbox = NodeInbox(limits: .init(datagrams: 2048, datagramsPerSource: 16, sources: 8))
+        for port in 0..<1000 { inbox.yield(.datagram(Self.rtp, from: HostPort(host: "198.51.100.7", port: 10_000 + port), socket: 0)) }
+        #expect(inbox.counters.datagramSources == 1)
+        #expect(inbox.counters.datagramsWaiting == 16)
+        #expect(inbox.yield(.datagram(Self.rtp, from: Self.caller, socket: 0)))
+    }
+
+    @Test func aNewSourceGetsInWhenTheTableOfSourcesIsFull() async {
+        let inbox = NodeInbox(limits: .init(datagrams: 2048, datagramsPerSource: 64, sources: 4))
+        for index in 0..<4 {
+            for _ in 0..<10 { inbox.yield(.datagram(Self.rtp, from: Self.source(index), socket: 0)) }
+        }
+        #expect(inbox.counters.datagramSources == 4)
+        // The caller is the fifth: a flooding source gives up its place rather than the caller being refused.
+        #expect(inbox.yield(.datagram(Self.rtp, from: Self.caller, socket: 0)))
+        let counters = inbox.counters
+        #expect(counters.datagramSources == 4)
+        #expect(counters.datagramsDroppedLongestQueue == 10)
+        #expect(counters.datagramsWaiting == 31)
+        let all = await Self.drain(inbox, most: 100)
+        #expect(all.count == 31)
+        #expect(all.contains { if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false })
+    }
+
     @Test func manySourcesCannotPassTheTotalLimit() async {
         let inbox = NodeInbox(limits: .init(datagrams: 500, datagramsPerSource: 8, sources: 100))
         for round in 0..<20 {

@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkOverlay
+import SkylarkTraversal
 import SkylarkWire
 import Testing
 
@@ -7,11 +8,9 @@ import Testing
 /// and filter UDP, and a relay that carries packets between the two supernode ends of a circuit.
 @Suite("Call sessions")
 struct CallSessionTests {
-    enum NAT: String { case open, portRestricted = "port-restricted", symmetric, udpBlocked = "udp-blocked" }
-
     struct Host {
         var name: String
-        var nat: NAT
+        var nat: NATType
         var local: HostPort
         var publicIP: String
         /// Where a supernode saw this host's UDP (its reflexive candidate).
@@ -52,6 +51,8 @@ struct CallSessionTests {
                 let mapped = HostPort(host: host.publicIP, port: nextPort)
                 mappings[name, default: [:]][destination] = mapped
                 return mapped
+            case .fullCone, .restricted, .unknown:
+                preconditionFailure("this model has open, port-restricted, symmetric and UDP-blocked NATs")
             }
         }
 
@@ -65,6 +66,8 @@ struct CallSessionTests {
                     if destination == HostPort(host: host.publicIP, port: host.local.port), allowed[name]?.contains(source) == true { return name }
                 case .symmetric:
                     if mappings[name]?.values.contains(destination) == true, allowed[name]?.contains(source) == true { return name }
+                case .fullCone, .restricted, .unknown:
+                    preconditionFailure("this model has open, port-restricted, symmetric and UDP-blocked NATs")
                 }
             }
             return nil
@@ -96,17 +99,17 @@ struct CallSessionTests {
         return out
     }
 
-    static func host(_ name: String, _ nat: NAT, _ index: Int) -> Host {
+    static func host(_ name: String, _ nat: NATType, _ index: Int) -> Host {
         Host(name: name, nat: nat, local: HostPort(host: "10.\(index).0.2", port: 7100), publicIP: "203.0.113.\(100 + index)")
     }
 
     /// Runs a call from alice to bob (bob answers at once) for `seconds` of virtual time.
-    static func call(_ aliceNAT: NAT, _ bobNAT: NAT, seconds: Double = 4, peerNATKnown: Bool = true,
+    static func call(_ aliceNAT: NATType, _ bobNAT: NATType, seconds: Double = 4, peerNATKnown: Bool = true,
                      during: (inout Run, Network) -> Void = { _, _ in }) throws -> (Run, Network) {
         let network = Network(host("alice", aliceNAT, 1), host("bob", bobNAT, 2))
         let alice = network.hosts["alice"]!, bob = network.hosts["bob"]!
         var run = Run(caller: try CallSession(calling: "bob", callID: [UInt8](repeating: 7, count: 16), candidates: candidates(alice),
-                                              natType: aliceNAT.rawValue, peerNAT: peerNATKnown ? bobNAT.rawValue : "", ssrc: 1, now: 0))
+                                              natType: aliceNAT, peerNAT: peerNATKnown ? bobNAT : .unknown, ssrc: 1, now: 0))
         var pendingGrants: [(at: Double, granted: OvRelayGranted)] = []
         var legCounter: UInt8 = 0
         while run.now <= seconds {
@@ -123,7 +126,7 @@ struct CallSessionTests {
                             if other == "bob" {
                                 if run.callee == nil, case let .offer(offer)? = signal.body {
                                     run.callee = try CallSession(offer: offer, callID: Array(signal.callID), from: "alice", candidates: candidates(bob),
-                                                                 natType: bobNAT.rawValue, ssrc: 2, now: run.now)
+                                                                 natType: bobNAT, ssrc: 2, now: run.now)
                                     run.callee!.answer(now: run.now)
                                 } else {
                                     run.callee?.handleSignal(signal, now: run.now)
@@ -204,7 +207,7 @@ struct CallSessionTests {
     }
 
     @Test("Unknown NAT: relay first, then up to the direct path, without ending the call") func relayedThenDirect() throws {
-        // The peer's NAT is not known (no presence yet): a relay is asked for at once; the direct
+        // The peer's NATType is not known (no presence yet): a relay is asked for at once; the direct
         // path, found a little later, wins.
         let (run, _) = try Self.call(.portRestricted, .open, peerNATKnown: false)
         #expect(run.relayRequests.count == 1)
@@ -247,15 +250,15 @@ struct CallSessionTests {
 
     @Test("Declining ends the call on both sides; an unanswered call times out") func declineAndTimeout() throws {
         let network = Network(Self.host("alice", .open, 1), Self.host("bob", .open, 2))
-        var caller = try CallSession(calling: "bob", candidates: Self.candidates(network.hosts["alice"]!), natType: "open", peerNAT: "open", ssrc: 1, now: 0)
+        var caller = try CallSession(calling: "bob", candidates: Self.candidates(network.hosts["alice"]!), natType: .open, peerNAT: .open, ssrc: 1, now: 0)
         guard case let .signal(offerSignal)? = caller.poll(), case let .offer(offer)? = offerSignal.body else { Issue.record("no offer"); return }
-        var callee = try CallSession(offer: offer, callID: Array(offerSignal.callID), from: "alice", candidates: [], natType: "open", ssrc: 2, now: 0)
+        var callee = try CallSession(offer: offer, callID: Array(offerSignal.callID), from: "alice", candidates: [], natType: .open, ssrc: 2, now: 0)
         #expect(callee.phase == .ringing)
         callee.decline()
         guard case let .signal(end)? = callee.poll() else { Issue.record("no end signal"); return }
         caller.handleSignal(end, now: 1)
         #expect(caller.phase == .ended(.declined, "declined"))
-        var unanswered = try CallSession(calling: "bob", candidates: [], natType: "open", peerNAT: "open", ssrc: 1, now: 0)
+        var unanswered = try CallSession(calling: "bob", candidates: [], natType: .open, peerNAT: .open, ssrc: 1, now: 0)
         unanswered.handleTimeout(now: 46)
         guard case .ended(.noAnswer, _) = unanswered.phase else { Issue.record("no timeout: \(unanswered.phase)"); return }
     }

@@ -104,7 +104,7 @@ import Testing
                                       configure: Self.talker(550))
         befriend(alice, bob, in: lab)
         // As in the lab: both know their NAT type (and have published it) before the call.
-        #expect(lab.network.run(within: 20) { [alice, bob].allSatisfy { $0.status()?.natType != "unknown" } })
+        #expect(lab.network.run(within: 20) { [alice, bob].allSatisfy { $0.status()?.natType != .unknown } })
         #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .call, name: "bob")) != nil)
         #expect(lab.network.run(within: 10) { lastCall(alice)?.state == "active" && (lastCall(bob)?.packetsReceived ?? 0) >= 100 })
         #expect(lab.network.run(within: 5) { (lastCall(alice)?.packetsReceived ?? 0) >= 100 })
@@ -161,7 +161,7 @@ import Testing
         let frank = try lab.startClient("frank", address: "203.0.113.41", configure: Self.talker(880))
         let everyone = [alice, bob, carol, frank]
         for other in everyone.dropFirst() { befriend(alice, other, in: lab) }
-        #expect(lab.network.run(within: 20) { everyone.allSatisfy { $0.status()?.natType != "unknown" } })
+        #expect(lab.network.run(within: 20) { everyone.allSatisfy { $0.status()?.natType != .unknown } })
         #expect(alice.result(ControlResults.Conference.self, ControlRequest(command: .conferenceStart, names: ["bob", "carol", "frank"])) != nil)
         #expect(lab.network.run(within: 15) { everyone.allSatisfy { conference($0)?.members.count == 4 } })
         let mixerName = try #require(conference(alice)?.mixer)

@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkOverlay
+import SkylarkTraversal
 
 /// The control socket's protocol: one JSON object per line each way. A request names a command;
 /// the answer is `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
@@ -55,7 +56,7 @@ public enum ControlResults {
         public var failedDialBacks: Int
         public var supernode: String?
         public var loginPath: String
-        public var natType: String
+        public var natType: NATType
         public var publicEndpoint: String?
         public var observedEndpoint: String?
         public var listen: [String]
@@ -105,7 +106,7 @@ public enum ControlResults {
         public var state: String
         public var presence: String
         public var supernode: String?
-        public var natType: String?
+        public var natType: NATType?
         public var requestText: String?
     }
 
@@ -114,7 +115,7 @@ public enum ControlResults {
         public var found: Bool
         public var status: String
         public var supernode: String?
-        public var natType: String?
+        public var natType: NATType?
         public var publicEndpoint: String?
         public var privateEndpoints: [String]
         public var hops: Int

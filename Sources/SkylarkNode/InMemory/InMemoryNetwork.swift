@@ -143,9 +143,10 @@ public final class InMemoryNetwork: @unchecked Sendable {
 
     func after(_ delay: Double, _ action: @escaping () -> Void) { schedule.add(at: now + delay, action) }
 
-    /// The node at a public address (its own or its NAT's), if any.
+    /// The node at a public address (its own, or its NAT's), if any.
     func node(at host: String) -> InMemoryNode? {
-        nodes.first { $0.isRunning && ($0.address == host || $0.publicAddress == host) }
+        // A NATed node's own (private) address is not reachable from the rest of the network.
+        nodes.first { $0.isRunning && $0.publicAddress == host }
     }
 
     /// Stops a node gracefully (SIGTERM): it signs off and hands its clients over.

@@ -5,12 +5,12 @@ import SkylarkWire
 
 /// Everything on its way to the reactor, with a bound on all that a remote party can fill.
 ///
-/// - Datagrams wait in a queue that is fair among sources: each source address has its own FIFO
-///   (at most `datagramsPerSource`), served round robin, so a flood from a few addresses delays
-///   a call's media by at most one datagram per flooding source. At `datagrams` in all, the
-///   source with the most waiting loses its oldest to make room (so a flood cannot push out a
-///   call's packets); past `sources` distinct sources a new one is dropped. Every drop is
-///   counted. Datagrams of no known kind are dropped before they are queued.
+/// - Datagrams wait in a queue that is fair among sources: each source host (whatever its port)
+///   has its own FIFO (at most `datagramsPerSource`), served round robin, so a flood from a few
+///   hosts delays a call's media by at most one datagram per flooding host. At `datagrams` in
+///   all, or `sources` hosts, the source with the most waiting makes room (its oldest, or its
+///   place in the table), so a flood cannot push out a call's packets. Every drop is counted.
+///   Datagrams of no known kind are dropped before they are queued.
 /// - Messages from a link count against that link (at most `messagesPerLink` waiting); a link
 ///   past its limit is closed by its handler, so one link's flood costs only that link.
 /// - Ticks are coalesced (one of each kind waits at most); control requests beyond
@@ -42,10 +42,13 @@ final class NodeInbox: Sendable {
     /// Posts an event; returns false when it was dropped (a full queue, a tick already waiting).
     @discardableResult
     func yield(_ event: NodeEvent) -> Bool {
-        let (accepted, waiter) = state.withLock { state in
+        let (accepted, waiter, busy) = state.withLock { state in
             let accepted = state.push(event)
-            return (accepted, accepted ? state.takeWaiter() : nil)
+            defer { state.refusedControl = nil }
+            return (accepted, accepted ? state.takeWaiter() : nil, state.refusedControl)
         }
+        // Answered outside the lock: the reply may run the control server's write at once.
+        busy?.succeed(Reactor.failure("the node is busy: too many control requests waiting"))
         waiter?.resume()
         return accepted
     }
@@ -109,6 +112,8 @@ extension NodeInbox {
         var messagesWaiting: [LinkID: Int] = [:]
         var finished = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// A control request just refused, answered by `yield` once the lock is released.
+        var refusedControl: ControlReply?
         var counters = ControlResults.Queues()
 
         init(limits: Limits) {
@@ -143,7 +148,7 @@ extension NodeInbox {
             case let .control(_, promise):
                 guard controlWaiting < limits.controlRequests else {
                     counters.controlRefused += 1
-                    promise.succeed(Reactor.failure("the node is busy: too many control requests waiting"))
+                    refusedControl = promise
                     return false
                 }
                 controlWaiting += 1
@@ -205,7 +210,8 @@ extension NodeInbox {
     }
 }
 
-/// Datagrams waiting for the reactor, one FIFO per source, served round robin.
+/// Datagrams waiting for the reactor, one FIFO per source host, served round robin. Sources are
+/// hosts, not host:port pairs, so one host cannot claim many shares by opening many sockets.
 struct FairQueue {
     struct Datagram {
         var bytes: [UInt8]
@@ -224,13 +230,15 @@ struct FairQueue {
     let total: Int
     let perSource: Int
     let sources: Int
-    private var queues: [HostPort: FIFO<Datagram>] = [:]
-    /// Sources with something waiting, in serving order.
-    private var order = FIFO<HostPort>()
+    private var queues: [String: FIFO<Datagram>] = [:]
+    /// Hosts with something waiting, in serving order. A host whose datagrams were all dropped
+    /// for others may still be listed (skipped when its turn comes); `compactOrder` keeps such
+    /// leftovers few.
+    private var order = FIFO<String>()
     private(set) var count = 0
     /// Datagrams dropped from the longest queue to make room for another source's.
     private(set) var droppedForOthers = 0
-    private var longestCache: HostPort?
+    private var longestCache: String?
 
     init(total: Int, perSource: Int, sources: Int) {
         self.total = total
@@ -241,53 +249,69 @@ struct FairQueue {
     var isEmpty: Bool { count == 0 }
     var sourceCount: Int { queues.count }
 
-    /// Queues a datagram; says why when it was dropped instead. When the queue is full, the
-    /// source with the most waiting pays: its oldest datagram makes room (longest-queue drop,
-    /// as fair queueing routers do), so a flood never pushes out a quiet source's packets.
+    /// Queues a datagram; says why when it was dropped instead. When the queue (or its table of
+    /// sources) is full, the source with the most waiting pays — longest-queue drop, as fair
+    /// queueing routers do — so a flood cannot push out a quiet source's packets.
     mutating func push(_ datagram: Datagram) -> Drop? {
+        let key = datagram.source.host
+        let own = queues[key]?.count ?? 0
+        guard own < perSource else { return .sourceFull }
+        if own == 0, queues[key] == nil, queues.count >= sources {
+            // A new source and no room in the table: the longest source gives up its place.
+            guard let longest = longestSource(), longest != key, let queue = queues[longest], queue.count >= 2 else { return .queueFull }
+            queues[longest] = nil
+            count -= queue.count
+            droppedForOthers += queue.count
+            longestCache = nil
+        }
         if count >= total {
-            let own = queues[datagram.source]?.count ?? 0
-            guard let longest = longestSource(), longest != datagram.source, (queues[longest]?.count ?? 0) > own + 1 else { return .queueFull }
+            guard let longest = longestSource(), longest != key, (queues[longest]?.count ?? 0) > own + 1 else { return .queueFull }
             dropOldest(of: longest)
         }
-        if var queue = queues[datagram.source] {
-            guard queue.count < perSource else { return .sourceFull }
-            queues[datagram.source] = nil  // keep the FIFO uniquely referenced while it grows
-            queue.push(datagram)
-            queues[datagram.source] = queue
+        if var queue = queues.removeValue(forKey: key) {
+            queue.push(datagram)  // taken out first so the FIFO is uniquely referenced while it grows
+            queues[key] = queue
         } else {
-            guard queues.count < sources else { return .queueFull }
             var queue = FIFO<Datagram>()
             queue.push(datagram)
-            queues[datagram.source] = queue
-            order.push(datagram.source)
+            queues[key] = queue
+            order.push(key)
+            if order.count > 2 * sources { compactOrder() }
         }
         count += 1
         return nil
     }
 
-    /// The source with the most waiting: the one found last time while it still has the most
-    /// it is likely to (a flood), so the table is scanned again only when that one has shrunk.
-    private mutating func longestSource() -> HostPort? {
-        if let cached = longestCache, let queue = queues[cached], queue.count >= perSource / 2 { return cached }
+    /// A source with more waiting than most: the one found last time while it still has more
+    /// than a newcomer would (a flood keeps it so), else the longest after a scan of the table.
+    private mutating func longestSource() -> String? {
+        if let cached = longestCache, let queue = queues[cached], queue.count >= 2 { return cached }
         longestCache = queues.max { $0.value.count < $1.value.count }?.key
         return longestCache
     }
 
-    private mutating func dropOldest(of source: HostPort) {
+    private mutating func dropOldest(of source: String) {
         guard var queue = queues.removeValue(forKey: source), queue.pop() != nil else { return }
         count -= 1
         droppedForOthers += 1
-        // An emptied source stays in the serving order until its turn comes and finds nothing.
-        queues[source] = queue
+        if !queue.isEmpty { queues[source] = queue }
+    }
+
+    /// The serving order without hosts that have nothing waiting, each host once.
+    private mutating func compactOrder() {
+        var seen = Set<String>()
+        var kept = FIFO<String>()
+        while let source = order.pop() {
+            if queues[source] != nil, seen.insert(source).inserted { kept.push(source) }
+        }
+        order = kept
     }
 
     /// The next datagram: the oldest of the source whose turn it is.
     mutating func pop() -> Datagram? {
         while let source = order.pop() {
-            guard var queue = queues.removeValue(forKey: source) else { continue }
-            // A source whose datagrams were all dropped for others has nothing left: skip it.
-            guard let datagram = queue.pop() else { continue }
+            // Listed but with nothing left (all dropped for others): skip it.
+            guard var queue = queues.removeValue(forKey: source), let datagram = queue.pop() else { continue }
             if !queue.isEmpty {
                 queues[source] = queue
                 order.push(source)

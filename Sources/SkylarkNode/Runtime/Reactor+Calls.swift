@@ -38,7 +38,7 @@ extension Reactor {
         }
         if let busy = busyText() { return promise.succeed(Self.failure(busy)) }
         do {
-            let call = try CallSession(calling: name, candidates: ownMediaCandidates(), natType: natType.rawValue, peerNAT: buddy.natType ?? "unknown",
+            let call = try CallSession(calling: name, candidates: ownMediaCandidates(), natType: natType, peerNAT: buddy.natType ?? .unknown,
                                        ssrc: UInt32.random(in: 1...UInt32.max), relayFirst: relayFirst, configuration: configuration.call, now: now)
             let id = call.callID.hexString
             calls[id] = CallEntry(session: call, startedAt: now)
@@ -122,7 +122,7 @@ extension Reactor {
             return
         }
         do {
-            let call = try CallSession(offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType.rawValue,
+            let call = try CallSession(offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
                                        ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
             calls[id] = CallEntry(session: call, startedAt: now)
             console.note("incoming call from \(peer) (call \(id.prefix(8)))\(configuration.autoAnswer ? ", answering" : " — skylark answer")")

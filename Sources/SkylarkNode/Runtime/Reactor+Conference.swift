@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkOverlay
+import SkylarkTraversal
 import SkylarkWire
 
 /// A conference as the reactor holds it: the core, and the mixer's audio while this node mixes.
@@ -188,7 +189,7 @@ extension Reactor {
         switch decision {
         case .accept:
             do {
-                var call = try CallSession(offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType.rawValue,
+                var call = try CallSession(offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
                                            ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
                 call.answer(now: now)
                 var template = OvConferenceLeg()
@@ -262,9 +263,9 @@ extension Reactor {
     }
 
     func openLeg(_ id: String, to mixer: String, leg: OvConferenceLeg, now: Double) {
-        let peerNAT = leg.mixers.first { $0.name == mixer }.map { $0.capability.supernode ? "open" : $0.capability.natType } ?? "unknown"
+        let peerNAT = leg.mixers.first { $0.name == mixer }.map { $0.capability.supernode ? .open : NATType(reported: $0.capability.natType) } ?? .unknown
         do {
-            let call = try CallSession(calling: mixer, candidates: ownMediaCandidates(), natType: natType.rawValue, peerNAT: peerNAT,
+            let call = try CallSession(calling: mixer, candidates: ownMediaCandidates(), natType: natType, peerNAT: peerNAT,
                                        ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
             let callID = call.callID.hexString
             calls[callID] = CallEntry(session: call, startedAt: now, conference: ConferenceLegInfo(conferenceID: id, weMix: false, template: leg))

@@ -125,7 +125,7 @@ extension Reactor {
             failedDialBacks: promotion.failedChecksInARow,
             supernode: supernodeName,
             loginPath: loginState == .done ? loginPath : loginStateText,
-            natType: natType.rawValue,
+            natType: natType,
             publicEndpoint: publicUDP?.description,
             observedEndpoint: observedEndpoint?.description,
             listen: listening.map(\.description),

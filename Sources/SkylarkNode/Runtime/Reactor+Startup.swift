@@ -413,7 +413,7 @@ extension Reactor {
             logger.info("NAT type", metadata: ["nat.type": "\(result)", "nat.mapped": "\(mapped?.description ?? "-")"])
             console.note("NAT type: \(result)\(mapped.map { ", public UDP \($0)" } ?? "")")
         }
-        session?.setNetwork(natType: result.rawValue, publicEndpoint: mapped?.description ?? "", privateEndpoints: privateEndpoints(), now: now)
+        session?.setNetwork(natType: result, publicEndpoint: mapped?.description ?? "", privateEndpoints: privateEndpoints(), now: now)
     }
 
     // MARK: - Promotion

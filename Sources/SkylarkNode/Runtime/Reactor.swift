@@ -452,6 +452,8 @@ final class Reactor {
             runtimeRequests[id] = nil
             if case .loginRelay = entry.0 { loginRelayFailed("no answer from the supernode", now: now) }
             if case .dialBack = entry.0 { finishReachabilityCheck(now: now) }
+            // No answer to our credential: this link cannot carry the session; bootstrap again.
+            if case .authenticate = entry.0, let link = supernodeLink { io.close(link, reason: .authenticationRefused) }
             if case let .relay(callID) = entry.0 {
                 calls[callID]?.session.relayRefused("the supernode did not answer", now: now)
                 drainCall(callID, now: now)

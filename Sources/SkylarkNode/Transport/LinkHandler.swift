@@ -119,6 +119,12 @@ extension LinkHandler: LinkActionTarget {
 
     func write(_ bytes: [UInt8]) {
         guard let context else { return }
+        // What the link writes by itself once established (answers to its peer's requests) is
+        // capped like any send: a peer that does not read cannot grow the buffer.
+        if link.isEstablished, !context.channel.isWritable {
+            sink.countSendDropped()
+            return
+        }
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
     }
 

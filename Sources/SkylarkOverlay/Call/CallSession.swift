@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkTraversal
 import SkylarkWire
 
 /// One voice call, either side, as a sans-I/O core: signalling, the key agreement, and finding
@@ -124,8 +125,8 @@ public struct CallSession: Sendable {
     private var peerEphemeral: [UInt8]?
     private var checkKey: [UInt8]?
     private var ownCandidates: [OvMediaCandidate]
-    private let ownNAT: String
-    private var peerNAT: String
+    private let ownNAT: NATType
+    private var peerNAT: NATType
     private var peerCandidates: [OvMediaCandidate] = []
     private var ownRelay: OvMediaCandidate?
     private var usedRelays: [String] = []
@@ -140,8 +141,8 @@ public struct CallSession: Sendable {
     /// Starts a call to `peer`. `peerNAT` is the type in the peer's presence, if known.
     /// `relayFirst`: start on a relay circuit and only then look for a UDP path (and move to it)
     /// — a diagnostic that exercises switching paths mid-call.
-    public init(calling peer: String, callID: [UInt8] = SecureRandom.bytes(16), candidates: [OvMediaCandidate], natType: String,
-                peerNAT: String, ssrc: UInt32, relayFirst: Bool = false, configuration: Configuration = .init(), now: Double) throws {
+    public init(calling peer: String, callID: [UInt8] = SecureRandom.bytes(16), candidates: [OvMediaCandidate], natType: NATType,
+                peerNAT: NATType, ssrc: UInt32, relayFirst: Bool = false, configuration: Configuration = .init(), now: Double) throws {
         self.configuration = configuration
         self.callID = callID
         self.role = .caller
@@ -158,7 +159,7 @@ public struct CallSession: Sendable {
         var offer = OvCallOffer()
         offer.ephemeralKey = Data(ephemeralPublic)
         offer.candidates = candidates
-        offer.natType = natType
+        offer.natType = natType.rawValue
         offer.ssrc = ssrc
         self.relayFirst = relayFirst
         var signal = OvCallSignal()
@@ -169,7 +170,7 @@ public struct CallSession: Sendable {
     }
 
     /// An incoming call: rings until `answer`, `decline` or the ring timeout.
-    public init(offer: OvCallOffer, callID: [UInt8], from peer: String, candidates: [OvMediaCandidate], natType: String,
+    public init(offer: OvCallOffer, callID: [UInt8], from peer: String, candidates: [OvMediaCandidate], natType: NATType,
                 ssrc: UInt32, configuration: Configuration = .init(), now: Double) throws {
         self.configuration = configuration
         self.callID = callID
@@ -183,7 +184,7 @@ public struct CallSession: Sendable {
         self.ephemeralPublic = try ephemeral.publicKey()
         self.ownCandidates = candidates
         self.ownNAT = natType
-        self.peerNAT = offer.natType
+        self.peerNAT = NATType(reported: offer.natType)
         self.peerEphemeral = Array(offer.ephemeralKey)
         self.phaseDeadline = now + configuration.ringTimeout
         addPeerCandidates(offer.candidates, now: now)
@@ -221,7 +222,7 @@ public struct CallSession: Sendable {
         var answer = OvCallAnswer()
         answer.ephemeralKey = Data(ephemeralPublic)
         answer.candidates = ownCandidates
-        answer.natType = ownNAT
+        answer.natType = ownNAT.rawValue
         answer.ssrc = ssrc
         var signal = OvCallSignal()
         signal.callID = Data(callID)
@@ -255,7 +256,7 @@ public struct CallSession: Sendable {
                 return end(.failed, "key agreement failed", notify: true)
             }
             peerSSRC = answer.ssrc
-            peerNAT = answer.natType
+            peerNAT = NATType(reported: answer.natType)
             phase = .connecting
             phaseDeadline = now + configuration.connectTimeout
             addPeerCandidates(answer.candidates, now: now)
@@ -493,19 +494,17 @@ public struct CallSession: Sendable {
 
     /// Direct when either side is publicly reachable; otherwise the NATs had to be punched.
     private func udpKind() -> PathKind {
-        let reachable: Set<String> = ["open", "full-cone"]
+        let reachable: Set<NATType> = [.open, .fullCone]
         return reachable.contains(ownNAT) || reachable.contains(peerNAT) ? .direct : .punched
     }
 
-    static func needsRelay(_ nat: String) -> Bool {
-        nat == "symmetric" || nat == "udp-blocked" || nat == "unknown" || nat.isEmpty
-    }
+    static func needsRelay(_ nat: NATType) -> Bool { nat == .symmetric || nat == .udpBlocked || nat == .unknown }
 
-    static func udpBlocked(_ nat: String) -> Bool { nat == "udp-blocked" }
+    static func udpBlocked(_ nat: NATType) -> Bool { nat == .udpBlocked }
 
     /// Relay packets go over the TCP link unless UDP is known to work (a client's own supernode
     /// link carries them either way).
-    static func relayOverTCP(_ nat: String) -> Bool { udpBlocked(nat) || nat == "unknown" || nat.isEmpty }
+    static func relayOverTCP(_ nat: NATType) -> Bool { nat == .udpBlocked || nat == .unknown }
 
     /// HMAC-SHA256 over the check's fields, truncated to 16 bytes.
     static func tag(_ check: OvPathCheck, key: [UInt8]) -> [UInt8] {

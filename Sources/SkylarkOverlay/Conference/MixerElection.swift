@@ -1,4 +1,5 @@
 import SkylarkWire
+import SkylarkTraversal
 
 /// Orders the candidates for mixing a conference, best first: the first is the mixer, the rest
 /// the failover order every participant holds (so when the mixer goes, everyone moves to the
@@ -32,11 +33,11 @@ public enum MixerElection {
     /// 3 public supernode, 2 open/full cone, 1 port-restricted, 0 symmetric, −1 unreachable.
     public static func reachability(of capability: OvMixerCapability) -> Int {
         if capability.supernode { return 3 }
-        switch capability.natType {
-        case "open", "full-cone": return 2
-        case "restricted", "port-restricted": return 1
-        case "symmetric": return 0
-        default: return -1
+        switch NATType(reported: capability.natType) {
+        case .open, .fullCone: return 2
+        case .restricted, .portRestricted: return 1
+        case .symmetric: return 0
+        case .udpBlocked, .unknown: return -1
         }
     }
 
@@ -78,10 +79,10 @@ public enum MixerElection {
         if capability.supernode {
             reach = "public supernode"
         } else {
-            switch capability.natType {
-            case "open": reach = "public address"
-            case "": reach = "unknown reachability"
-            default: reach = "\(capability.natType) NAT"
+            switch NATType(reported: capability.natType) {
+            case .open: reach = "public address"
+            case .unknown: reach = "unknown reachability"
+            case let nat: reach = "\(nat) NAT"
             }
         }
         let cores = (capability.idleCores * 10).rounded() / 10

@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkCrypto
 import SkylarkWire
+import SkylarkTraversal
 
 /// A logged-in user's session with its supernode, as a sans-I/O core: buddies (with consent),
 /// presence (publishing our own, following our buddies', confirming a departure before showing
@@ -47,7 +48,7 @@ public struct ClientSession: Sendable {
         public var found: Bool
         public var status: PresenceStatus
         public var supernode: String?
-        public var natType: String?
+        public var natType: NATType?
         public var publicEndpoint: String?
         public var privateEndpoints: [String]
         public var hops: Int
@@ -106,7 +107,7 @@ public struct ClientSession: Sendable {
     private let messageKeyPublic: [UInt8]
     public private(set) var state: SessionState
     public private(set) var status: PresenceStatus = .online
-    public private(set) var natType = "unknown"
+    public private(set) var natType = NATType.unknown
     public private(set) var publicEndpoint = ""
     public private(set) var privateEndpoints: [String] = []
     private var link: Link = .down
@@ -177,7 +178,7 @@ public struct ClientSession: Sendable {
     }
 
     /// What the NAT probe and the adapter learnt; republished at once when attached.
-    public mutating func setNetwork(natType: String, publicEndpoint: String, privateEndpoints: [String], now: Double) {
+    public mutating func setNetwork(natType: NATType, publicEndpoint: String, privateEndpoints: [String], now: Double) {
         guard natType != self.natType || publicEndpoint != self.publicEndpoint || privateEndpoints != self.privateEndpoints else { return }
         self.natType = natType
         self.publicEndpoint = publicEndpoint
@@ -495,7 +496,7 @@ public struct ClientSession: Sendable {
         record.supernode = supernode.message
         record.publicEndpoint = publicEndpoint
         record.privateEndpoints = privateEndpoints
-        record.natType = natType
+        record.natType = natType.rawValue
         record.messageKey = Data(messageKeyPublic)
         guard let signed = try? SignedRecords.signPresence(record, identity: identity) else { return }
         latestPresence = signed
@@ -544,7 +545,7 @@ public struct ClientSession: Sendable {
             if let record = found {
                 answer.status = Self.status(of: record)
                 answer.supernode = record.supernode.name
-                answer.natType = record.natType
+                answer.natType = NATType(reported: record.natType)
                 answer.publicEndpoint = record.publicEndpoint
                 answer.privateEndpoints = record.privateEndpoints
             }
@@ -577,7 +578,7 @@ public struct ClientSession: Sendable {
     private mutating func apply(_ record: OvPresenceRecord, to buddy: inout Buddy, now: Double) {
         buddy.presenceSequence = record.sequence
         buddy.supernode = record.supernode.name
-        buddy.natType = record.natType
+        buddy.natType = NATType(reported: record.natType)
         buddy.publicEndpoint = record.publicEndpoint
         if record.messageKey.count == X25519.keyByteCount { buddy.messageKey = Array(record.messageKey).hexString }
         setPresence(&buddy, Self.status(of: record), now: now)

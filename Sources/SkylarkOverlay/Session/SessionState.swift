@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkTraversal
 
 /// A user's presence as other users see it.
 public enum PresenceStatus: String, Codable, Sendable {
@@ -24,7 +25,7 @@ public struct Buddy: Codable, Sendable, Equatable {
     public var presence: PresenceStatus
     public var presenceSequence: UInt64
     public var supernode: String?
-    public var natType: String?
+    public var natType: NATType?
     public var publicEndpoint: String?
     public var presenceChangedAt: Double?
 

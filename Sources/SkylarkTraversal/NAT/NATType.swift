@@ -17,4 +17,13 @@ public enum NATType: String, Sendable, Codable, CaseIterable, CustomStringConver
     case unknown
 
     public var description: String { rawValue }
+
+    /// A type as another node reported it (a wire field, a stored record): anything not
+    /// understood, the empty string included, is `unknown`.
+    public init(reported text: String) { self = NATType(rawValue: text) ?? .unknown }
+
+    /// Decoded leniently for the same reason: a state file holds what peers reported.
+    public init(from decoder: any Decoder) throws {
+        self.init(reported: try decoder.singleValueContainer().decode(String.self))
+    }
 }
