@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds everything (executables included, the
-# end-to-end tests start them), runs every test, then the NAT lab scenarios (as root: they
-# need network namespaces).
+# The test command: installs what is missing, checks the formatting (scripts/format.sh),
+# builds everything (executables included, the end-to-end tests start them), runs every test,
+# then the NAT lab scenarios (as root: they need network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
 bash scripts/install-deps.sh
+bash scripts/format.sh --check
 swift build --build-tests
 swift test --skip-build
 if [ "$(id -u)" -eq 0 ]; then

@@ -6,8 +6,9 @@ import SkylarkCrypto
 import SkylarkOverlay
 import SkylarkWire
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One real supernode process holding many attached, idle clients that send keepalives.
@@ -93,21 +94,25 @@ struct AttachBench: AsyncParsableCommand {
         }
     }
 
-    private func measure(supervisor: AttachSupervisor, group: MultiThreadedEventLoopGroup, work: String, skylark: String, login: String) async throws -> AttachReport {
+    private func measure(supervisor: AttachSupervisor, group: MultiThreadedEventLoopGroup, work: String, skylark: String, login: String) async throws
+        -> AttachReport
+    {
 
         // Login server.
         let loginPort = try await freePort(group: group)
         let loginState = work + "/login"
         _ = try supervisor.runTool(login, ["init", "--state", loginState, "--public-address", "127.0.0.1:\(loginPort)", "--key-bits", "\(keyBits)"])
-        let loginServer = try supervisor.spawn("skylark-login", login, ["serve", "--state", loginState, "--listen", "127.0.0.1:\(loginPort)", "--log-level", "warning"],
-                                               log: work + "/login.log")
+        let loginServer = try supervisor.spawn(
+            "skylark-login", login, ["serve", "--state", loginState, "--listen", "127.0.0.1:\(loginPort)", "--log-level", "warning"],
+            log: work + "/login.log")
         try await supervisor.waitFor("the login server to listen", timeout: 30, process: loginServer) {
             ((try? String(contentsOfFile: work + "/login.log", encoding: .utf8)) ?? "").contains("listening")
         }
         let profile = loginState + "/network.json"
         let password = "idle-bench-password"
-        _ = try supervisor.runTool(skylark, ["register", "idlesn", "--network", profile, "--state", work + "/sn-register"],
-                                   environment: ["SKYLARK_PASSWORD": password])
+        _ = try supervisor.runTool(
+            skylark, ["register", "idlesn", "--network", profile, "--state", work + "/sn-register"],
+            environment: ["SKYLARK_PASSWORD": password])
 
         // Client credentials, signed here with the login server's key.
         let signer = try RSA.PrivateKey(pem: String(contentsOfFile: loginState + "/login-key.pem", encoding: .utf8))
@@ -118,10 +123,13 @@ struct AttachBench: AsyncParsableCommand {
         // The supernode.
         let port = try await freePort(group: group)
         let snState = work + "/sn"
-        let supernode = try supervisor.spawn("skylark run idlesn", skylark,
-                                             ["run", "idlesn", "--network", profile, "--state", snState, "--supernode", "always",
-                                              "--listen", "127.0.0.1:\(port)", "--no-console"],
-                                             environment: ["SKYLARK_PASSWORD": password], log: work + "/sn.log")
+        let supernode = try supervisor.spawn(
+            "skylark run idlesn", skylark,
+            [
+                "run", "idlesn", "--network", profile, "--state", snState, "--supernode", "always",
+                "--listen", "127.0.0.1:\(port)", "--no-console",
+            ],
+            environment: ["SKYLARK_PASSWORD": password], log: work + "/sn.log")
         let pid = supernode.processIdentifier
         try await supervisor.waitFor("the supernode to serve", timeout: 60, process: supernode) {
             (try? supervisor.status(skylark, state: snState))?.role == "supernode"
@@ -138,8 +146,9 @@ struct AttachBench: AsyncParsableCommand {
         let verifier = Verifier(loginKey: signer.publicKey)
         let attachStart = Date()
         let attachCPU0 = try AttachProc.cpuSeconds(pid)
-        let (channels, failures) = try await attachAll(identities: identities, port: port, verifier: verifier, stats: stats, group: group, supervisor: supervisor,
-                                                       supernode: supernode)
+        let (channels, failures) = try await attachAll(
+            identities: identities, port: port, verifier: verifier, stats: stats, group: group, supervisor: supervisor,
+            supernode: supernode)
         let attachSeconds = Date().timeIntervalSince(attachStart)
         if !failures.isEmpty {
             throw AttachFailure("\(failures.count) of \(clients) clients could not attach; first: \(failures[0])")
@@ -166,8 +175,9 @@ struct AttachBench: AsyncParsableCommand {
             try await Task.sleep(for: .seconds(step))
             remaining -= step
             guard supernode.isRunning else { throw AttachFailure("the supernode exited during the idle period") }
-            attachProgress("  idle \(attachFormat(idleSeconds - remaining, 0))/\(attachFormat(idleSeconds, 0)) s: pings \(stats.pingsSent.load(ordering: .relaxed) - pings0), "
-                           + "pongs \(stats.pongs.load(ordering: .relaxed) - pongs0), drops \(stats.drops.load(ordering: .relaxed) - drops0)")
+            attachProgress(
+                "  idle \(attachFormat(idleSeconds - remaining, 0))/\(attachFormat(idleSeconds, 0)) s: pings \(stats.pingsSent.load(ordering: .relaxed) - pings0), "
+                    + "pongs \(stats.pongs.load(ordering: .relaxed) - pongs0), drops \(stats.drops.load(ordering: .relaxed) - drops0)")
         }
         let idleCPU1 = try AttachProc.cpuSeconds(pid)
         let idleWall = Date().timeIntervalSince(idleStart)
@@ -178,7 +188,9 @@ struct AttachBench: AsyncParsableCommand {
         let pings = stats.pingsSent.load(ordering: .relaxed) - pings0
         let pongs = stats.pongs.load(ordering: .relaxed) - pongs0
         let firstDrop = stats.firstDropReason
-        attachProgress("after idle: VmRSS \(attachFormat(afterIdle.vmRSSMiB, 1)) MiB, RssAnon \(attachFormat(afterIdle.rssAnonMiB, 1)) MiB; supernode reports \(finalStatus.attachedClients ?? -1) clients")
+        attachProgress(
+            "after idle: VmRSS \(attachFormat(afterIdle.vmRSSMiB, 1)) MiB, RssAnon \(attachFormat(afterIdle.rssAnonMiB, 1)) MiB; supernode reports \(finalStatus.attachedClients ?? -1) clients"
+        )
 
         // Stop the supernode before the clients go, so it is not busy with 5,000 departures.
         supervisor.stop(supernode)
@@ -191,13 +203,16 @@ struct AttachBench: AsyncParsableCommand {
             attachedReportedAfterAttach: attachedSeen, attachedReportedAfterIdle: finalStatus.attachedClients ?? -1,
             dropsDuringIdle: drops, dropsTotal: dropsTotal, firstDropReason: firstDrop, pingsDuringIdle: pings, pongsDuringIdle: pongs,
             idleCPUSeconds: idleCPU1 - idleCPU0, settleCPUSeconds: settleCPU1 - settleCPU0, settleSeconds: settleSeconds,
-            supernodeThreads: afterIdle.threads).finished()
+            supernodeThreads: afterIdle.threads
+        ).finished()
     }
 
     /// Opens every client link, at most `concurrency` handshakes at a time; returns the attached
     /// channels and the reasons of those that failed.
-    private func attachAll(identities: [LocalIdentity], port: Int, verifier: Verifier, stats: AttachClientStats, group: MultiThreadedEventLoopGroup,
-                           supervisor: AttachSupervisor, supernode: Process) async throws -> ([any Channel], [String]) {
+    private func attachAll(
+        identities: [LocalIdentity], port: Int, verifier: Verifier, stats: AttachClientStats, group: MultiThreadedEventLoopGroup,
+        supervisor: AttachSupervisor, supernode: Process
+    ) async throws -> ([any Channel], [String]) {
         let keepalive = TimeAmount.nanoseconds(Int64(self.keepalive * 1e9))
         var channels: [any Channel] = []
         var failures: [String] = []
@@ -231,8 +246,10 @@ struct AttachBench: AsyncParsableCommand {
         return (channels, failures)
     }
 
-    private static func connect(identity: LocalIdentity, port: Int, verifier: Verifier, stats: AttachClientStats, keepalive: TimeAmount,
-                                loop: any EventLoop) async -> Result<any Channel, AttachFailure> {
+    private static func connect(
+        identity: LocalIdentity, port: Int, verifier: Verifier, stats: AttachClientStats, keepalive: TimeAmount,
+        loop: any EventLoop
+    ) async -> Result<any Channel, AttachFailure> {
         let attached = loop.makePromise(of: Void.self)
         do {
             let channel = try await ClientBootstrap(group: loop)
@@ -271,8 +288,9 @@ struct AttachBench: AsyncParsableCommand {
                 do {
                     let key = try Ed25519.PrivateKey()
                     let publicKey = try key.publicKey().rawRepresentation()
-                    let signed = try Credential.issue(name: String(format: "idle%05d", index + 1), userPublicKey: publicKey, issuedAt: issuedAt,
-                                                      lifetime: 24 * 3600, serial: base + UInt64(index), signer: signer)
+                    let signed = try Credential.issue(
+                        name: String(format: "idle%05d", index + 1), userPublicKey: publicKey, issuedAt: issuedAt,
+                        lifetime: 24 * 3600, serial: base + UInt64(index), signer: signer)
                     let credential = try Credential.verify(signed, issuer: signer.publicKey, now: Int64(Date().timeIntervalSince1970))
                     results.set(index, .success(try LocalIdentity(key: key, credential: credential)))
                 } catch {
@@ -298,7 +316,8 @@ struct AttachBench: AsyncParsableCommand {
         // Not allowed to raise the hard limit: go as far as it allows.
         raised = rlimit(rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max)
         if limit.rlim_max >= needed, setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return Int(limit.rlim_max) }
-        throw AttachFailure("""
+        throw AttachFailure(
+            """
             \(clients) clients need at least \(needed) open files per process (this one and the supernode); \
             the hard limit is \(limit.rlim_max) and cannot be raised here (ulimit -Hn, or run as root / raise it in limits.conf)
             """)
@@ -402,7 +421,6 @@ final class IdleClientHandler: ChannelInboundHandler, SealingLinkHandler {
         }
     }
 
-
     private func ping() {
         guard let context, link.isEstablished else { return }
         sendPing(id: nextPingID, context: context)
@@ -500,14 +518,16 @@ enum AttachProc {
             guard let line = meminfo.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }) else { return -1 }
             return Int(line.dropFirst(name.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? -1
         }
-        return AttachMemory(vmRSSKiB: field("VmRSS"), rssAnonKiB: field("RssAnon"), rssFileKiB: field("RssFile"), vmHWMKiB: field("VmHWM"),
-                            threads: field("Threads"), systemSlabKiB: system("Slab"), systemSUnreclaimKiB: system("SUnreclaim"))
+        return AttachMemory(
+            vmRSSKiB: field("VmRSS"), rssAnonKiB: field("RssAnon"), rssFileKiB: field("RssFile"), vmHWMKiB: field("VmHWM"),
+            threads: field("Threads"), systemSlabKiB: system("Slab"), systemSUnreclaimKiB: system("SUnreclaim"))
     }
 
     /// User + system CPU seconds of the process so far.
     static func cpuSeconds(_ pid: Int32) throws -> Double {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { throw AttachFailure("cannot read /proc/\(pid)/stat") }
+            let close = text.lastIndex(of: ")")
+        else { throw AttachFailure("cannot read /proc/\(pid)/stat") }
         // After "pid (comm) ": state is field 3, utime field 14, stime field 15.
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { throw AttachFailure("cannot parse /proc/\(pid)/stat") }
@@ -600,7 +620,9 @@ final class AttachSupervisor: @unchecked Sendable {
         children.removeAll { $0.process === process }
         lock.unlock()
         guard process.terminationStatus == 0 else {
-            throw AttachFailure("\(URL(fileURLWithPath: executable).lastPathComponent) \(arguments.joined(separator: " ")) failed (exit \(process.terminationStatus)): \(output)")
+            throw AttachFailure(
+                "\(URL(fileURLWithPath: executable).lastPathComponent) \(arguments.joined(separator: " ")) failed (exit \(process.terminationStatus)): \(output)"
+            )
         }
         return output
     }
@@ -724,7 +746,9 @@ struct AttachReport: Codable {
         let settleCPUShare = settleSeconds > 0 ? 100 * settleCPUSeconds / settleSeconds : 0
         let perClientIdle = bytesPerClientIdleRSS
         var lines: [String] = []
-        lines.append("supernode: \(clients) attached idle clients, keepalive every \(attachFormat(keepaliveSeconds, 0)) s, \(cores) cores (one real `skylark run --supernode always` process)")
+        lines.append(
+            "supernode: \(clients) attached idle clients, keepalive every \(attachFormat(keepaliveSeconds, 0)) s, \(cores) cores (one real `skylark run --supernode always` process)"
+        )
         lines.append("")
         lines.append("supernode memory           | VmRSS MiB | RssAnon MiB | RSS bytes/client | anon bytes/client")
         lines.append("---------------------------|-----------|-------------|------------------|------------------")
@@ -732,20 +756,27 @@ struct AttachReport: Codable {
         lines.append(row("all \(clients) attached", attached, perClient: true))
         lines.append(row("after \(attachFormat(idleSeconds, 0)) s idle", idle, perClient: true))
         lines.append("")
-        lines.append("per client after the idle period: \(attachFormat(perClientIdle, 0)) bytes = \(attachFormat(perClientIdle / 1024, 2)) KiB of VmRSS "
-                     + "(target ≤ 20 KB: \(perClientIdle <= Self.targetBytesPerClient ? "met" : "NOT met"))")
-        lines.append("attach: \(clients) handshakes + attaches in \(attachFormat(attachSeconds, 1)) s (\(attachFormat(Double(clients) / max(attachSeconds, 0.001), 0))/s); "
-                     + "supernode CPU \(attachFormat(attachCPUSeconds, 2)) s")
+        lines.append(
+            "per client after the idle period: \(attachFormat(perClientIdle, 0)) bytes = \(attachFormat(perClientIdle / 1024, 2)) KiB of VmRSS "
+                + "(target ≤ 20 KB: \(perClientIdle <= Self.targetBytesPerClient ? "met" : "NOT met"))")
+        lines.append(
+            "attach: \(clients) handshakes + attaches in \(attachFormat(attachSeconds, 1)) s (\(attachFormat(Double(clients) / max(attachSeconds, 0.001), 0))/s); "
+                + "supernode CPU \(attachFormat(attachCPUSeconds, 2)) s")
         lines.append("supernode status: attachedClients \(attachedReportedAfterAttach) after attach, \(attachedReportedAfterIdle) after the idle period")
-        lines.append("idle period: \(attachFormat(idleSeconds, 1)) s, \(pingsDuringIdle) pings, \(pongsDuringIdle) pongs, \(dropsDuringIdle) links dropped "
-                     + "(\(dropsTotal) in the whole run\(firstDropReason.map { "; first: \($0)" } ?? ""))")
-        lines.append("supernode CPU while idle: \(attachFormat(idleCPUSeconds, 2)) s over \(attachFormat(idleSeconds, 1)) s (\(attachFormat(idleCPUShare, 1)) % of one core); "
-                     + "with no client \(attachFormat(settleCPUSeconds, 2)) s over \(attachFormat(settleSeconds, 1)) s (\(attachFormat(settleCPUShare, 1)) %)")
+        lines.append(
+            "idle period: \(attachFormat(idleSeconds, 1)) s, \(pingsDuringIdle) pings, \(pongsDuringIdle) pongs, \(dropsDuringIdle) links dropped "
+                + "(\(dropsTotal) in the whole run\(firstDropReason.map { "; first: \($0)" } ?? ""))")
+        lines.append(
+            "supernode CPU while idle: \(attachFormat(idleCPUSeconds, 2)) s over \(attachFormat(idleSeconds, 1)) s (\(attachFormat(idleCPUShare, 1)) % of one core); "
+                + "with no client \(attachFormat(settleCPUSeconds, 2)) s over \(attachFormat(settleSeconds, 1)) s (\(attachFormat(settleCPUShare, 1)) %)")
         let slab = Double(idle.systemSlabKiB - baseline.systemSlabKiB) * 1024 / Double(2 * clients)
         let unreclaimable = Double(idle.systemSUnreclaimKiB - baseline.systemSUnreclaimKiB) * 1024 / Double(2 * clients)
-        lines.append("kernel (system-wide, outside RSS, indicative): slab +\(attachFormat(Double(idle.systemSlabKiB - baseline.systemSlabKiB) / 1024, 1)) MiB "
-                     + "for \(2 * clients) sockets (both ends) = \(attachFormat(slab, 0)) bytes/socket, of which unreclaimable \(attachFormat(unreclaimable, 0))")
-        lines.append("supernode threads: \(supernodeThreads); peak RSS (VmHWM) \(mib(idle.vmHWMKiB)) MiB; RssFile \(mib(baseline.rssFileKiB)) -> \(mib(idle.rssFileKiB)) MiB")
+        lines.append(
+            "kernel (system-wide, outside RSS, indicative): slab +\(attachFormat(Double(idle.systemSlabKiB - baseline.systemSlabKiB) / 1024, 1)) MiB "
+                + "for \(2 * clients) sockets (both ends) = \(attachFormat(slab, 0)) bytes/socket, of which unreclaimable \(attachFormat(unreclaimable, 0))")
+        lines.append(
+            "supernode threads: \(supernodeThreads); peak RSS (VmHWM) \(mib(idle.vmHWMKiB)) MiB; RssFile \(mib(baseline.rssFileKiB)) -> \(mib(idle.rssFileKiB)) MiB"
+        )
         return lines.joined(separator: "\n")
     }
 }

@@ -12,8 +12,9 @@ import SkylarkMedia
 /// for a tone, the dominant frequency is within 5 Hz. Prints one JSON line; exits 1 when it does
 /// not match.
 struct AudioMatch: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "audio-match",
-                                                    abstract: "Does a recorded WAV carry a source tone or WAV? (used by the NAT lab)")
+    static let configuration = CommandConfiguration(
+        commandName: "audio-match",
+        abstract: "Does a recorded WAV carry a source tone or WAV? (used by the NAT lab)")
 
     @Option(help: "The recorded WAV (48 kHz).") var recording: String
     @Option(help: "The source was tone:HZ at this frequency.") var tone: Double?
@@ -55,8 +56,10 @@ struct AudioMatch: ParsableCommand {
             // Find where the recording starts in the source once, then let each block move ±60 ms.
             let source = try WAVFile(path: reference).samples
             let head = Array(window.prefix(block * 3))
-            let global = AudioAnalysis.bestAlignment(of: source, against: head, lags: 0...max(0, min(Opus.sampleRate * 2, source.count - head.count)),
-                                                     minimumOverlap: head.count)?.lag ?? 0
+            let global =
+                AudioAnalysis.bestAlignment(
+                    of: source, against: head, lags: 0...max(0, min(Opus.sampleRate * 2, source.count - head.count)),
+                    minimumOverlap: head.count)?.lag ?? 0
             let slack = Opus.sampleRate * 6 / 100
             for start in stride(from: 0, to: window.count - block + 1, by: block) {
                 let piece = Array(window[start..<start + block])
@@ -71,8 +74,10 @@ struct AudioMatch: ParsableCommand {
         let median = scores.sorted()[scores.isEmpty ? 0 : scores.count / 2]
         var match = share >= blocks && window.count >= Int(seconds * Double(Opus.sampleRate) * 0.9)
         if let tone { match = match && (dominant.map { abs($0 - tone) <= 5 } ?? false) }
-        finish(Result(voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), dominantHz: dominant.map { ($0 * 10).rounded() / 10 },
-                      correlation: (median * 1000).rounded() / 1000, blocksMatching: (share * 1000).rounded() / 1000, match: match))
+        finish(
+            Result(
+                voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), dominantHz: dominant.map { ($0 * 10).rounded() / 10 },
+                correlation: (median * 1000).rounded() / 1000, blocksMatching: (share * 1000).rounded() / 1000, match: match))
     }
 
     private func finish(_ result: Result) {
@@ -91,8 +96,9 @@ struct AudioMatch: ParsableCommand {
 /// participant's own tone measured ≤ 0.003 in its mix). Prints one JSON line; exits 1 when any
 /// expectation fails.
 struct AudioTones: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "audio-tones",
-                                                    abstract: "Does a recorded WAV hold these tones and not those? (conferences in the NAT lab)")
+    static let configuration = CommandConfiguration(
+        commandName: "audio-tones",
+        abstract: "Does a recorded WAV hold these tones and not those? (conferences in the NAT lab)")
 
     @Option(help: "The recorded WAV (48 kHz).") var recording: String
     @Option(help: "Tones that must be heard, Hz, comma-separated.") var present: String
@@ -124,8 +130,10 @@ struct AudioTones: ParsableCommand {
         let length = Int(seconds * Double(Opus.sampleRate))
         let window = Array(last ? settled.suffix(length) : settled.prefix(length))
         guard window.count >= Opus.sampleRate / 2 else {
-            return finish(Result(voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), relative: [:],
-                                 missing: wanted.map { "\(Int($0))" }, unwanted: [], match: false))
+            return finish(
+                Result(
+                    voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), relative: [:],
+                    missing: wanted.map { "\(Int($0))" }, unwanted: [], match: false))
         }
         var power: [Double: Double] = [:]
         for frequency in wanted + unwantedTones { power[frequency] = AudioAnalysis.power(of: window, at: frequency) }
@@ -134,8 +142,10 @@ struct AudioTones: ParsableCommand {
         for (frequency, value) in power { relative["\(Int(frequency))"] = (value / strongest * 1000).rounded() / 1000 }
         let missing = wanted.filter { power[$0]! / strongest < presentMin }.map { "\(Int($0))" }
         let unwanted = unwantedTones.filter { power[$0]! / strongest > absentMax }.map { "\(Int($0))" }
-        finish(Result(voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), relative: relative, missing: missing, unwanted: unwanted,
-                      match: missing.isEmpty && unwanted.isEmpty))
+        finish(
+            Result(
+                voicedSeconds: Double(voiced.count) / Double(Opus.sampleRate), relative: relative, missing: missing, unwanted: unwanted,
+                match: missing.isEmpty && unwanted.isEmpty))
     }
 
     static func frequencies(_ text: String) throws -> [Double] {

@@ -4,8 +4,9 @@ import COpusShims
 import Foundation
 import SkylarkCrypto
 import SkylarkMedia
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Cost per 20 ms frame of one call stream: plain libopus (the C functions, called directly)
@@ -76,7 +77,10 @@ struct MediaBench: ParsableCommand {
             pipelineRounds.append(pipeline.stages)
             packetBytes = pipeline.meanPacketBytes
             playout = pipeline.playout
-            FileHandle.standardError.write(Data("round \(round)/\(rounds): plain \(mediaFormat(plain.stages.reduce(0, +), 1)) µs, pipeline \(mediaFormat(pipeline.stages.reduce(0, +), 1)) µs per frame\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "round \(round)/\(rounds): plain \(mediaFormat(plain.stages.reduce(0, +), 1)) µs, pipeline \(mediaFormat(pipeline.stages.reduce(0, +), 1)) µs per frame\n"
+                        .utf8))
         }
         func medians(_ rows: [[Double]]) -> [Double] {
             (0..<rows[0].count).map { column in
@@ -87,20 +91,23 @@ struct MediaBench: ParsableCommand {
         let plain = medians(plainRounds)
         let pipeline = medians(pipelineRounds)
         let plainNames = ["opus_encode", "opus_decode"]
-        let pipelineNames = ["OpusEncoder.encode", "RTPHeader + MediaCipher.seal", "RTPHeader.decode + MediaCipher.open", "JitterBuffer.insert + next",
-                             "OpusDecoder.decode (FEC / PLC as told)"]
+        let pipelineNames = [
+            "OpusEncoder.encode", "RTPHeader + MediaCipher.seal", "RTPHeader.decode + MediaCipher.open", "JitterBuffer.insert + next",
+            "OpusDecoder.decode (FEC / PLC as told)",
+        ]
         let plainTotal = plain.reduce(0, +)
         let pipelineTotal = pipeline.reduce(0, +)
         let differences = zip(pipelineRounds, plainRounds).map { [$0.reduce(0, +) - $1.reduce(0, +)] }
         let overhead = medians(differences)[0]
-        let report = Report(library: Opus.libraryVersion, complexity: complexity, bitrate: bitrate, frames: frames, rounds: rounds,
-                            input: input ?? "synthetic voice-like signal", meanPacketBytes: packetBytes,
-                            plain: zip(plainNames, plain).map { Stage(name: $0, microseconds: $1) },
-                            pipeline: zip(pipelineNames, pipeline).map { Stage(name: $0, microseconds: $1) },
-                            plainPerFrame: plainTotal, pipelinePerFrame: pipelineTotal,
-                            overheadMicroseconds: overhead, overheadPercent: 100 * overhead / plainTotal,
-                            overheadRange: [differences.map { $0[0] }.min() ?? 0, differences.map { $0[0] }.max() ?? 0],
-                            plainStreamsPerCore: 20_000 / plainTotal, pipelineStreamsPerCore: 20_000 / pipelineTotal, playout: playout)
+        let report = Report(
+            library: Opus.libraryVersion, complexity: complexity, bitrate: bitrate, frames: frames, rounds: rounds,
+            input: input ?? "synthetic voice-like signal", meanPacketBytes: packetBytes,
+            plain: zip(plainNames, plain).map { Stage(name: $0, microseconds: $1) },
+            pipeline: zip(pipelineNames, pipeline).map { Stage(name: $0, microseconds: $1) },
+            plainPerFrame: plainTotal, pipelinePerFrame: pipelineTotal,
+            overheadMicroseconds: overhead, overheadPercent: 100 * overhead / plainTotal,
+            overheadRange: [differences.map { $0[0] }.min() ?? 0, differences.map { $0[0] }.max() ?? 0],
+            plainStreamsPerCore: 20_000 / plainTotal, pipelineStreamsPerCore: 20_000 / pipelineTotal, playout: playout)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -112,15 +119,17 @@ struct MediaBench: ParsableCommand {
 
     private func table(_ report: Report) -> String {
         var lines: [String] = []
-        lines.append("media per 20 ms frame, one stream (encode one frame + decode one frame): \(report.library), complexity \(report.complexity), "
-                     + "\(report.bitrate / 1000) kb/s, FEC on; \(report.frames) frames x \(report.rounds) rounds (median of round means); "
-                     + "\(report.input); mean sealed packet \(mediaFormat(report.meanPacketBytes, 1)) B")
+        lines.append(
+            "media per 20 ms frame, one stream (encode one frame + decode one frame): \(report.library), complexity \(report.complexity), "
+                + "\(report.bitrate / 1000) kb/s, FEC on; \(report.frames) frames x \(report.rounds) rounds (median of round means); "
+                + "\(report.input); mean sealed packet \(mediaFormat(report.meanPacketBytes, 1)) B")
         lines.append("")
         lines.append("step                                          | plain libopus µs | Skylark pipeline µs")
         lines.append("----------------------------------------------|------------------|--------------------")
         func row(_ name: String, _ plain: Double?, _ pipeline: Double?) {
-            lines.append(name.padding(toLength: 45, withPad: " ", startingAt: 0) + " | " + (plain.map { mediaFormat($0, 2) } ?? "").leftPad(16)
-                         + " | " + (pipeline.map { mediaFormat($0, 2) } ?? "").leftPad(18))
+            lines.append(
+                name.padding(toLength: 45, withPad: " ", startingAt: 0) + " | " + (plain.map { mediaFormat($0, 2) } ?? "").leftPad(16)
+                    + " | " + (pipeline.map { mediaFormat($0, 2) } ?? "").leftPad(18))
         }
         row("encode", report.plain[0].microseconds, report.pipeline[0].microseconds)
         row("RTP header + AES-256-GCM seal", nil, report.pipeline[1].microseconds)
@@ -131,10 +140,15 @@ struct MediaBench: ParsableCommand {
         row("receive side", report.plain[1].microseconds, report.pipeline[2].microseconds + report.pipeline[3].microseconds + report.pipeline[4].microseconds)
         row("per stream (send + receive)", report.plainPerFrame, report.pipelinePerFrame)
         lines.append("")
-        lines.append("pipeline overhead over plain libopus (median of the per-round differences): \(mediaFormat(report.overheadMicroseconds, 2)) µs per frame "
-                     + "(\(mediaFormat(report.overheadPercent, 1)) %); per round from \(mediaFormat(report.overheadRange[0], 2)) to \(mediaFormat(report.overheadRange[1], 2)) µs")
-        lines.append("streams per core (20 ms / per-stream cost): plain \(mediaFormat(report.plainStreamsPerCore, 0)), pipeline \(mediaFormat(report.pipelineStreamsPerCore, 0))")
-        lines.append("jitter buffer playout in the last round: " + report.playout.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        lines.append(
+            "pipeline overhead over plain libopus (median of the per-round differences): \(mediaFormat(report.overheadMicroseconds, 2)) µs per frame "
+                + "(\(mediaFormat(report.overheadPercent, 1)) %); per round from \(mediaFormat(report.overheadRange[0], 2)) to \(mediaFormat(report.overheadRange[1], 2)) µs"
+        )
+        lines.append(
+            "streams per core (20 ms / per-stream cost): plain \(mediaFormat(report.plainStreamsPerCore, 0)), pipeline \(mediaFormat(report.pipelineStreamsPerCore, 0))"
+        )
+        lines.append(
+            "jitter buffer playout in the last round: " + report.playout.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         return lines.joined(separator: "\n")
     }
 
@@ -206,8 +220,9 @@ struct MediaBench: ParsableCommand {
         defer { opus_decoder_destroy(decoder) }
         // The settings OpusEncoder applies (opus_encoder_ctl is variadic: through the C shims).
         guard skylark_opus_encoder_set_signal(encoder, OPUS_SIGNAL_VOICE) == OPUS_OK, skylark_opus_encoder_set_bitrate(encoder, Int32(bitrate)) == OPUS_OK,
-              skylark_opus_encoder_set_complexity(encoder, Int32(complexity)) == OPUS_OK, skylark_opus_encoder_set_inband_fec(encoder, 1) == OPUS_OK,
-              skylark_opus_encoder_set_packet_loss_perc(encoder, 10) == OPUS_OK else { throw ValidationError("opus ctl failed") }
+            skylark_opus_encoder_set_complexity(encoder, Int32(complexity)) == OPUS_OK, skylark_opus_encoder_set_inband_fec(encoder, 1) == OPUS_OK,
+            skylark_opus_encoder_set_packet_loss_perc(encoder, 10) == OPUS_OK
+        else { throw ValidationError("opus ctl failed") }
         let packet = UnsafeMutablePointer<UInt8>.allocate(capacity: 1500)
         let pcm = UnsafeMutablePointer<Int16>.allocate(capacity: 5760)
         defer {

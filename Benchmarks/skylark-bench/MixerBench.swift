@@ -4,8 +4,9 @@ import COpusShims
 import Foundation
 import SkylarkCrypto
 import SkylarkMedia
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Conference mixer CPU per 20 ms tick against the libopus floor, in one run.
@@ -77,17 +78,20 @@ struct MixerBench: ParsableCommand {
                 perCall.decode.append(floor.decode)
                 mixerRounds.append(mixer.total)
                 counters = mixer.counters
-                FileHandle.standardError.write(Data("N=\(size) S=\(active) round \(round)/\(rounds): floor \(fmt(floor.total, 1)) µs, mixer \(fmt(mixer.total, 1)) µs per tick\n".utf8))
+                FileHandle.standardError.write(
+                    Data("N=\(size) S=\(active) round \(round)/\(rounds): floor \(fmt(floor.total, 1)) µs, mixer \(fmt(mixer.total, 1)) µs per tick\n".utf8))
             }
             let floor = median(floorRounds), mixer = median(mixerRounds)
             let encodes = Self.distinctMixes(speakers: active, listeners: size - active)
             let totals = counters!
             let ticksCounted = Double(max(totals.ticks, 1))
-            rows.append(Row(participants: size, speakers: active, floorDecodes: active, floorEncodes: encodes,
-                            floorMicroseconds: floor, mixerMicroseconds: mixer, ratio: mixer / floor, conferencesPerCore: 20_000 / mixer,
-                            mixerDecodesPerTick: Double(totals.decodes) / ticksCounted, mixerEncodesPerTick: Double(totals.encodes) / ticksCounted,
-                            packetsPerTick: Double(totals.packetsOut) / ticksCounted,
-                            withoutSharingMicroseconds: Double(active) * median(perCall.decode) + Double(size) * median(perCall.encode)))
+            rows.append(
+                Row(
+                    participants: size, speakers: active, floorDecodes: active, floorEncodes: encodes,
+                    floorMicroseconds: floor, mixerMicroseconds: mixer, ratio: mixer / floor, conferencesPerCore: 20_000 / mixer,
+                    mixerDecodesPerTick: Double(totals.decodes) / ticksCounted, mixerEncodesPerTick: Double(totals.encodes) / ticksCounted,
+                    packetsPerTick: Double(totals.packetsOut) / ticksCounted,
+                    withoutSharingMicroseconds: Double(active) * median(perCall.decode) + Double(size) * median(perCall.encode)))
         }
         if json {
             let encoder = JSONEncoder()
@@ -95,7 +99,9 @@ struct MixerBench: ParsableCommand {
             print(String(decoding: try encoder.encode(rows), as: UTF8.self))
             return
         }
-        print("conference mixer per 20 ms tick: \(Opus.libraryVersion), complexity 5, 32 kb/s, FEC on; \(ticks) ticks x \(rounds) rounds (median); thread CPU time")
+        print(
+            "conference mixer per 20 ms tick: \(Opus.libraryVersion), complexity 5, 32 kb/s, FEC on; \(ticks) ticks x \(rounds) rounds (median); thread CPU time"
+        )
         print("")
         print("  N | speaking | floor (dec+enc) µs | mixer µs | mixer/floor | conferences/core | dec/tick | enc/tick | pkts/tick | every mix encoded µs")
         print("----|----------|--------------------|----------|-------------|------------------|----------|----------|-----------|---------------------")
@@ -137,8 +143,9 @@ struct MixerBench: ParsableCommand {
             for tick in 0..<ticks {
                 let start = ((tick + index * 97) % frames) * Opus.frameSampleCount
                 let payload = try encoder.encode(Array(voice[start..<start + Opus.frameSampleCount]))
-                let header = RTPHeader(sequenceNumber: UInt16(truncatingIfNeeded: tick), timestamp: UInt32(tick * Opus.frameSampleCount), ssrc: ssrc,
-                                       marker: tick == 0)
+                let header = RTPHeader(
+                    sequenceNumber: UInt16(truncatingIfNeeded: tick), timestamp: UInt32(tick * Opus.frameSampleCount), ssrc: ssrc,
+                    marker: tick == 0)
                 packets.append(try cipher.seal(header: header, payload: payload))
                 payloads.append(payload)
             }
@@ -212,8 +219,9 @@ struct MixerBench: ParsableCommand {
             let result = mixer.tick(now: now)
             for output in result.outputs {
                 let leg = index[output.participant]!
-                let header = RTPHeader(sequenceNumber: sequences[leg], timestamp: UInt32(truncatingIfNeeded: tick * Opus.frameSampleCount),
-                                       ssrc: UInt32(1000 + leg), marker: output.startsTalkspurt)
+                let header = RTPHeader(
+                    sequenceNumber: sequences[leg], timestamp: UInt32(truncatingIfNeeded: tick * Opus.frameSampleCount),
+                    ssrc: UInt32(1000 + leg), marker: output.startsTalkspurt)
                 sequences[leg] &+= 1
                 sent += try outbound[leg].seal(header: header, payload: output.payload).count
             }

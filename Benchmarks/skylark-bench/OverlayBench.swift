@@ -38,7 +38,9 @@ struct OverlayBench: ParsableCommand {
 
     func validate() throws {
         guard supernodes >= 4, clients >= 2, lookups >= 1 else { throw ValidationError("need at least 4 supernodes, 2 clients and 1 lookup") }
-        guard (0...0.9).contains(churn), (0...1).contains(crashShare), (0..<1).contains(loss) else { throw ValidationError("churn, crash-share or loss out of range") }
+        guard (0...0.9).contains(churn), (0...1).contains(crashShare), (0..<1).contains(loss) else {
+            throw ValidationError("churn, crash-share or loss out of range")
+        }
         guard churnWindow > 0, tail >= 0, rate > 0, settle >= 0 else { throw ValidationError("times and rates must be positive") }
     }
 
@@ -62,7 +64,9 @@ struct OverlayBench: ParsableCommand {
             let count = min(chunk, supernodes - built)
             try network.addSupernodes(count, spacing: joinSpacing)
             built += count
-            progress("  supernodes \(built)/\(supernodes)  wall \(format(Date().timeIntervalSince(started), 1)) s  virtual +\(format(network.now - origin, 1)) s  messages \(network.messagesDelivered)")
+            progress(
+                "  supernodes \(built)/\(supernodes)  wall \(format(Date().timeIntervalSince(started), 1)) s  virtual +\(format(network.now - origin, 1)) s  messages \(network.messagesDelivered)"
+            )
         }
         progress("building: \(clients) clients (attach spacing \(attachSpacing) s virtual)")
         let clientChunk = max(1, clients / 20)
@@ -71,13 +75,16 @@ struct OverlayBench: ParsableCommand {
             let count = min(clientChunk, clients - attached)
             try network.addClients(count, spacing: attachSpacing)
             attached += count
-            progress("  clients \(attached)/\(clients)  wall \(format(Date().timeIntervalSince(started), 1)) s  messages \(network.messagesDelivered)  rss \(format(Memory.currentMiB(), 0)) MiB")
+            progress(
+                "  clients \(attached)/\(clients)  wall \(format(Date().timeIntervalSince(started), 1)) s  messages \(network.messagesDelivered)  rss \(format(Memory.currentMiB(), 0)) MiB"
+            )
         }
         network.run(for: settle)
         let buildWall = Date().timeIntervalSince(started)
-        let build = BuildReport(supernodes: network.aliveSupernodeCount(), clients: network.clients.count,
-                                attachedClients: Self.attachedCount(network), virtualSeconds: network.now - origin,
-                                messagesDelivered: network.messagesDelivered, wallSeconds: buildWall, peakRSSMiB: Memory.peakMiB())
+        let build = BuildReport(
+            supernodes: network.aliveSupernodeCount(), clients: network.clients.count,
+            attachedClients: Self.attachedCount(network), virtualSeconds: network.now - origin,
+            messagesDelivered: network.messagesDelivered, wallSeconds: buildWall, peakRSSMiB: Memory.peakMiB())
         progress("built in \(format(buildWall, 1)) s wall; \(build.attachedClients) of \(build.clients) clients attached")
 
         // Phase A: stable.
@@ -94,9 +101,11 @@ struct OverlayBench: ParsableCommand {
             }
             network.run(for: Self.drainTime)
             let live = network.aliveSupernodeCount()
-            phases.append(PhaseReport(name: "A stable", issued: issued, records: network.searches, live: live, liveRange: live...live,
-                                      messages: network.messagesDelivered - messagesBefore, virtualSeconds: network.now - begin,
-                                      wallSeconds: Date().timeIntervalSince(phaseStart)))
+            phases.append(
+                PhaseReport(
+                    name: "A stable", issued: issued, records: network.searches, live: live, liveRange: live...live,
+                    messages: network.messagesDelivered - messagesBefore, virtualSeconds: network.now - begin,
+                    wallSeconds: Date().timeIntervalSince(phaseStart)))
             progress("phase A: \(phases.last!.summary)")
         }
 
@@ -153,7 +162,9 @@ struct OverlayBench: ParsableCommand {
                 highest = max(highest, live)
                 if time >= nextReport {
                     nextReport += churnWindow / 10
-                    progress("  churn +\(format(time - begin, 0)) s virtual: \(crashes) crashed, \(leaves) left, \(joins) joined, \(live) live; \(network.searches.count) lookups answered; wall \(format(Date().timeIntervalSince(started), 1)) s; rss \(format(Memory.currentMiB(), 0)) MiB")
+                    progress(
+                        "  churn +\(format(time - begin, 0)) s virtual: \(crashes) crashed, \(leaves) left, \(joins) joined, \(live) live; \(network.searches.count) lookups answered; wall \(format(Date().timeIntervalSince(started), 1)) s; rss \(format(Memory.currentMiB(), 0)) MiB"
+                    )
                 }
             }
             network.run(for: Self.drainTime)
@@ -163,21 +174,28 @@ struct OverlayBench: ParsableCommand {
             let virtual = network.now - begin
             let during = records.filter { $0.startedAt < churnEnd }
             let after = records.filter { $0.startedAt >= churnEnd }
-            phases.append(PhaseReport(name: "B churn (all)", issued: issuedDuring + issuedAfter, records: records, live: live, liveRange: lowest...highest,
-                                      messages: messages, virtualSeconds: virtual, wallSeconds: wall))
-            phases.append(PhaseReport(name: "B1 during window", issued: issuedDuring, records: during, live: live, liveRange: lowest...highest,
-                                      messages: nil, virtualSeconds: nil, wallSeconds: nil))
-            phases.append(PhaseReport(name: "B2 after window", issued: issuedAfter, records: after, live: live, liveRange: live...live,
-                                      messages: nil, virtualSeconds: nil, wallSeconds: nil))
+            phases.append(
+                PhaseReport(
+                    name: "B churn (all)", issued: issuedDuring + issuedAfter, records: records, live: live, liveRange: lowest...highest,
+                    messages: messages, virtualSeconds: virtual, wallSeconds: wall))
+            phases.append(
+                PhaseReport(
+                    name: "B1 during window", issued: issuedDuring, records: during, live: live, liveRange: lowest...highest,
+                    messages: nil, virtualSeconds: nil, wallSeconds: nil))
+            phases.append(
+                PhaseReport(
+                    name: "B2 after window", issued: issuedAfter, records: after, live: live, liveRange: live...live,
+                    messages: nil, virtualSeconds: nil, wallSeconds: nil))
             progress("phase B: \(crashes) crashed, \(leaves) left, \(joins) joined; \(phases[1].summary)")
         }
 
-        let report = Report(supernodes: supernodes, clients: clients, lookupsPerPhase: lookups, churn: churn, crashShare: crashShare,
-                            lossRate: loss, seed: seed, churnWindowSeconds: churnWindow, tailSeconds: tail,
-                            attachedClientsAtEnd: Self.attachedCount(network), build: build, phases: phases,
-                            wallSeconds: Date().timeIntervalSince(started), peakRSSMiB: Memory.peakMiB(),
-                            cores: ProcessInfo.processInfo.activeProcessorCount,
-                            deterministicHashing: ProcessInfo.processInfo.environment["SWIFT_DETERMINISTIC_HASHING"] != nil)
+        let report = Report(
+            supernodes: supernodes, clients: clients, lookupsPerPhase: lookups, churn: churn, crashShare: crashShare,
+            lossRate: loss, seed: seed, churnWindowSeconds: churnWindow, tailSeconds: tail,
+            attachedClientsAtEnd: Self.attachedCount(network), build: build, phases: phases,
+            wallSeconds: Date().timeIntervalSince(started), peakRSSMiB: Memory.peakMiB(),
+            cores: ProcessInfo.processInfo.activeProcessorCount,
+            deterministicHashing: ProcessInfo.processInfo.environment["SWIFT_DETERMINISTIC_HASHING"] != nil)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let encoded = try encoder.encode(report)
@@ -269,8 +287,10 @@ struct PhaseReport: Codable {
     var wallSeconds: Double?
     var peakRSSMiB: Double
 
-    init(name: String, issued: Int, records: [SimulatedNetwork.SearchRecord], live: Int, liveRange: ClosedRange<Int>,
-         messages: Int?, virtualSeconds: Double?, wallSeconds: Double?) {
+    init(
+        name: String, issued: Int, records: [SimulatedNetwork.SearchRecord], live: Int, liveRange: ClosedRange<Int>,
+        messages: Int?, virtualSeconds: Double?, wallSeconds: Double?
+    ) {
         self.name = name
         lookups = issued
         answered = records.count
@@ -332,21 +352,29 @@ struct Report: Codable {
 
     var table: String {
         var lines: [String] = []
-        lines.append("overlay simulation: \(supernodes) supernodes, \(clients) clients, \(lookupsPerPhase) lookups per phase, churn \(format(churn * 100, 0)) % "
-                     + "(\(format(crashShare * 100, 0)) % crash) over \(format(churnWindowSeconds, 0)) s + \(format(tailSeconds, 0)) s tail, loss \(format(lossRate * 100, 1)) %, seed \(seed), \(cores) cores")
-        lines.append("build: \(build.supernodes) supernodes, \(build.attachedClients)/\(build.clients) clients attached, \(build.messagesDelivered) messages, "
-                     + "\(format(build.virtualSeconds, 0)) s virtual, \(format(build.wallSeconds, 1)) s wall")
+        lines.append(
+            "overlay simulation: \(supernodes) supernodes, \(clients) clients, \(lookupsPerPhase) lookups per phase, churn \(format(churn * 100, 0)) % "
+                + "(\(format(crashShare * 100, 0)) % crash) over \(format(churnWindowSeconds, 0)) s + \(format(tailSeconds, 0)) s tail, loss \(format(lossRate * 100, 1)) %, seed \(seed), \(cores) cores"
+        )
+        lines.append(
+            "build: \(build.supernodes) supernodes, \(build.attachedClients)/\(build.clients) clients attached, \(build.messagesDelivered) messages, "
+                + "\(format(build.virtualSeconds, 0)) s virtual, \(format(build.wallSeconds, 1)) s wall")
         lines.append("")
-        lines.append("| phase | lookups | found | lost | success | hops med/p90/p99/max | latency med / p99 | N live (min–max) | log2 N | log2 N / 2 | messages | virtual s | wall s |")
+        lines.append(
+            "| phase | lookups | found | lost | success | hops med/p90/p99/max | latency med / p99 | N live (min–max) | log2 N | log2 N / 2 | messages | virtual s | wall s |"
+        )
         lines.append("|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|")
         for phase in phases {
-            let range = phase.liveSupernodesMin == phase.liveSupernodesMax ? "\(phase.liveSupernodes)"
+            let range =
+                phase.liveSupernodesMin == phase.liveSupernodesMax
+                ? "\(phase.liveSupernodes)"
                 : "\(phase.liveSupernodes) (\(phase.liveSupernodesMin)–\(phase.liveSupernodesMax))"
-            lines.append("| \(phase.name) | \(phase.lookups) | \(phase.found) | \(phase.lost) | \(format(phase.successPercent, 2)) % | "
-                         + "\(phase.hopsMedian) / \(phase.hopsP90) / \(phase.hopsP99) / \(phase.hopsMax) | "
-                         + "\(format(phase.latencyMedianSeconds * 1000, 0)) ms / \(format(phase.latencyP99Seconds * 1000, 0)) ms | \(range) | "
-                         + "\(format(phase.log2N, 2)) | \(format(phase.halfLog2N, 2)) | \(phase.messagesDelivered.map(String.init) ?? "") | "
-                         + "\(phase.virtualSeconds.map { format($0, 0) } ?? "") | \(phase.wallSeconds.map { format($0, 1) } ?? "") |")
+            lines.append(
+                "| \(phase.name) | \(phase.lookups) | \(phase.found) | \(phase.lost) | \(format(phase.successPercent, 2)) % | "
+                    + "\(phase.hopsMedian) / \(phase.hopsP90) / \(phase.hopsP99) / \(phase.hopsMax) | "
+                    + "\(format(phase.latencyMedianSeconds * 1000, 0)) ms / \(format(phase.latencyP99Seconds * 1000, 0)) ms | \(range) | "
+                    + "\(format(phase.log2N, 2)) | \(format(phase.halfLog2N, 2)) | \(phase.messagesDelivered.map(String.init) ?? "") | "
+                    + "\(phase.virtualSeconds.map { format($0, 0) } ?? "") | \(phase.wallSeconds.map { format($0, 1) } ?? "") |")
         }
         lines.append("")
         for phase in phases {
@@ -354,8 +382,10 @@ struct Report: Codable {
             lines.append("hops of successful lookups, \(phase.name): \(histogram)")
         }
         lines.append("")
-        lines.append("clients attached at the end: \(attachedClientsAtEnd)/\(clients); wall clock \(format(wallSeconds, 1)) s; peak RSS (VmHWM) \(format(peakRSSMiB, 0)) MiB; "
-                     + (deterministicHashing ? "SWIFT_DETERMINISTIC_HASHING set (reproducible)" : "SWIFT_DETERMINISTIC_HASHING not set (dictionary order varies between runs)"))
+        lines.append(
+            "clients attached at the end: \(attachedClientsAtEnd)/\(clients); wall clock \(format(wallSeconds, 1)) s; peak RSS (VmHWM) \(format(peakRSSMiB, 0)) MiB; "
+                + (deterministicHashing
+                    ? "SWIFT_DETERMINISTIC_HASHING set (reproducible)" : "SWIFT_DETERMINISTIC_HASHING not set (dictionary order varies between runs)"))
         return lines.joined(separator: "\n")
     }
 }
@@ -368,8 +398,9 @@ enum Memory {
 
     private static func field(_ name: String) -> Double {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
-              let kilobytes = Double(line.dropFirst(name.count).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") else { return 0 }
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
+            let kilobytes = Double(line.dropFirst(name.count).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
+        else { return 0 }
         return kilobytes / 1024
     }
 }

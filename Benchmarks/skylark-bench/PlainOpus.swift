@@ -13,8 +13,9 @@ enum PlainOpus {
         }
         // opus_encoder_ctl is variadic: through the C shims.
         guard skylark_opus_encoder_set_signal(encoder, OPUS_SIGNAL_VOICE) == OPUS_OK, skylark_opus_encoder_set_bitrate(encoder, Int32(bitrate)) == OPUS_OK,
-              skylark_opus_encoder_set_complexity(encoder, Int32(complexity)) == OPUS_OK, skylark_opus_encoder_set_inband_fec(encoder, 1) == OPUS_OK,
-              skylark_opus_encoder_set_packet_loss_perc(encoder, 10) == OPUS_OK else {
+            skylark_opus_encoder_set_complexity(encoder, Int32(complexity)) == OPUS_OK, skylark_opus_encoder_set_inband_fec(encoder, 1) == OPUS_OK,
+            skylark_opus_encoder_set_packet_loss_perc(encoder, 10) == OPUS_OK
+        else {
             opus_encoder_destroy(encoder)
             throw ValidationError("opus ctl failed")
         }

@@ -6,8 +6,9 @@ import SkylarkCrypto
 import SkylarkOverlay
 import SkylarkWire
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Relay CPU per datagram and added latency on loopback: one real supernode process against
@@ -61,8 +62,12 @@ struct RelayBench: AsyncParsableCommand {
             throw ValidationError("a packet period (1 s / --rate) must be a whole number of --tick-us")
         }
         guard size >= Probe.relayHeaderByteCount + Probe.byteCount, size <= 1400 else { throw ValidationError("--size must be 41...1400") }
-        guard streams.allSatisfy({ $0 >= 1 }), seconds > 0, warmup >= 0, directSeconds > 0, idleSeconds >= 0 else { throw ValidationError("bad counts or times") }
-        guard (1...16).contains(senders), (1...16).contains(receivers), (1...16).contains(threads), concurrency >= 1 else { throw ValidationError("bad thread counts") }
+        guard streams.allSatisfy({ $0 >= 1 }), seconds > 0, warmup >= 0, directSeconds > 0, idleSeconds >= 0 else {
+            throw ValidationError("bad counts or times")
+        }
+        guard (1...16).contains(senders), (1...16).contains(receivers), (1...16).contains(threads), concurrency >= 1 else {
+            throw ValidationError("bad thread counts")
+        }
     }
 
     var counts: [Int] { streams.isEmpty ? [100, 500, 1000] : streams }
@@ -152,14 +157,16 @@ struct RelayBench: AsyncParsableCommand {
                 phase += 1
                 rows.append(direct.row)
                 relayProgress(direct.row.summary)
-                let relayed = try await runSkylark(count: count, context: context, receivers: receiverSet, phase: phase, baseline: direct.result,
-                                                   supervisor: supervisor, group: group, work: work, skylark: skylark)
+                let relayed = try await runSkylark(
+                    count: count, context: context, receivers: receiverSet, phase: phase, baseline: direct.result,
+                    supervisor: supervisor, group: group, work: work, skylark: skylark)
                 phase += 1
                 rows.append(relayed)
                 relayProgress(relayed.summary)
                 if let turnserver {
-                    let turned = try await runCoturn(count: count, receivers: receiverSet, phase: phase, baseline: direct.result,
-                                                     supervisor: supervisor, work: work, turnserver: turnserver)
+                    let turned = try await runCoturn(
+                        count: count, receivers: receiverSet, phase: phase, baseline: direct.result,
+                        supervisor: supervisor, work: work, turnserver: turnserver)
                     phase += 1
                     rows.append(turned)
                     relayProgress(turned.summary)
@@ -167,9 +174,11 @@ struct RelayBench: AsyncParsableCommand {
             }
             for receiver in receiverSet { receiver.stopAndWait() }
             try? await group.shutdownGracefully()
-            return RelayReport(cores: ProcessInfo.processInfo.activeProcessorCount, rate: rate, relayPacketBytes: size, payloadBytes: payloadBytes,
-                               windowSeconds: seconds, directSeconds: directSeconds, warmupSeconds: warmup, senders: senders, receivers: receivers,
-                               tickMicroseconds: tickUs, serverCPU: pinning?.server, generatorCPUs: pinning?.generator, coturnThreads: coturn ? coturnThreads : nil, coturnVersion: coturnVersion, rows: rows)
+            return RelayReport(
+                cores: ProcessInfo.processInfo.activeProcessorCount, rate: rate, relayPacketBytes: size, payloadBytes: payloadBytes,
+                windowSeconds: seconds, directSeconds: directSeconds, warmupSeconds: warmup, senders: senders, receivers: receivers,
+                tickMicroseconds: tickUs, serverCPU: pinning?.server, generatorCPUs: pinning?.generator, coturnThreads: coturn ? coturnThreads : nil,
+                coturnVersion: coturnVersion, rows: rows)
         } catch {
             for receiver in receiverSet { receiver.stopAndWait() }
             try? await group.shutdownGracefully()
@@ -187,28 +196,34 @@ struct RelayBench: AsyncParsableCommand {
         var callees: [LocalIdentity]
     }
 
-    private func prepare(supervisor: AttachSupervisor, group: MultiThreadedEventLoopGroup, work: String, skylark: String, login: String,
-                         maximum: Int) async throws -> Context {
+    private func prepare(
+        supervisor: AttachSupervisor, group: MultiThreadedEventLoopGroup, work: String, skylark: String, login: String,
+        maximum: Int
+    ) async throws -> Context {
         let loginPort = try await freePort(group: group)
         let loginState = work + "/login"
         _ = try supervisor.runTool(login, ["init", "--state", loginState, "--public-address", "127.0.0.1:\(loginPort)", "--key-bits", "\(keyBits)"])
-        let loginServer = try supervisor.spawn("skylark-login", login, ["serve", "--state", loginState, "--listen", "127.0.0.1:\(loginPort)", "--log-level", "warning"],
-                                               log: work + "/login.log")
+        let loginServer = try supervisor.spawn(
+            "skylark-login", login, ["serve", "--state", loginState, "--listen", "127.0.0.1:\(loginPort)", "--log-level", "warning"],
+            log: work + "/login.log")
         try await supervisor.waitFor("the login server to listen", timeout: 30, process: loginServer) {
             ((try? String(contentsOfFile: work + "/login.log", encoding: .utf8)) ?? "").contains("listening")
         }
         let profile = loginState + "/network.json"
         let password = "relay-bench-password"
-        _ = try supervisor.runTool(skylark, ["register", "relaysn", "--network", profile, "--state", work + "/sn-register"],
-                                   environment: ["SKYLARK_PASSWORD": password])
+        _ = try supervisor.runTool(
+            skylark, ["register", "relaysn", "--network", profile, "--state", work + "/sn-register"],
+            environment: ["SKYLARK_PASSWORD": password])
         let signer = try RSA.PrivateKey(pem: String(contentsOfFile: loginState + "/login-key.pem", encoding: .utf8))
         let issueStart = Date()
-        let identities = try Self.issueIdentities(names: (1...maximum).flatMap { [String(format: "rcaller%05d", $0), String(format: "rcallee%05d", $0)] },
-                                                  signer: signer)
+        let identities = try Self.issueIdentities(
+            names: (1...maximum).flatMap { [String(format: "rcaller%05d", $0), String(format: "rcallee%05d", $0)] },
+            signer: signer)
         relayProgress("issued \(identities.count) credentials in \(relayFormat(Date().timeIntervalSince(issueStart), 1)) s")
-        return Context(profile: profile, password: password, verifier: Verifier(loginKey: signer.publicKey),
-                       callers: stride(from: 0, to: identities.count, by: 2).map { identities[$0] },
-                       callees: stride(from: 1, to: identities.count, by: 2).map { identities[$0] })
+        return Context(
+            profile: profile, password: password, verifier: Verifier(loginKey: signer.publicKey),
+            callers: stride(from: 0, to: identities.count, by: 2).map { identities[$0] },
+            callees: stride(from: 1, to: identities.count, by: 2).map { identities[$0] })
     }
 
     // MARK: - Phases
@@ -216,13 +231,18 @@ struct RelayBench: AsyncParsableCommand {
     /// Paces `streams` for warmup + window, measuring `server`'s CPU (if any) and this process's
     /// over the window; then drains and collects what the receivers saw.
     private func load(streams: [LoadStream], window: Double, phase: UInt32, server: Int32?, receivers: [LoadReceiver])
-        async throws -> (result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double, server: (cpu: Double, busiestThread: Double, wall: Double, coreBusy: Double?)?,
-                         generator: (cpu: Double, busiestThread: Double, wall: Double)) {
+        async throws -> (
+            result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double,
+            server: (cpu: Double, busiestThread: Double, wall: Double, coreBusy: Double?)?,
+            generator: (cpu: Double, busiestThread: Double, wall: Double)
+        )
+    {
         let start = LoadClock.now() + 100_000_000
         let windowStart = start + UInt64(warmup * 1e9)
         let windowEnd = windowStart + UInt64(window * 1e9)
-        let senders = LoadSenders(streams: streams, payloadBytes: payloadBytes, rate: rate, tickMicroseconds: tickUs, threads: self.senders, phase: phase,
-                                  start: start, windowStart: windowStart, windowEnd: windowEnd)
+        let senders = LoadSenders(
+            streams: streams, payloadBytes: payloadBytes, rate: rate, tickMicroseconds: tickUs, threads: self.senders, phase: phase,
+            start: start, windowStart: windowStart, windowEnd: windowEnd)
         do {
             let me = getpid()
             try await sleep(until: windowStart)
@@ -245,8 +265,10 @@ struct RelayBench: AsyncParsableCommand {
                 let use = server1.since(server0)
                 serverUse = (use.cpu, use.busiestThread, use.wall, core0.flatMap { start in core1.map { $0 - start } })
             }
-            return (PhaseResult(tallies: tallies, streams: streams.count), senders.sentInWindow, senders.sentTotal, senders.sendErrors, senders.maximumLagMs,
-                    serverUse, self1.since(self0))
+            return (
+                PhaseResult(tallies: tallies, streams: streams.count), senders.sentInWindow, senders.sentTotal, senders.sendErrors, senders.maximumLagMs,
+                serverUse, self1.since(self0)
+            )
         } catch {
             senders.stopAndWait()
             throw error
@@ -279,14 +301,21 @@ struct RelayBench: AsyncParsableCommand {
         return (row, outcome.result)
     }
 
-    private func runSkylark(count: Int, context: Context, receivers: [LoadReceiver], phase: UInt32, baseline: PhaseResult, supervisor: AttachSupervisor,
-                            group: MultiThreadedEventLoopGroup, work: String, skylark: String) async throws -> RelayRow {
+    private func runSkylark(
+        count: Int, context: Context, receivers: [LoadReceiver], phase: UInt32, baseline: PhaseResult, supervisor: AttachSupervisor,
+        group: MultiThreadedEventLoopGroup, work: String, skylark: String
+    ) async throws -> RelayRow {
         let port = try await freePort(group: group)
         let state = work + "/sn-\(count)-\(phase)"
-        let (snExecutable, snArguments) = pinned(skylark, ["run", "relaysn", "--network", context.profile, "--state", state, "--supernode", "always",
-                                                            "--listen", "127.0.0.1:\(port)", "--no-console"])
-        let supernode = try supervisor.spawn("skylark run relaysn", snExecutable, snArguments,
-                                             environment: ["SKYLARK_PASSWORD": context.password], log: state + ".log")
+        let (snExecutable, snArguments) = pinned(
+            skylark,
+            [
+                "run", "relaysn", "--network", context.profile, "--state", state, "--supernode", "always",
+                "--listen", "127.0.0.1:\(port)", "--no-console",
+            ])
+        let supernode = try supervisor.spawn(
+            "skylark run relaysn", snExecutable, snArguments,
+            environment: ["SKYLARK_PASSWORD": context.password], log: state + ".log")
         let pid = supernode.processIdentifier
         let stats = RelayLinkStats()
         var channels: [any Channel] = []
@@ -298,8 +327,9 @@ struct RelayBench: AsyncParsableCommand {
             let setupStart = Date()
             let links = try await openLinks(count: count, context: context, port: port, stats: stats, group: group, supernode: supernode)
             channels = links.flatMap { [$0.caller.channel, $0.callee.channel] }
-            relayProgress("skylark: \(2 * count) links attached, \(count) presences published in \(relayFormat(Date().timeIntervalSince(setupStart), 1)) s; "
-                          + "watching the supernode idle \(relayFormat(idleSeconds, 0)) s")
+            relayProgress(
+                "skylark: \(2 * count) links attached, \(count) presences published in \(relayFormat(Date().timeIntervalSince(setupStart), 1)) s; "
+                    + "watching the supernode idle \(relayFormat(idleSeconds, 0)) s")
             let idle0 = ProcCPU.Snapshot(pid)
             try await Task.sleep(nanoseconds: UInt64(idleSeconds * 1e9))
             let idle = ProcCPU.Snapshot(pid).since(idle0)
@@ -312,7 +342,9 @@ struct RelayBench: AsyncParsableCommand {
             // Each callee leg is bound by one packet from the callee's address (its receiver).
             for (index, grant) in grants.enumerated() {
                 var packet = [Probe.relayMarker] + grant.farLeg + [UInt8](repeating: 0, count: Probe.byteCount)
-                packet.withUnsafeMutableBytes { Probe.write(into: $0.baseAddress! + Probe.relayHeaderByteCount, phase: Probe.bindPhase, stream: UInt32(index), inWindow: false, time: 0) }
+                packet.withUnsafeMutableBytes {
+                    Probe.write(into: $0.baseAddress! + Probe.relayHeaderByteCount, phase: Probe.bindPhase, stream: UInt32(index), inWindow: false, time: 0)
+                }
                 UDPSocket.send(receivers[index % receivers.count].fd, packet, to: relay)
                 if index % 200 == 199 { try await Task.sleep(for: .milliseconds(5)) }
             }
@@ -320,14 +352,17 @@ struct RelayBench: AsyncParsableCommand {
             for receiver in receivers { receiver.expect(legs: grants.map(\.farLeg)) }
             let sockets = try openSenders(count: count)
             defer { for fd in sockets { close(fd) } }
-            let streams = grants.enumerated().map { LoadStream(fd: sockets[$0.offset], destination: relay, header: [Probe.relayMarker] + $0.element.leg, index: $0.offset) }
+            let streams = grants.enumerated().map {
+                LoadStream(fd: sockets[$0.offset], destination: relay, header: [Probe.relayMarker] + $0.element.leg, index: $0.offset)
+            }
             relayProgress("skylark: \(count) streams through the supernode, \(relayFormat(warmup, 0)) s warm-up + \(relayFormat(seconds, 0)) s")
             let outcome = try await load(streams: streams, window: seconds, phase: phase, server: pid, receivers: receivers)
             guard supernode.isRunning else { throw LoadFailure("the supernode exited during the load") }
             let drops = stats.drops.load(ordering: .relaxed)
             if drops > 0 { relayProgress("skylark: WARNING \(drops) links dropped (first: \(stats.firstDropReason ?? "?"))") }
-            var row = RelayRow(path: "skylark", streams: count, wireBytes: size, outcome: outcome, idleCPUPerSecond: idle.cpu / max(idle.wall, 0.001),
-                               baseline: baseline)
+            var row = RelayRow(
+                path: "skylark", streams: count, wireBytes: size, outcome: outcome, idleCPUPerSecond: idle.cpu / max(idle.wall, 0.001),
+                baseline: baseline)
             row.linksDropped = drops
             row.serverThreads = ProcCPU.threads(pid).count
             stats.closing.store(true, ordering: .relaxed)
@@ -342,16 +377,21 @@ struct RelayBench: AsyncParsableCommand {
         }
     }
 
-    private func runCoturn(count: Int, receivers: [LoadReceiver], phase: UInt32, baseline: PhaseResult, supervisor: AttachSupervisor, work: String,
-                           turnserver: String) async throws -> RelayRow {
+    private func runCoturn(
+        count: Int, receivers: [LoadReceiver], phase: UInt32, baseline: PhaseResult, supervisor: AttachSupervisor, work: String,
+        turnserver: String
+    ) async throws -> RelayRow {
         let port = try await freeUDPPort()
         let log = work + "/turnserver-\(count).log"
-        let (turnExecutable, turnArguments) = pinned(turnserver,
-                                           ["-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp", "--no-tcp-relay", "--no-auth", "--allow-loopback-peers",
-                                            "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port", "\(port)",
-                                            "--relay-threads", "\(coturnThreads)", "--min-port", "10000", "--max-port", "19999",
-                                            "--no-rfc5780", "--no-stun", "--no-software-attribute", "--log-file", log, "--simple-log",
-                                            "--pidfile", work + "/turnserver.pid"])
+        let (turnExecutable, turnArguments) = pinned(
+            turnserver,
+            [
+                "-n", "--no-cli", "--no-tls", "--no-dtls", "--no-tcp", "--no-tcp-relay", "--no-auth", "--allow-loopback-peers",
+                "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port", "\(port)",
+                "--relay-threads", "\(coturnThreads)", "--min-port", "10000", "--max-port", "19999",
+                "--no-rfc5780", "--no-stun", "--no-software-attribute", "--log-file", log, "--simple-log",
+                "--pidfile", work + "/turnserver.pid",
+            ])
         let process = try supervisor.spawn("turnserver", turnExecutable, turnArguments, log: work + "/turnserver-\(count).out")
         let pid = process.processIdentifier
         defer { supervisor.stop(process) }
@@ -374,8 +414,9 @@ struct RelayBench: AsyncParsableCommand {
         for index in 1..<max(count, 1) {
             _ = try TurnClient.setUp(fd: sockets[index], server: server, peerPort: receivers[index % receivers.count].port)
         }
-        relayProgress("coturn: turnserver pid \(pid) (127.0.0.1:\(port), --relay-threads \(coturnThreads)): \(count) allocations + channels in "
-                      + "\(relayFormat(Date().timeIntervalSince(setupStart), 1)) s; watching it idle \(relayFormat(idleSeconds, 0)) s")
+        relayProgress(
+            "coturn: turnserver pid \(pid) (127.0.0.1:\(port), --relay-threads \(coturnThreads)): \(count) allocations + channels in "
+                + "\(relayFormat(Date().timeIntervalSince(setupStart), 1)) s; watching it idle \(relayFormat(idleSeconds, 0)) s")
         let idle0 = ProcCPU.Snapshot(pid)
         try await Task.sleep(nanoseconds: UInt64(idleSeconds * 1e9))
         let idle = ProcCPU.Snapshot(pid).since(idle0)
@@ -384,8 +425,9 @@ struct RelayBench: AsyncParsableCommand {
         relayProgress("coturn: \(count) streams through turnserver, \(relayFormat(warmup, 0)) s warm-up + \(relayFormat(seconds, 0)) s")
         let outcome = try await load(streams: streams, window: seconds, phase: phase, server: pid, receivers: receivers)
         guard process.isRunning else { throw LoadFailure("turnserver exited during the load") }
-        var row = RelayRow(path: "coturn", streams: count, wireBytes: header.count + payloadBytes, outcome: outcome,
-                           idleCPUPerSecond: idle.cpu / max(idle.wall, 0.001), baseline: baseline)
+        var row = RelayRow(
+            path: "coturn", streams: count, wireBytes: header.count + payloadBytes, outcome: outcome,
+            idleCPUPerSecond: idle.cpu / max(idle.wall, 0.001), baseline: baseline)
         row.serverThreads = ProcCPU.threads(pid).count
         return row
     }
@@ -406,12 +448,16 @@ struct RelayBench: AsyncParsableCommand {
     }
 
     /// Per stream: the callee attaches and publishes its presence, then the caller attaches.
-    private func openLinks(count: Int, context: Context, port: Int, stats: RelayLinkStats, group: MultiThreadedEventLoopGroup,
-                           supernode: Process) async throws -> [StreamLinks] {
+    private func openLinks(
+        count: Int, context: Context, port: Int, stats: RelayLinkStats, group: MultiThreadedEventLoopGroup,
+        supernode: Process
+    ) async throws -> [StreamLinks] {
         try await bounded(count: count, supernode: supernode, what: "links") { index in
             let callee = try await BenchLink.open(identity: context.callees[index], port: port, verifier: context.verifier, stats: stats, loop: group.next())
             let attached = try await callee.request { $0.attach = OvAttach() }
-            guard case let .attached(answer)? = attached.body else { throw LoadFailure("callee \(index + 1): no Attached: \(String(describing: attached.body))") }
+            guard case let .attached(answer)? = attached.body else {
+                throw LoadFailure("callee \(index + 1): no Attached: \(String(describing: attached.body))")
+            }
             guard let udp = HostPort(answer.supernode.udpEndpoint) else { throw LoadFailure("the supernode advertises no UDP endpoint") }
             let now = Date().timeIntervalSince1970
             var record = OvPresenceRecord()
@@ -491,8 +537,9 @@ struct RelayBench: AsyncParsableCommand {
             while index < names.count {
                 do {
                     let key = try Ed25519.PrivateKey()
-                    let signed = try Credential.issue(name: names[index], userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: issuedAt,
-                                                      lifetime: 24 * 3600, serial: base + UInt64(index), signer: signer)
+                    let signed = try Credential.issue(
+                        name: names[index], userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: issuedAt,
+                        lifetime: 24 * 3600, serial: base + UInt64(index), signer: signer)
                     let credential = try Credential.verify(signed, issuer: signer.publicKey, now: Int64(Date().timeIntervalSince1970))
                     results.set(index, .success(try LocalIdentity(key: key, credential: credential)))
                 } catch {
@@ -674,7 +721,6 @@ final class BenchLinkHandler: ChannelInboundHandler, SealingLinkHandler, @unchec
         return promise.futureResult
     }
 
-
     private func ping() {
         guard let context, link.isEstablished else { return }
         sendPing(id: nextID, context: context)
@@ -746,10 +792,15 @@ struct RelayRow: Codable {
     var addedP99: Double?
     var linksDropped: Int?
 
-    init(path: String, streams: Int, wireBytes: Int,
-         outcome: (result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double, server: (cpu: Double, busiestThread: Double, wall: Double, coreBusy: Double?)?,
-                   generator: (cpu: Double, busiestThread: Double, wall: Double)),
-         idleCPUPerSecond: Double?, baseline: PhaseResult?) {
+    init(
+        path: String, streams: Int, wireBytes: Int,
+        outcome: (
+            result: PhaseResult, sent: Int, sentTotal: Int, errors: Int, lagMs: Double,
+            server: (cpu: Double, busiestThread: Double, wall: Double, coreBusy: Double?)?,
+            generator: (cpu: Double, busiestThread: Double, wall: Double)
+        ),
+        idleCPUPerSecond: Double?, baseline: PhaseResult?
+    ) {
         self.path = path
         self.streams = streams
         self.wireBytes = wireBytes
@@ -788,11 +839,13 @@ struct RelayRow: Codable {
     var summary: String {
         var line = "\(path): \(streams) streams, sent \(sentInWindow), received \(receivedInWindow) (loss \(relayFormat(lossPercent, 3)) %)"
         if let microsecondsPerDatagram, let serverCorePercent {
-            line += "; server \(relayFormat(microsecondsPerDatagram, 2)) µs/datagram (net \(relayFormat(microsecondsPerDatagramNet ?? 0, 2))), "
+            line +=
+                "; server \(relayFormat(microsecondsPerDatagram, 2)) µs/datagram (net \(relayFormat(microsecondsPerDatagramNet ?? 0, 2))), "
                 + "\(relayFormat(serverCorePercent, 1)) % of a core"
             if let othersOnServerCPUPercent { line += " (others on its CPU \(relayFormat(othersOnServerCPUPercent, 1)) %)" }
         }
-        line += "; one-way p50 \(relayFormat(latencyP50 ?? 0, 0)) µs, p99 \(relayFormat(latencyP99 ?? 0, 0)) µs; generator \(relayFormat(generatorMicrosecondsPerDatagram, 2)) µs/datagram"
+        line +=
+            "; one-way p50 \(relayFormat(latencyP50 ?? 0, 0)) µs, p99 \(relayFormat(latencyP99 ?? 0, 0)) µs; generator \(relayFormat(generatorMicrosecondsPerDatagram, 2)) µs/datagram"
         return line
     }
 }
@@ -816,46 +869,60 @@ struct RelayReport: Codable {
 
     var table: String {
         var lines: [String] = []
-        lines.append("relay on 127.0.0.1: \(rate) packets/s per stream, payload \(payloadBytes) B (Skylark packet \(relayPacketBytes) B, "
-                     + "ChannelData \(payloadBytes + 4) B); window \(relayFormat(windowSeconds, 0)) s (direct \(relayFormat(directSeconds, 0)) s) after "
-                     + "\(relayFormat(warmupSeconds, 0)) s warm-up; generator \(senders) sender + \(receivers) receiver threads, \(tickMicroseconds) µs pacing tick; \(cores) cores"
-                     + (serverCPU.map { "; server pinned to CPU \($0), generator to CPU \(generatorCPUs ?? "?")" } ?? "; nothing pinned")
-                     + (coturnVersion.map { "; coturn \($0), --relay-threads \(coturnThreads ?? 0)" } ?? ""))
+        lines.append(
+            "relay on 127.0.0.1: \(rate) packets/s per stream, payload \(payloadBytes) B (Skylark packet \(relayPacketBytes) B, "
+                + "ChannelData \(payloadBytes + 4) B); window \(relayFormat(windowSeconds, 0)) s (direct \(relayFormat(directSeconds, 0)) s) after "
+                + "\(relayFormat(warmupSeconds, 0)) s warm-up; generator \(senders) sender + \(receivers) receiver threads, \(tickMicroseconds) µs pacing tick; \(cores) cores"
+                + (serverCPU.map { "; server pinned to CPU \($0), generator to CPU \(generatorCPUs ?? "?")" } ?? "; nothing pinned")
+                + (coturnVersion.map { "; coturn \($0), --relay-threads \(coturnThreads ?? 0)" } ?? ""))
         lines.append("")
-        lines.append("streams | path    | datagrams/s | relayed in window | loss %  | server µs/datagram (net of idle) | server % of a core (busiest thread) | server idle % | others on server CPU % | one-way p50 / p99 / p99.9 µs | added p50 / p99 µs | generator µs/datagram")
-        lines.append("--------|---------|-------------|-------------------|---------|----------------------------------|-------------------------------------|---------------|------------------------|------------------------------|--------------------|----------------------")
+        lines.append(
+            "streams | path    | datagrams/s | relayed in window | loss %  | server µs/datagram (net of idle) | server % of a core (busiest thread) | server idle % | others on server CPU % | one-way p50 / p99 / p99.9 µs | added p50 / p99 µs | generator µs/datagram"
+        )
+        lines.append(
+            "--------|---------|-------------|-------------------|---------|----------------------------------|-------------------------------------|---------------|------------------------|------------------------------|--------------------|----------------------"
+        )
         for row in rows {
             let rateText = relayFormat(Double(row.sentInWindow) / max(row.windowSeconds, 0.001), 0)
             var cpu = "-", share = "-", idle = "-", added = "-", others = "-"
             if let perDatagram = row.microsecondsPerDatagram {
                 cpu = "\(relayFormat(perDatagram, 2)) (\(relayFormat(row.microsecondsPerDatagramNet ?? 0, 2)))"
-                share = "\(relayFormat(row.serverCorePercent ?? 0, 1)) (\(relayFormat(100 * (row.serverBusiestThreadSeconds ?? 0) / max(row.windowSeconds, 0.001), 1)))"
+                share =
+                    "\(relayFormat(row.serverCorePercent ?? 0, 1)) (\(relayFormat(100 * (row.serverBusiestThreadSeconds ?? 0) / max(row.windowSeconds, 0.001), 1)))"
                 idle = relayFormat(100 * (row.serverIdleCPUPerSecond ?? 0), 2)
                 others = row.othersOnServerCPUPercent.map { relayFormat($0, 1) } ?? "-"
             }
             if let p50 = row.addedP50, let p99 = row.addedP99 { added = "\(relayFormat(p50, 0)) / \(relayFormat(p99, 0))" }
             let latency = "\(relayFormat(row.latencyP50 ?? 0, 0)) / \(relayFormat(row.latencyP99 ?? 0, 0)) / \(relayFormat(row.latencyP999 ?? 0, 0))"
-            lines.append([String(row.streams).padded(7), row.path.padded(7), rateText.padded(11), "\(row.receivedInWindow)/\(row.sentInWindow)".padded(17),
-                          relayFormat(row.lossPercent, 3).padded(7), cpu.padded(32), share.padded(35), idle.padded(13), others.padded(22), latency.padded(28), added.padded(18),
-                          relayFormat(row.generatorMicrosecondsPerDatagram, 2)].joined(separator: " | "))
+            lines.append(
+                [
+                    String(row.streams).padded(7), row.path.padded(7), rateText.padded(11), "\(row.receivedInWindow)/\(row.sentInWindow)".padded(17),
+                    relayFormat(row.lossPercent, 3).padded(7), cpu.padded(32), share.padded(35), idle.padded(13), others.padded(22), latency.padded(28),
+                    added.padded(18),
+                    relayFormat(row.generatorMicrosecondsPerDatagram, 2),
+                ].joined(separator: " | "))
         }
         var notes: [String] = []
         for row in rows where row.sendErrors > 0 || row.streamsWithNothing > 0 || (row.linksDropped ?? 0) > 0 || row.generatorLagMs > 5 || row.wrongLegID > 0 {
-            notes.append("\(row.path) \(row.streams): send errors \(row.sendErrors), streams with nothing received \(row.streamsWithNothing), wrong leg id \(row.wrongLegID), "
-                         + "links dropped \(row.linksDropped ?? 0), worst generator lag \(relayFormat(row.generatorLagMs, 1)) ms")
+            notes.append(
+                "\(row.path) \(row.streams): send errors \(row.sendErrors), streams with nothing received \(row.streamsWithNothing), wrong leg id \(row.wrongLegID), "
+                    + "links dropped \(row.linksDropped ?? 0), worst generator lag \(relayFormat(row.generatorLagMs, 1)) ms")
         }
         let counts = Array(Set(rows.map(\.streams))).sorted()
         for count in counts {
             let skylark = rows.first { $0.path == "skylark" && $0.streams == count }
             let coturn = rows.first { $0.path == "coturn" && $0.streams == count }
             if let skylark, let coturn, let own = skylark.microsecondsPerDatagram, let theirs = coturn.microsecondsPerDatagram {
-                notes.append("\(count) streams: Skylark \(relayFormat(own, 2)) µs/datagram against coturn \(relayFormat(theirs, 2)) "
-                             + "(ratio \(relayFormat(own / theirs, 2))): \(own <= theirs ? "no more CPU per datagram than coturn" : "MORE CPU per datagram than coturn")")
+                notes.append(
+                    "\(count) streams: Skylark \(relayFormat(own, 2)) µs/datagram against coturn \(relayFormat(theirs, 2)) "
+                        + "(ratio \(relayFormat(own / theirs, 2))): \(own <= theirs ? "no more CPU per datagram than coturn" : "MORE CPU per datagram than coturn")"
+                )
             }
             if let skylark, count >= 1000, let share = skylark.serverCorePercent {
                 let carries = share <= 100 && skylark.lossPercent <= 0.1
-                notes.append("\(count) streams on one supernode: \(relayFormat(share, 1)) % of a core, loss \(relayFormat(skylark.lossPercent, 3)) %: "
-                             + (carries ? "carried on one core" : "NOT carried on one core"))
+                notes.append(
+                    "\(count) streams on one supernode: \(relayFormat(share, 1)) % of a core, loss \(relayFormat(skylark.lossPercent, 3)) %: "
+                        + (carries ? "carried on one core" : "NOT carried on one core"))
             }
         }
         if !notes.isEmpty {

@@ -1,8 +1,9 @@
 import CNIOLinux
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 // The relay bench's load generator: plain POSIX UDP sockets on dedicated threads, so that the
@@ -141,7 +142,10 @@ final class LoadSenders: @unchecked Sendable {
     /// Worst lateness of a tick behind its schedule (the generator falling behind shows here).
     var maximumLagMs: Double { Double(maximumLagNs.load(ordering: .acquiring)) / 1e6 }
 
-    init(streams: [LoadStream], payloadBytes: Int, rate: Int, tickMicroseconds: Int, threads: Int, phase: UInt32, start: UInt64, windowStart: UInt64, windowEnd: UInt64) {
+    init(
+        streams: [LoadStream], payloadBytes: Int, rate: Int, tickMicroseconds: Int, threads: Int, phase: UInt32, start: UInt64, windowStart: UInt64,
+        windowEnd: UInt64
+    ) {
         self.phase = phase
         let period = 1_000_000 / rate / tickMicroseconds
         let tick = UInt64(tickMicroseconds) * 1000
@@ -150,7 +154,9 @@ final class LoadSenders: @unchecked Sendable {
             let mine = streams.enumerated().filter { $0.offset % threads == thread }.map(\.element)
             done.enter()
             let worker = Thread { [self] in
-                run(streams: mine, count: count, payloadBytes: max(payloadBytes, Probe.byteCount), period: period, tickNanoseconds: tick, start: start, windowStart: windowStart, windowEnd: windowEnd)
+                run(
+                    streams: mine, count: count, payloadBytes: max(payloadBytes, Probe.byteCount), period: period, tickNanoseconds: tick, start: start,
+                    windowStart: windowStart, windowEnd: windowEnd)
                 done.leave()
             }
             worker.name = "load-send-\(thread)"
@@ -158,7 +164,9 @@ final class LoadSenders: @unchecked Sendable {
         }
     }
 
-    private func run(streams: [LoadStream], count: Int, payloadBytes: Int, period: Int, tickNanoseconds: UInt64, start: UInt64, windowStart: UInt64, windowEnd: UInt64) {
+    private func run(
+        streams: [LoadStream], count: Int, payloadBytes: Int, period: Int, tickNanoseconds: UInt64, start: UInt64, windowStart: UInt64, windowEnd: UInt64
+    ) {
         // Per stream: a buffer with its header and payload; the probe is rewritten per packet.
         let buffers = streams.map { stream -> UnsafeMutableRawPointer in
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: stream.header.count + payloadBytes, alignment: 8)
@@ -305,7 +313,9 @@ final class LoadReceiver: @unchecked Sendable {
                 let sent = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
                 guard phase != Probe.bindPhase else { continue }
                 let tally: PhaseTally
-                if let existing = tallies[phase] { tally = existing } else {
+                if let existing = tallies[phase] {
+                    tally = existing
+                } else {
                     tally = PhaseTally(streams: maximumStreams)
                     tallies[phase] = tally
                 }
@@ -417,7 +427,8 @@ enum ProcCPU {
     /// from /proc/stat: whatever ran there, this process or any other.
     static func cpuBusy(_ cpu: Int) -> Double? {
         guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu\(cpu) ") }) else { return nil }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu\(cpu) ") })
+        else { return nil }
         let fields = line.split(separator: " ").dropFirst().compactMap { Double($0) }
         guard fields.count >= 8 else { return nil }
         // user nice system idle iowait irq softirq steal

@@ -75,17 +75,21 @@ struct LoginRate: AsyncParsableCommand {
         pool.start()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bound = AsyncStream<Int>.makeStream()
-        let server = LoginServer(authority: authority, configuration: .init(listen: HostPort(host: "127.0.0.1", port: 0)),
-                                 group: group, threadPool: pool, logger: logger) { address in
+        let server = LoginServer(
+            authority: authority, configuration: .init(listen: HostPort(host: "127.0.0.1", port: 0)),
+            group: group, threadPool: pool, logger: logger
+        ) { address in
             bound.continuation.yield(address.port ?? 0)
         }
         let serverTask = Task { try await server.run() }
         var iterator = bound.stream.makeAsyncIterator()
         guard let port = await iterator.next() else { throw CleanExit.message("server did not start") }
 
-        let profile = try VerifiedProfile(document: SignedDocument.sign(
-            NetworkProfile(loginAddress: "127.0.0.1:\(port)", loginPublicKey: try key.publicKey.pem(), updateURL: nil,
-                           updatePublicKey: nil, supernodes: [], issuedAt: 0), with: key))
+        let profile = try VerifiedProfile(
+            document: SignedDocument.sign(
+                NetworkProfile(
+                    loginAddress: "127.0.0.1:\(port)", loginPublicKey: try key.publicKey.pem(), updateURL: nil,
+                    updatePublicKey: nil, supernodes: [], issuedAt: 0), with: key))
         let clients = threads * clientsPerWorker
         var identities: [[UInt8]] = []
         for index in 0..<clients {
@@ -103,8 +107,9 @@ struct LoginRate: AsyncParsableCommand {
                     var busy = Duration.zero
                     while ContinuousClock.now < deadline {
                         let began = ContinuousClock.now
-                        _ = try await LoginClient.perform(.login(name: "bench\(index)", password: "bench-password", userPublicKey: identity),
-                                                          profile: profile, group: group, logger: logger)
+                        _ = try await LoginClient.perform(
+                            .login(name: "bench\(index)", password: "bench-password", userPublicKey: identity),
+                            profile: profile, group: group, logger: logger)
                         busy += ContinuousClock.now - began
                         done += 1
                     }

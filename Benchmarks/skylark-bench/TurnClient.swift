@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Just enough TURN (RFC 8656) to load a coturn server the way the Skylark relay is loaded: per
@@ -26,8 +27,9 @@ enum TurnClient {
         guard let relayed = attribute(0x0016, in: allocate), relayed.count >= 8 else { throw LoadFailure("TURN Allocate: no XOR-RELAYED-ADDRESS") }
         let relayedPort = Int((UInt16(relayed[2]) << 8 | UInt16(relayed[3])) ^ 0x2112)
         let peer = xorAddress(port: UInt16(peerPort), ipv4: 0x7F00_0001)
-        _ = try transact(fd: fd, server: server, method: .channelBind,
-                         attributes: [(0x000C, [UInt8(channel >> 8), UInt8(channel & 0xFF), 0, 0]), (0x0012, peer)])  // CHANNEL-NUMBER, XOR-PEER-ADDRESS
+        _ = try transact(
+            fd: fd, server: server, method: .channelBind,
+            attributes: [(0x000C, [UInt8(channel >> 8), UInt8(channel & 0xFF), 0, 0]), (0x0012, peer)])  // CHANNEL-NUMBER, XOR-PEER-ADDRESS
         return relayedPort
     }
 
@@ -39,8 +41,10 @@ enum TurnClient {
     static func xorAddress(port: UInt16, ipv4: UInt32) -> [UInt8] {
         let xport = port ^ UInt16(cookie >> 16)
         let xaddress = ipv4 ^ cookie
-        return [0, 0x01, UInt8(xport >> 8), UInt8(xport & 0xFF),
-                UInt8(xaddress >> 24), UInt8((xaddress >> 16) & 0xFF), UInt8((xaddress >> 8) & 0xFF), UInt8(xaddress & 0xFF)]
+        return [
+            0, 0x01, UInt8(xport >> 8), UInt8(xport & 0xFF),
+            UInt8(xaddress >> 24), UInt8((xaddress >> 16) & 0xFF), UInt8((xaddress >> 8) & 0xFF), UInt8(xaddress & 0xFF),
+        ]
     }
 
     static func message(method: Method, transaction: [UInt8], attributes: [(UInt16, [UInt8])]) -> [UInt8] {
@@ -50,8 +54,10 @@ enum TurnClient {
             while body.count % 4 != 0 { body.append(0) }
         }
         let type = method.rawValue
-        return [UInt8(type >> 8), UInt8(type & 0xFF), UInt8(body.count >> 8), UInt8(body.count & 0xFF),
-                UInt8(cookie >> 24), UInt8((cookie >> 16) & 0xFF), UInt8((cookie >> 8) & 0xFF), UInt8(cookie & 0xFF)] + transaction + body
+        return [
+            UInt8(type >> 8), UInt8(type & 0xFF), UInt8(body.count >> 8), UInt8(body.count & 0xFF),
+            UInt8(cookie >> 24), UInt8((cookie >> 16) & 0xFF), UInt8((cookie >> 8) & 0xFF), UInt8(cookie & 0xFF),
+        ] + transaction + body
     }
 
     /// Sends a request and waits for its success response (retransmitting on silence).

@@ -23,14 +23,15 @@ public enum ControlReport {
 
     public static func buddies(_ buddies: [ControlResults.BuddyEntry]) -> [String] {
         if buddies.isEmpty { return ["buddies:     none"] }
-        return ["buddies:"] + buddies.map { buddy in
-            let name = buddy.name.padding(toLength: 20, withPad: " ", startingAt: 0)
-            switch buddy.state {
-            case "confirmed": return "  \(name) \(buddy.presence)\(buddy.supernode.map { " (via \($0))" } ?? "")"
-            case "incoming": return "  \(name) wants to be your buddy — skylark buddy accept \(buddy.name)"
-            default: return "  \(name) request sent, waiting for consent"
+        return ["buddies:"]
+            + buddies.map { buddy in
+                let name = buddy.name.padding(toLength: 20, withPad: " ", startingAt: 0)
+                switch buddy.state {
+                case "confirmed": return "  \(name) \(buddy.presence)\(buddy.supernode.map { " (via \($0))" } ?? "")"
+                case "incoming": return "  \(name) wants to be your buddy — skylark buddy accept \(buddy.name)"
+                default: return "  \(name) request sent, waiting for consent"
+                }
             }
-        }
     }
 
     public static func done(_ done: ControlResults.Done) -> [String] { [done.done] }
@@ -76,7 +77,9 @@ public enum ControlReport {
         var lines = ["call \(call.id.prefix(8)) \(call.direction) \(call.peer): \(call.state)\(call.ended.map { " (\($0))" } ?? "")"]
         if let detail = call.pathDetail { lines.append("  path: \(detail)") }
         if call.state == "active" || call.packetsReceived != nil {
-            lines.append("  rtt \(number(call.rttMilliseconds, " ms"))  loss \(number(call.lossPercent, " %"))  jitter \(number(call.jitterMilliseconds, " ms"))  bitrate \(number(call.bitrateKbps, " kb/s"))  setup \(number(call.setupMilliseconds, " ms"))")
+            lines.append(
+                "  rtt \(number(call.rttMilliseconds, " ms"))  loss \(number(call.lossPercent, " %"))  jitter \(number(call.jitterMilliseconds, " ms"))  bitrate \(number(call.bitrateKbps, " kb/s"))  setup \(number(call.setupMilliseconds, " ms"))"
+            )
         }
         return lines
     }
@@ -103,7 +106,9 @@ public enum ControlReport {
         if !conference.invited.isEmpty { lines.append("  invited: \(conference.invited.joined(separator: ", "))") }
         if conference.mixerHistory.count > 1 { lines.append("  mixers so far: \(conference.mixerHistory.map(\.name).joined(separator: " → "))") }
         if let leg = conference.leg {
-            lines.append("  leg to \(leg.peer): \(leg.pathDetail ?? "connecting"); rtt \(number(leg.rttMilliseconds, " ms"))  loss \(number(leg.lossPercent, " %"))  jitter \(number(leg.jitterMilliseconds, " ms"))")
+            lines.append(
+                "  leg to \(leg.peer): \(leg.pathDetail ?? "connecting"); rtt \(number(leg.rttMilliseconds, " ms"))  loss \(number(leg.lossPercent, " %"))  jitter \(number(leg.jitterMilliseconds, " ms"))"
+            )
         }
         for leg in conference.legs {
             lines.append("  leg from \(leg.participant): \(leg.path ?? "connecting"); \(leg.packetsReceived) packets in, \(leg.packetsSent) out")

@@ -18,7 +18,9 @@ public enum X25519 {
 
         /// The shared secret with `peerPublicKey`. Refuses low-order points (an all-zero result).
         public func sharedSecret(with peerPublicKey: [UInt8]) throws -> [UInt8] {
-            guard peerPublicKey.count == keyByteCount else { throw CryptoError.invalidLength(what: "X25519 public key", expected: keyByteCount, actual: peerPublicKey.count) }
+            guard peerPublicKey.count == keyByteCount else {
+                throw CryptoError.invalidLength(what: "X25519 public key", expected: keyByteCount, actual: peerPublicKey.count)
+            }
             let peer = try EVPKey.fromRaw(publicKey: peerPublicKey, type: EVP_PKEY_X25519, name: "X25519")
             return try key.withContext { context in
                 try check(EVP_PKEY_derive_init(context), "EVP_PKEY_derive_init")

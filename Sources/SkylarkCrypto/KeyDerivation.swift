@@ -44,8 +44,9 @@ public enum Scrypt {
         // empty password still gets a real (one-byte) buffer.
         let buffer = password + [0]
         let ok = buffer.withUnsafeBytes { pw in
-            EVP_PBE_scrypt(pw.baseAddress!.assumingMemoryBound(to: CChar.self), password.count, salt, salt.count,
-                           parameters.n, parameters.r, parameters.p, parameters.memoryLimit, &out, out.count)
+            EVP_PBE_scrypt(
+                pw.baseAddress!.assumingMemoryBound(to: CChar.self), password.count, salt, salt.count,
+                parameters.n, parameters.r, parameters.p, parameters.memoryLimit, &out, out.count)
         }
         guard ok == 1 else { throw CryptoError.fromQueue("EVP_PBE_scrypt") }
         return out
@@ -62,8 +63,9 @@ public enum HMAC {
         // HMAC() fails only on allocation failure; an empty result would fail every comparison.
         let ok = key.withUnsafeBytes { keyBytes in
             message.withUnsafeBytes { messageBytes in
-                COpenSSL.HMAC(EVP_sha256(), keyBytes.baseAddress, Int32(key.count), messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                              message.count, &out, &length)
+                COpenSSL.HMAC(
+                    EVP_sha256(), keyBytes.baseAddress, Int32(key.count), messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    message.count, &out, &length)
             }
         }
         return ok == nil ? [] : Array(out.prefix(Int(length)))

@@ -105,7 +105,8 @@ public enum RSA {
             defer { ERR_clear_error() }
             var pkeyContext: OpaquePointer?
             guard EVP_DigestVerifyInit(context, &pkeyContext, EVP_sha256(), nil, key.pointer) == 1,
-                  (try? RSA.configurePSS(pkeyContext!)) != nil else { return false }
+                (try? RSA.configurePSS(pkeyContext!)) != nil
+            else { return false }
             return EVP_DigestVerify(context, signature, signature.count, message, message.count) == 1
         }
 

@@ -27,12 +27,14 @@ public final class InMemoryLab {
         // Cheaper than the real cost: the exchange and its checks are what is under test here.
         configuration.passwordHashing = Scrypt.Parameters(n: 1 << 10, r: 8, p: 1)
         let store = try SQLiteAccountStore(path: "\(directory)/accounts.sqlite")
-        let authority = try LoginAuthority(key: key, store: store, configuration: configuration,
-                                           logger: Logger(label: "skylark.memory.login") { _ in SwiftLogNoOpLogHandler() })
+        let authority = try LoginAuthority(
+            key: key, store: store, configuration: configuration,
+            logger: Logger(label: "skylark.memory.login") { _ in SwiftLogNoOpLogHandler() })
         login = { request, source, now in Self.serve(request, authority: authority, from: source, now: now) }
         supernodeAddresses = (1...max(1, supernodes)).map { "203.0.113.\(20 + $0)" }
-        let body = NetworkProfile(loginAddress: "203.0.113.10:7000", loginPublicKey: try key.publicKey.pem(), updateURL: nil, updatePublicKey: nil,
-                                  supernodes: supernodeAddresses.map { "\($0):\(NodeConfiguration.defaultPort)" }, issuedAt: 1_750_000_000)
+        let body = NetworkProfile(
+            loginAddress: "203.0.113.10:7000", loginPublicKey: try key.publicKey.pem(), updateURL: nil, updatePublicKey: nil,
+            supernodes: supernodeAddresses.map { "\($0):\(NodeConfiguration.defaultPort)" }, issuedAt: 1_750_000_000)
         let profile = try VerifiedProfile(document: try SignedDocument.sign(body, with: key))
         // SKYLARK_MEMORY_LOG=debug (or info, trace): the nodes' logs on standard error.
         var logger = Logger(label: "skylark.memory") { _ in SwiftLogNoOpLogHandler() }
@@ -68,17 +70,22 @@ public final class InMemoryLab {
             try register(name)
             started.append(try network.start(name, password: Self.password(name), address: address, supernode: .always, configure: configure))
         }
-        guard network.run(within: 30, until: { started.allSatisfy { $0.status()?.role == "supernode" } }) else { throw LabError.notReady("the default supernodes") }
+        guard network.run(within: 30, until: { started.allSatisfy { $0.status()?.role == "supernode" } }) else {
+            throw LabError.notReady("the default supernodes")
+        }
         return started
     }
 
     /// Registers and starts a client (`--supernode never`) and waits until it is attached.
     @discardableResult
-    public func startClient(_ name: String, address: String, reachability: InMemoryNetwork.Reachability = .public,
-                            configure: (inout NodeConfiguration) -> Void = { _ in }) throws -> InMemoryNode {
+    public func startClient(
+        _ name: String, address: String, reachability: InMemoryNetwork.Reachability = .public,
+        configure: (inout NodeConfiguration) -> Void = { _ in }
+    ) throws -> InMemoryNode {
         try register(name)
-        let node = try network.start(name, password: Self.password(name), address: address, reachability: reachability, supernode: .never,
-                                     configure: configure)
+        let node = try network.start(
+            name, password: Self.password(name), address: address, reachability: reachability, supernode: .never,
+            configure: configure)
         guard network.run(within: 30, until: { node.status()?.presence == "online" }) else { throw LabError.notReady(name) }
         return node
     }

@@ -224,8 +224,9 @@ public final class SimulatedNetwork {
         // Their own stream, so the other draws (latency, loss, picks) are unaffected.
         let key = try Ed25519.PrivateKey(rawRepresentation: (0..<4).flatMap { _ in withUnsafeBytes(of: keyRandom.next().littleEndian, Array.init) })
         serial += 1
-        let signed = try Credential.issue(name: name, userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: Int64(now) - 60,
-                                          lifetime: 30 * 86400, serial: serial, signer: loginKey)
+        let signed = try Credential.issue(
+            name: name, userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: Int64(now) - 60,
+            lifetime: 30 * 86400, serial: serial, signer: loginKey)
         return try LocalIdentity(key: key, credential: try verifier.credential(signed, now: now))
     }
 
@@ -246,8 +247,9 @@ public final class SimulatedNetwork {
     private func makeClient() throws -> Int {
         let index = clients.count
         let identity = try makeIdentity("user\(index)")
-        let session = try ClientSession(identity: identity, verifier: verifier, messageKey: try X25519.PrivateKey(), state: SessionState(),
-                                        configuration: configuration.session)
+        let session = try ClientSession(
+            identity: identity, verifier: verifier, messageKey: try X25519.PrivateKey(), state: SessionState(),
+            configuration: configuration.session)
         clients.append(Client(session: session, identity: identity, peer: PeerIdentity(credential: identity.credential!)))
         clientIndexByName[identity.name!] = index
         return index
@@ -315,8 +317,9 @@ public final class SimulatedNetwork {
         case let .clientToSupernode(client, supernode, message):
             guard supernodes[supernode].alive, clients[client].online, clients[client].attachedTo == supernode else { return }
             messagesDelivered += 1
-            supernodes[supernode].core.handleClientMessage(message, link: clientLink(client), peer: clients[client].peer,
-                                                            observedEndpoint: "client\(client).sim:40000", now: now)
+            supernodes[supernode].core.handleClientMessage(
+                message, link: clientLink(client), peer: clients[client].peer,
+                observedEndpoint: "client\(client).sim:40000", now: now)
             drainSupernode(supernode)
         case let .supernodeToClient(supernode, client, message):
             guard clients[client].online, clients[client].attachedTo == supernode else { return }
@@ -391,8 +394,10 @@ public final class SimulatedNetwork {
                 schedule(.clientToSupernode(client: index, supernode: supernode, message), after: latency(supernode, 1_000_000 + index))
             case let .event(event):
                 if case let .searchFinished(token, answer) = event, let started = pendingSearches[index]?.removeValue(forKey: token) {
-                    searches.append(SearchRecord(target: started.target, found: answer.found, hops: answer.hops, latency: now - started.startedAt,
-                                                 startedAt: started.startedAt))
+                    searches.append(
+                        SearchRecord(
+                            target: started.target, found: answer.found, hops: answer.hops, latency: now - started.startedAt,
+                            startedAt: started.startedAt))
                 }
             case .saveState:
                 continue

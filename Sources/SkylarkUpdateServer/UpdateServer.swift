@@ -15,8 +15,10 @@ public final class UpdateServer: Service, Sendable {
     private let logger: Logger
     private let onBound: @Sendable (SocketAddress) -> Void
 
-    public init(state: UpdateServerState, listen: HostPort, group: any EventLoopGroup, threadPool: NIOThreadPool, logger: Logger,
-                onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
+    public init(
+        state: UpdateServerState, listen: HostPort, group: any EventLoopGroup, threadPool: NIOThreadPool, logger: Logger,
+        onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+    ) {
         self.state = state
         self.listen = listen
         self.group = group
@@ -81,7 +83,8 @@ public final class UpdateServer: Service, Sendable {
             body = ByteBuffer(string: "only GET and HEAD\n")
             contentType = "text/plain"
         } else if let path = UpdateRoutes.file(for: request.uri, in: state.directory),
-                  let data = try await threadPool.runIfActive({ FileManager.default.contents(atPath: path) }) {
+            let data = try await threadPool.runIfActive({ FileManager.default.contents(atPath: path) })
+        {
             body = ByteBuffer(bytes: data)
             if request.uri.hasPrefix(UpdateRoutes.manifestPath) { contentType = "application/json" }
         } else {
@@ -89,7 +92,9 @@ public final class UpdateServer: Service, Sendable {
             body = ByteBuffer(string: "not found\n")
             contentType = "text/plain"
         }
-        logger.info("update request", metadata: ["peer.address": "\(peer)", "http.method": "\(request.method)", "http.uri": "\(request.uri)", "http.status": "\(status.code)"])
+        logger.info(
+            "update request",
+            metadata: ["peer.address": "\(peer)", "http.method": "\(request.method)", "http.uri": "\(request.uri)", "http.status": "\(status.code)"])
         let keepAlive = request.isKeepAlive
         var headers = HTTPHeaders()
         headers.add(name: "content-type", value: contentType)

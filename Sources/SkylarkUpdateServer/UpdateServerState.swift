@@ -102,7 +102,8 @@ public enum UpdateRoutes {
         if path == manifestPath { return directory + "/manifest.json" }
         let segments = path.split(separator: "/", omittingEmptySubsequences: false)
         guard segments.count == 4, segments[0].isEmpty, segments[1] == "releases",
-              isSafeSegment(segments[2]), isSafeSegment(segments[3]) else { return nil }
+            isSafeSegment(segments[2]), isSafeSegment(segments[3])
+        else { return nil }
         return "\(directory)/releases/\(segments[2])/\(segments[3])"
     }
 }

@@ -37,7 +37,9 @@ public struct Credential: Sendable, Equatable {
         Array(SHA256.hash(userPublicKey).prefix(nodeIDByteCount))
     }
 
-    public static func issue(name: String, userPublicKey: [UInt8], issuedAt: Int64, lifetime: Int64, serial: UInt64, signer: RSA.PrivateKey) throws -> LoginSignedCredential {
+    public static func issue(name: String, userPublicKey: [UInt8], issuedAt: Int64, lifetime: Int64, serial: UInt64, signer: RSA.PrivateKey) throws
+        -> LoginSignedCredential
+    {
         var body = LoginCredentialBody()
         body.name = name
         body.userPublicKey = Data(userPublicKey)
@@ -58,11 +60,13 @@ public struct Credential: Sendable, Equatable {
         let bodyBytes = Array(signed.body)
         guard issuer.verify(signature: Array(signed.signature), for: bodyBytes) else { throw .badSignature }
         guard let body = try? LoginCredentialBody(serializedBytes: bodyBytes),
-              body.userPublicKey.count == Ed25519.keyByteCount, !body.name.isEmpty else { throw .malformed }
+            body.userPublicKey.count == Ed25519.keyByteCount, !body.name.isEmpty
+        else { throw .malformed }
         guard Array(body.nodeID) == nodeID(for: Array(body.userPublicKey)) else { throw .nodeIDMismatch }
         guard now < body.expiresAt else { throw .expired(at: body.expiresAt) }
         guard now + clockSkew >= body.issuedAt else { throw .notYetValid(from: body.issuedAt) }
-        return Credential(name: body.name, userPublicKey: Array(body.userPublicKey), nodeID: Array(body.nodeID),
-                          issuedAt: body.issuedAt, expiresAt: body.expiresAt, serial: body.serial, signed: signed)
+        return Credential(
+            name: body.name, userPublicKey: Array(body.userPublicKey), nodeID: Array(body.nodeID),
+            issuedAt: body.issuedAt, expiresAt: body.expiresAt, serial: body.serial, signed: signed)
     }
 }

@@ -56,7 +56,8 @@ public struct FrameDecoder: Sendable {
     /// an oversized frame, without waiting for (or buffering) its body.
     public mutating func next() throws -> [UInt8]? {
         guard bufferedByteCount >= Framing.headerByteCount else { return nil }
-        let length = Int(buffer[readIndex]) << 24 | Int(buffer[readIndex + 1]) << 16
+        let length =
+            Int(buffer[readIndex]) << 24 | Int(buffer[readIndex + 1]) << 16
             | Int(buffer[readIndex + 2]) << 8 | Int(buffer[readIndex + 3])
         guard length <= maximumFrameSize else { throw FrameError.oversized(length: length, limit: maximumFrameSize) }
         guard bufferedByteCount >= Framing.headerByteCount + length else { return nil }

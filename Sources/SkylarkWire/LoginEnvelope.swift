@@ -29,11 +29,14 @@ public enum LoginEnvelope {
     }
 
     /// Server side: the session key and payload of a sealed request.
-    public static func openRequest(_ sealed: LoginSealedRequest, with serverKey: RSA.PrivateKey, fingerprint: [UInt8]) throws(OpenError) -> (sessionKey: [UInt8], payload: LoginRequestPayload) {
+    public static func openRequest(_ sealed: LoginSealedRequest, with serverKey: RSA.PrivateKey, fingerprint: [UInt8]) throws(OpenError) -> (
+        sessionKey: [UInt8], payload: LoginRequestPayload
+    ) {
         guard constantTimeEquals(Array(sealed.serverKeyFingerprint), fingerprint) else { throw .keyMismatch }
         guard let sessionKey = try? serverKey.decrypt(Array(sealed.wrappedSessionKey)), sessionKey.count == AESGCM.keyByteCount,
-              let plaintext = try? AESGCM.open(Array(sealed.ciphertext), key: sessionKey, nonce: Array(sealed.nonce), authenticating: requestContext + fingerprint),
-              let payload = try? LoginRequestPayload(serializedBytes: plaintext)
+            let plaintext = try? AESGCM.open(
+                Array(sealed.ciphertext), key: sessionKey, nonce: Array(sealed.nonce), authenticating: requestContext + fingerprint),
+            let payload = try? LoginRequestPayload(serializedBytes: plaintext)
         else { throw .undecryptable }
         return (sessionKey, payload)
     }
@@ -48,7 +51,9 @@ public enum LoginEnvelope {
 
     /// Client side: nil when the answer was not made with our session key, or is not a response.
     public static func openResponse(_ sealed: LoginSealedResponse, sessionKey: [UInt8]) -> LoginResponsePayload? {
-        guard let plaintext = try? AESGCM.open(Array(sealed.ciphertext), key: sessionKey, nonce: Array(sealed.nonce), authenticating: responseContext) else { return nil }
+        guard let plaintext = try? AESGCM.open(Array(sealed.ciphertext), key: sessionKey, nonce: Array(sealed.nonce), authenticating: responseContext) else {
+            return nil
+        }
         return try? LoginResponsePayload(serializedBytes: plaintext)
     }
 }

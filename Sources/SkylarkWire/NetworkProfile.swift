@@ -99,7 +99,8 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
             if host.contains(":") { return nil }
         }
         guard !host.isEmpty, !host.contains(where: { $0.isWhitespace }), !portText.isEmpty, portText.count <= 5,
-              portText.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(portText), (0...65535).contains(port) else { return nil }
+            portText.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(portText), (0...65535).contains(port)
+        else { return nil }
         self.host = String(host)
         self.port = port
     }

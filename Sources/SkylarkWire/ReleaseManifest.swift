@@ -52,8 +52,8 @@ public struct SemanticVersion: Sendable, Comparable, Hashable, CustomStringConve
     public init?(_ text: String) {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3,
-              parts.allSatisfy({ !$0.isEmpty && $0.count <= 9 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
-              let major = Int(parts[0]), let minor = Int(parts[1]), let patch = Int(parts[2])
+            parts.allSatisfy({ !$0.isEmpty && $0.count <= 9 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+            let major = Int(parts[0]), let minor = Int(parts[1]), let patch = Int(parts[2])
         else { return nil }
         self.init(major: major, minor: minor, patch: patch)
     }

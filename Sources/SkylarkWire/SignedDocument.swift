@@ -41,8 +41,8 @@ public struct SignedDocument<Body: Codable & Sendable>: Codable, Sendable {
     /// The body, only if `key` signed exactly it.
     public func verifiedBody(with key: RSA.PublicKey) throws(DocumentError) -> Body {
         guard let signatureBytes = Data(base64Encoded: signature),
-              let canonical = try? Self.canonicalBytes(of: body),
-              key.verify(signature: Array(signatureBytes), for: canonical)
+            let canonical = try? Self.canonicalBytes(of: body),
+            key.verify(signature: Array(signatureBytes), for: canonical)
         else { throw .badSignature }
         return body
     }

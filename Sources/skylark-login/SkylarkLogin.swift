@@ -19,7 +19,8 @@ struct SkylarkLogin: AsyncParsableCommand {
         subcommands: [Init.self, Serve.self])
 
     struct Init: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make the login key, an empty account store and the signed network profile (DIR/network.json).")
+        static let configuration = CommandConfiguration(
+            abstract: "Make the login key, an empty account store and the signed network profile (DIR/network.json).")
 
         @Option(help: "State folder.") var state: String
         @Option(help: "Address clients use to reach this server (HOST:PORT).") var publicAddress = "127.0.0.1:7000"
@@ -58,8 +59,10 @@ struct SkylarkLogin: AsyncParsableCommand {
         @Option(help: "Address to listen on (HOST:PORT).") var listen: String
         @Option(help: "Threads for password hashing and RSA (default: one per core).") var workers = System.coreCount
         @Option(help: "Credential lifetime in seconds.") var credentialLifetime: Int64 = 24 * 3600
-        @Option(help: "Failed logins per name allowed within the window before delays start.") var nameFreeFailures = FailureThrottle.Policy.perName.freeFailures
-        @Option(help: "Failed attempts per client address allowed within the window before delays start.") var addressFreeFailures = FailureThrottle.Policy.perAddress.freeFailures
+        @Option(help: "Failed logins per name allowed within the window before delays start.") var nameFreeFailures = FailureThrottle.Policy.perName
+            .freeFailures
+        @Option(help: "Failed attempts per client address allowed within the window before delays start.") var addressFreeFailures = FailureThrottle.Policy
+            .perAddress.freeFailures
         @Option(help: "First delay in seconds once the free failures are used; doubles per failure.") var lockoutBase = FailureThrottle.Policy.perName.baseDelay
         @Option(help: "Largest client clock difference accepted, in seconds.") var replayWindow: Double = 120
         @Option(help: "Log level: \(LogLevelName.all.joined(separator: ", ")).") var logLevel = "info"
@@ -83,8 +86,10 @@ struct SkylarkLogin: AsyncParsableCommand {
             }
             let pool = NIOThreadPool(numberOfThreads: max(1, workers))
             pool.start()
-            let server = LoginServer(authority: authority, configuration: .init(listen: endpoint), group: MultiThreadedEventLoopGroup.singleton,
-                                     threadPool: pool, logger: logger) { address in
+            let server = LoginServer(
+                authority: authority, configuration: .init(listen: endpoint), group: MultiThreadedEventLoopGroup.singleton,
+                threadPool: pool, logger: logger
+            ) { address in
                 tool.announceListening(on: address)
             }
             try await tool.runUntilSignalled([server], logger: logger, threadPool: pool)

@@ -47,9 +47,12 @@ struct SkylarkUpdate: AsyncParsableCommand {
             guard validForDays > 0 else { tool.fail("--valid-for-days must be positive") }
             let state = UpdateServerState(directory: state)
             do {
-                let manifest = try state.publish(version: version, files: file, notes: notes, validFor: Int64(validForDays) * 86400,
-                                                 now: Int64(Date().timeIntervalSince1970))
-                print("published \(manifest.version) with \(manifest.files.count) file(s), valid until \(Date(timeIntervalSince1970: TimeInterval(manifest.expiresAt)))")
+                let manifest = try state.publish(
+                    version: version, files: file, notes: notes, validFor: Int64(validForDays) * 86400,
+                    now: Int64(Date().timeIntervalSince1970))
+                print(
+                    "published \(manifest.version) with \(manifest.files.count) file(s), valid until \(Date(timeIntervalSince1970: TimeInterval(manifest.expiresAt)))"
+                )
                 for entry in manifest.files { print("  \(entry.name)  \(entry.size) bytes  sha256 \(entry.sha256)") }
             } catch {
                 tool.fail("\(error)")
@@ -68,10 +71,13 @@ struct SkylarkUpdate: AsyncParsableCommand {
             let logger = tool.bootstrapLogging(level: logLevel, fallback: .info)
             let endpoint = tool.endpoint(listen, option: "--listen")
             let state = UpdateServerState(directory: state)
-            guard FileManager.default.fileExists(atPath: state.keyPath) else { tool.fail(UpdateServerState.Failure.notInitialised(state.directory).description) }
+            guard FileManager.default.fileExists(atPath: state.keyPath) else {
+                tool.fail(UpdateServerState.Failure.notInitialised(state.directory).description)
+            }
             let pool = NIOThreadPool(numberOfThreads: 2)
             pool.start()
-            let server = UpdateServer(state: state, listen: endpoint, group: MultiThreadedEventLoopGroup.singleton, threadPool: pool, logger: logger) { address in
+            let server = UpdateServer(state: state, listen: endpoint, group: MultiThreadedEventLoopGroup.singleton, threadPool: pool, logger: logger) {
+                address in
                 tool.announceListening(on: address)
             }
             try await tool.runUntilSignalled([server], logger: logger, threadPool: pool)

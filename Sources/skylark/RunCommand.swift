@@ -45,8 +45,9 @@ struct Run: AsyncParsableCommand {
         await checkForUpdate(profile: profile)
         let password = readPassword(prompt: "Password for \(canonical): ", confirm: false)
 
-        var configuration = NodeConfiguration(name: canonical, password: password, profile: profile, stateDirectory: options.stateDirectory,
-                                              listen: listenEndpoints, supernodeMode: mode)
+        var configuration = NodeConfiguration(
+            name: canonical, password: password, profile: profile, stateDirectory: options.stateDirectory,
+            listen: listenEndpoints, supernodeMode: mode)
         configuration.advertise = advertised
         configuration.promotion.minimumUptime = minUptime
         configuration.promotion.requiredSuccesses = promoteAfter
@@ -119,8 +120,9 @@ struct Status: AsyncParsableCommand {
 }
 
 struct BuddyCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "buddy", abstract: "Buddy list: add, accept, remove, list.",
-                                                    subcommands: [Add.self, Accept.self, Remove.self, List.self])
+    static let configuration = CommandConfiguration(
+        commandName: "buddy", abstract: "Buddy list: add, accept, remove, list.",
+        subcommands: [Add.self, Accept.self, Remove.self, List.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Ask NAME to be your buddy (they must accept).")
@@ -217,7 +219,8 @@ struct Hangup: AsyncParsableCommand {
 }
 
 struct Calls: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Calls: path (direct, punched or relayed and through which supernodes), RTT, loss, jitter, bitrate.")
+    static let configuration = CommandConfiguration(
+        abstract: "Calls: path (direct, punched or relayed and through which supernodes), RTT, loss, jitter, bitrate.")
     @OptionGroup var control: ControlOptions
     func run() async throws {
         printLines(ControlReport.calls(await control.send(ControlRequest(command: .calls))))

@@ -13,8 +13,10 @@ struct Skylark: AsyncParsableCommand {
         commandName: "skylark",
         abstract: "The Skylark client.",
         version: SkylarkVersion.current.description,
-        subcommands: [Register.self, Login.self, Update.self, Run.self, Status.self, BuddyCommand.self, Search.self, Msg.self,
-                      Inbox.self, Presence.self, Call.self, Answer.self, Hangup.self, Calls.self, Conf.self])
+        subcommands: [
+            Register.self, Login.self, Update.self, Run.self, Status.self, BuddyCommand.self, Search.self, Msg.self,
+            Inbox.self, Presence.self, Call.self, Answer.self, Hangup.self, Calls.self, Conf.self,
+        ])
 }
 
 struct ClientOptions: ParsableArguments {
@@ -43,8 +45,9 @@ struct Register: AsyncParsableCommand {
         let password = readPassword(prompt: "Password for \(canonical): ", confirm: true)
         if let problem = PasswordPolicy.problem(with: password) { tool.fail(LoginFailure.weakPassword(problem).description, code: 10) }
         do {
-            let outcome = try await LoginClient.perform(.register(name: canonical, password: password), profile: profile,
-                                                        group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            let outcome = try await LoginClient.perform(
+                .register(name: canonical, password: password), profile: profile,
+                group: MultiThreadedEventLoopGroup.singleton, logger: logger)
             guard case let .registered(registered) = outcome else { tool.fail("unexpected answer") }
             print("registered \(registered)")
         } catch {
@@ -79,8 +82,9 @@ struct Login: AsyncParsableCommand {
         }
         let password = readPassword(prompt: "Password for \(canonical): ", confirm: false)
         do {
-            let outcome = try await LoginClient.perform(.login(name: canonical, password: password, userPublicKey: publicKey), profile: profile,
-                                                        group: group, logger: logger)
+            let outcome = try await LoginClient.perform(
+                .login(name: canonical, password: password, userPublicKey: publicKey), profile: profile,
+                group: group, logger: logger)
             guard case let .loggedIn(credential) = outcome else { tool.fail("unexpected answer") }
             do { try state.save(credential) } catch { tool.fail("cannot store the credential: \(error)") }
             let expiry = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(credential.expiresAt)))

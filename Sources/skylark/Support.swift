@@ -2,7 +2,7 @@ import Foundation
 import SkylarkCLI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Names this executable in its failures, warnings and logs.

@@ -12,11 +12,12 @@ struct FailureTests {
     @Test("login server unreachable: exit 6 'unreachable', for login, register and update")
     func loginServerUnreachable() async throws {
         try await withSandbox { sandbox in
-            let closedLogin = try sandbox.reservePort()   // bound, never listening: connections are refused
+            let closedLogin = try sandbox.reservePort()  // bound, never listening: connections are refused
             let closedUpdate = try sandbox.reservePort()
             let updateState = try await sandbox.initUpdate()
-            let state = try await sandbox.initLogin(port: closedLogin.port, updateURL: "http://127.0.0.1:\(closedUpdate.port)",
-                                                    updateKey: updateState + "/update-public.pem")
+            let state = try await sandbox.initLogin(
+                port: closedLogin.port, updateURL: "http://127.0.0.1:\(closedUpdate.port)",
+                updateKey: updateState + "/update-public.pem")
             let profile = state + "/network.json"
 
             let login = try await sandbox.login("alice", "alice-password-1", profile: profile)
@@ -113,8 +114,9 @@ struct FailureTests {
             var unsigned = original
             unsigned["signature"] = ""
             try writeJSONObject(unsigned, to: update.manifestPath)
-            expectExit(try await sandbox.login("alice", "alice-password-1", profile: network.profile, state: client), 8,
-                       stderrContains: "bad update signature: the manifest is unsigned")
+            expectExit(
+                try await sandbox.login("alice", "alice-password-1", profile: network.profile, state: client), 8,
+                stderrContains: "bad update signature: the manifest is unsigned")
             #expect(!fileExists(client + "/credential.json"))
             expectExit(try await sandbox.skylark(["update", "--network", network.profile]), 8, stderrContains: "bad update signature")
 
@@ -122,8 +124,9 @@ struct FailureTests {
             var missing = original
             missing.removeValue(forKey: "signature")
             try writeJSONObject(missing, to: update.manifestPath)
-            expectExit(try await sandbox.login("alice", "alice-password-1", profile: network.profile, state: client), 8,
-                       stderrContains: "bad update signature: the manifest is unsigned")
+            expectExit(
+                try await sandbox.login("alice", "alice-password-1", profile: network.profile, state: client), 8,
+                stderrContains: "bad update signature: the manifest is unsigned")
 
             // A body changed after signing.
             var altered = original
@@ -131,8 +134,9 @@ struct FailureTests {
             body["version"] = "9.9.9"
             altered["body"] = body
             try writeJSONObject(altered, to: update.manifestPath)
-            expectExit(try await sandbox.login("alice", "alice-password-1", profile: network.profile, state: client), 8,
-                       stderrContains: "bad update signature: the manifest is not signed by the pinned update key")
+            expectExit(
+                try await sandbox.login("alice", "alice-password-1", profile: network.profile, state: client), 8,
+                stderrContains: "bad update signature: the manifest is not signed by the pinned update key")
             #expect(!fileExists(client + "/credential.json"))
 
             // Restored, everything works again.
@@ -233,16 +237,19 @@ struct FailureTests {
             swapped["body"] = body
             let swappedPath = sandbox.path("swapped.json")
             try writeJSONObject(swapped, to: swappedPath)
-            expectExit(try await sandbox.skylark(["login", "alice", "--network", swappedPath, "--state", sandbox.path("client")], password: "alice-password-1"),
-                       11, stderrContains: "invalid network profile")
+            expectExit(
+                try await sandbox.skylark(["login", "alice", "--network", swappedPath, "--state", sandbox.path("client")], password: "alice-password-1"),
+                11, stderrContains: "invalid network profile")
 
             // Not JSON, and missing.
             let garbage = sandbox.path("garbage.json")
             try writeFile(garbage, "this is not a profile\n")
-            expectExit(try await sandbox.skylark(["login", "alice", "--network", garbage], password: "alice-password-1"), 11,
-                       stderrContains: "invalid network profile")
-            expectExit(try await sandbox.skylark(["login", "alice", "--network", sandbox.path("missing.json")], password: "alice-password-1"), 11,
-                       stderrContains: "cannot read network profile")
+            expectExit(
+                try await sandbox.skylark(["login", "alice", "--network", garbage], password: "alice-password-1"), 11,
+                stderrContains: "invalid network profile")
+            expectExit(
+                try await sandbox.skylark(["login", "alice", "--network", sandbox.path("missing.json")], password: "alice-password-1"), 11,
+                stderrContains: "cannot read network profile")
             #expect(!fileExists(sandbox.path("client/credential.json")))
         }
     }
@@ -252,8 +259,9 @@ struct FailureTests {
         try await withSandbox { sandbox in
             let reservation = try sandbox.reservePort()
             let state = try await sandbox.initLogin(port: reservation.port)
-            expectExit(try await sandbox.skylark(["update", "--network", state + "/network.json"]), 8,
-                       stderrContains: "the network profile names no update server")
+            expectExit(
+                try await sandbox.skylark(["update", "--network", state + "/network.json"]), 8,
+                stderrContains: "the network profile names no update server")
         }
     }
 }
@@ -284,8 +292,12 @@ struct ServerCommandTests {
             #expect(badListen.status != 0, "\(badListen)")
             #expect(badListen.stderr.contains("--listen 'nonsense' is not HOST:PORT"), "\(badListen)")
 
-            let halfUpdate = try await sandbox.run("skylark-login", ["init", "--state", sandbox.path("login-2"), "--key-bits", "2048",
-                                                                     "--update-url", "http://127.0.0.1:1"])
+            let halfUpdate = try await sandbox.run(
+                "skylark-login",
+                [
+                    "init", "--state", sandbox.path("login-2"), "--key-bits", "2048",
+                    "--update-url", "http://127.0.0.1:1",
+                ])
             #expect(halfUpdate.status != 0, "\(halfUpdate)")
             #expect(halfUpdate.stderr.contains("--update-url and --update-key go together"), "\(halfUpdate)")
 
@@ -324,12 +336,18 @@ struct ServerCommandTests {
             let noFiles = try await sandbox.run("skylark-update", ["publish", "--state", state, "--version", "0.3.0"])
             #expect(noFiles.status != 0, "\(noFiles)")
             #expect(noFiles.stderr.contains("a release needs at least one --file"), "\(noFiles)")
-            let zeroDays = try await sandbox.run("skylark-update", ["publish", "--state", state, "--version", "0.3.0", "--file", file.path,
-                                                                   "--valid-for-days", "0"])
+            let zeroDays = try await sandbox.run(
+                "skylark-update",
+                [
+                    "publish", "--state", state, "--version", "0.3.0", "--file", file.path,
+                    "--valid-for-days", "0",
+                ])
             #expect(zeroDays.status != 0, "\(zeroDays)")
             #expect(zeroDays.stderr.contains("--valid-for-days must be positive"), "\(zeroDays)")
-            #expect(try SignedDocument<ReleaseManifest>.decode(try #require(FileManager.default.contents(atPath: state + "/manifest.json"))).body.version == "0.2.0",
-                    "refused publishes leave the manifest alone")
+            #expect(
+                try SignedDocument<ReleaseManifest>.decode(try #require(FileManager.default.contents(atPath: state + "/manifest.json"))).body.version
+                    == "0.2.0",
+                "refused publishes leave the manifest alone")
         }
     }
 
@@ -350,8 +368,10 @@ struct ServerCommandTests {
             let releaseMatches = released.body == file.bytes
             #expect(releaseMatches, "GET /releases/0.2.0/notes.txt returned \(released.body.count) bytes")
 
-            for path in ["/update-key.pem", "/update-public.pem", "/releases/0.2.0/../../update-key.pem", "/releases/..%2f..%2fupdate-key.pem",
-                         "/releases/0.2.0/missing.txt", "/"] {
+            for path in [
+                "/update-key.pem", "/update-public.pem", "/releases/0.2.0/../../update-key.pem", "/releases/..%2f..%2fupdate-key.pem",
+                "/releases/0.2.0/missing.txt", "/",
+            ] {
                 let answer = try await httpRequest(port: server.port, method: "GET", path: path)
                 #expect(answer.status == 404, "GET \(path) → \(answer.status)")
                 #expect(!answer.body.contains(subsequence: Array("PRIVATE KEY".utf8)), "GET \(path) leaked the key")

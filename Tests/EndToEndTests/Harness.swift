@@ -6,10 +6,11 @@
 import Foundation
 import SkylarkTestSupport
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 struct HarnessError: Error, CustomStringConvertible {
@@ -45,10 +46,12 @@ enum Executables {
                 folder.deleteLastPathComponent()
             }
         }
-        return .failure(HarnessError("""
-            skylark-login is not next to the test bundle (looked in: \(tried.joined(separator: ", "))). \
-            Build the executables first: `swift build --build-tests`, or set SKYLARK_E2E_BIN to their folder.
-            """))
+        return .failure(
+            HarnessError(
+                """
+                skylark-login is not next to the test bundle (looked in: \(tried.joined(separator: ", "))). \
+                Build the executables first: `swift build --build-tests`, or set SKYLARK_E2E_BIN to their folder.
+                """))
     }()
 
     static func path(_ name: String) throws -> String {
@@ -64,8 +67,10 @@ enum Executables {
 // MARK: - Polling
 
 /// Polls `condition` until it holds, with a short pause between tries; throws after `timeout`.
-func waitUntil(_ what: @autoclosure () -> String, timeout: Duration = .seconds(30),
-               _ condition: () throws -> Bool) async throws {
+func waitUntil(
+    _ what: @autoclosure () -> String, timeout: Duration = .seconds(30),
+    _ condition: () throws -> Bool
+) async throws {
     let deadline = ContinuousClock.now + timeout
     while true {
         if try condition() { return }
@@ -130,13 +135,16 @@ final class ChildProcess {
     let stderrPath: String
     private let process = Process()
 
-    init(label: String, executable: String, arguments: [String], environment: [String: String],
-         stdoutPath: String, stderrPath: String) throws {
+    init(
+        label: String, executable: String, arguments: [String], environment: [String: String],
+        stdoutPath: String, stderrPath: String
+    ) throws {
         self.label = label
         self.stdoutPath = stdoutPath
         self.stderrPath = stderrPath
         guard FileManager.default.createFile(atPath: stdoutPath, contents: nil),
-              FileManager.default.createFile(atPath: stderrPath, contents: nil) else {
+            FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        else {
             throw HarnessError("cannot create the output files of \(label)")
         }
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
@@ -282,21 +290,26 @@ final class Sandbox {
     }
 
     /// Starts `tool` (one of the three executables); it is stopped at teardown at the latest.
-    func launch(_ tool: String, _ arguments: [String], password: String? = nil, environment extra: [String: String] = [:],
-                label: String? = nil) throws -> ChildProcess {
+    func launch(
+        _ tool: String, _ arguments: [String], password: String? = nil, environment extra: [String: String] = [:],
+        label: String? = nil
+    ) throws -> ChildProcess {
         runCount += 1
         let label = label ?? "\(tool) \(arguments.first ?? "")"
         let stem = path("logs/\(String(format: "%03d", runCount))-\(label.filter { $0.isLetter || $0.isNumber || $0 == "-" })")
-        let child = try ChildProcess(label: label, executable: try Executables.path(tool), arguments: arguments,
-                                     environment: environment(password: password, extra: extra),
-                                     stdoutPath: stem + ".out", stderrPath: stem + ".err")
+        let child = try ChildProcess(
+            label: label, executable: try Executables.path(tool), arguments: arguments,
+            environment: environment(password: password, extra: extra),
+            stdoutPath: stem + ".out", stderrPath: stem + ".err")
         children.append(child)
         return child
     }
 
     /// Runs a command to completion (killed and reported if it takes longer than `timeout`).
-    func run(_ tool: String, _ arguments: [String], password: String? = nil, environment extra: [String: String] = [:],
-             timeout: Duration = .seconds(60)) async throws -> RunResult {
+    func run(
+        _ tool: String, _ arguments: [String], password: String? = nil, environment extra: [String: String] = [:],
+        timeout: Duration = .seconds(60)
+    ) async throws -> RunResult {
         let child = try launch(tool, arguments, password: password, environment: extra)
         let termination: Termination
         do {
@@ -305,8 +318,9 @@ final class Sandbox {
             child.stop()
             throw HarnessError("\(tool) \(arguments.joined(separator: " ")) did not finish: \(error)\nstdout: \(child.stdout)\nstderr: \(child.stderr)")
         }
-        return RunResult(command: ([tool] + arguments).joined(separator: " "), termination: termination,
-                         stdout: child.stdout, stderr: child.stderr)
+        return RunResult(
+            command: ([tool] + arguments).joined(separator: " "), termination: termination,
+            stdout: child.stdout, stderr: child.stderr)
     }
 
     /// A loopback port held bound (not listening) until released or teardown.

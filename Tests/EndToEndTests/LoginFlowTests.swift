@@ -35,8 +35,9 @@ struct LoginFlowTests {
             var signed = LoginSignedCredential()
             signed.body = try #require(Data(base64Encoded: stored["body"] as? String ?? ""))
             signed.signature = try #require(Data(base64Encoded: stored["signature"] as? String ?? ""))
-            let credential = try Credential.verify(signed, issuer: try loadPublicKey(network.login.state + "/login-public.pem"),
-                                                   now: Int64(Date().timeIntervalSince1970))
+            let credential = try Credential.verify(
+                signed, issuer: try loadPublicKey(network.login.state + "/login-public.pem"),
+                now: Int64(Date().timeIntervalSince1970))
             #expect(credential.name == "alice")
             #expect(login.stdout.contains("credential serial \(credential.serial),"), "\(login)")
             #expect(stored["name"] as? String == "alice")
@@ -49,8 +50,9 @@ struct LoginFlowTests {
             // A second login keeps the identity key and gets the next serial.
             let again = try await sandbox.login("alice", "alice-password-1", profile: network.profile, state: client)
             expectExit(again, 0)
-            #expect(again.stdout.contains("logged in as alice (node id \(credential.nodeID.hexString), credential serial \(credential.serial + 1),"),
-                    "the next serial: \(again)")
+            #expect(
+                again.stdout.contains("logged in as alice (node id \(credential.nodeID.hexString), credential serial \(credential.serial + 1),"),
+                "the next serial: \(again)")
             #expect(readFile(client + "/identity.pem") == identityPEM)
 
             // The release downloads, verified, byte for byte.
@@ -59,8 +61,9 @@ struct LoginFlowTests {
             let update = try await sandbox.skylark(["update", "--network", network.profile, "--download", download])
             expectExit(update, 0)
             #expect(update.stdout.contains("update available: 0.2.0"), "\(update)")
-            #expect(update.stdout.contains("verified \(release.name) (\(release.bytes.count) bytes, sha256 \(SHA256.hash(release.bytes).hexString))"),
-                    "\(update)")
+            #expect(
+                update.stdout.contains("verified \(release.name) (\(release.bytes.count) bytes, sha256 \(SHA256.hash(release.bytes).hexString))"),
+                "\(update)")
             let downloaded = readBytes(download + "/" + release.name)
             #expect(downloaded == release.bytes, "downloaded \(downloaded?.count ?? 0) bytes, published \(release.bytes.count)")
             #expect((try? FileManager.default.contentsOfDirectory(atPath: download)) == [release.name])
@@ -96,22 +99,29 @@ struct LoginFlowTests {
             let profile = network.profile
 
             expectExit(try await sandbox.register("alice", "alice-password-1", profile: profile), 0)
-            expectExit(try await sandbox.register("ALICE", "another-password", profile: profile, state: sandbox.path("x")), 5,
-                       stderrContains: "name taken: 'alice' is already registered")
+            expectExit(
+                try await sandbox.register("ALICE", "another-password", profile: profile, state: sandbox.path("x")), 5,
+                stderrContains: "name taken: 'alice' is already registered")
             // Fullwidth letters fold to the same name under NFKC.
-            expectExit(try await sandbox.register("Ａｌｉｃｅ", "another-password", profile: profile, state: sandbox.path("x")), 5,
-                       stderrContains: "name taken")
+            expectExit(
+                try await sandbox.register("Ａｌｉｃｅ", "another-password", profile: profile, state: sandbox.path("x")), 5,
+                stderrContains: "name taken")
 
-            expectExit(try await sandbox.register("1abc", "good-password", profile: profile), 10,
-                       stderrContains: "invalid name: a name must start with a letter")
-            expectExit(try await sandbox.register("ab", "good-password", profile: profile), 10,
-                       stderrContains: "invalid name: a name needs at least 3 characters")
-            expectExit(try await sandbox.register("bad name", "good-password", profile: profile), 10,
-                       stderrContains: "invalid name: a name may hold only")
-            expectExit(try await sandbox.register(String(repeating: "a", count: 33), "good-password", profile: profile), 10,
-                       stderrContains: "invalid name: a name has at most 32 characters")
-            expectExit(try await sandbox.register("bob", "short", profile: profile), 10,
-                       stderrContains: "password refused: the password is too short")
+            expectExit(
+                try await sandbox.register("1abc", "good-password", profile: profile), 10,
+                stderrContains: "invalid name: a name must start with a letter")
+            expectExit(
+                try await sandbox.register("ab", "good-password", profile: profile), 10,
+                stderrContains: "invalid name: a name needs at least 3 characters")
+            expectExit(
+                try await sandbox.register("bad name", "good-password", profile: profile), 10,
+                stderrContains: "invalid name: a name may hold only")
+            expectExit(
+                try await sandbox.register(String(repeating: "a", count: 33), "good-password", profile: profile), 10,
+                stderrContains: "invalid name: a name has at most 32 characters")
+            expectExit(
+                try await sandbox.register("bob", "short", profile: profile), 10,
+                stderrContains: "password refused: the password is too short")
             expectExit(try await sandbox.register("bob", "", profile: profile), 10, stderrContains: "password refused")
 
             // Letters from any script are fine; the refused ones were not registered.
@@ -171,8 +181,9 @@ struct LoginFlowTests {
             expectExit(try await sandbox.register("alice", "alice-password-1", profile: network.profile), 0)
             expectExit(try await sandbox.login("ghost1", "whatever-password", profile: network.profile), 4, stderrContains: "unknown name")
             expectExit(try await sandbox.login("ghost2", "whatever-password", profile: network.profile), 4, stderrContains: "unknown name")
-            expectExit(try await sandbox.login("alice", "alice-password-1", profile: network.profile), 9,
-                       stderrContains: "too many failed attempts")
+            expectExit(
+                try await sandbox.login("alice", "alice-password-1", profile: network.profile), 9,
+                stderrContains: "too many failed attempts")
         }
     }
 }

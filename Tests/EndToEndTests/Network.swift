@@ -5,26 +5,27 @@ import Foundation
 import SkylarkCrypto
 import SkylarkWire
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 #if os(Linux)
-private let streamSocket = Int32(SOCK_STREAM.rawValue)
-private let noSignal = Int32(MSG_NOSIGNAL)
+    private let streamSocket = Int32(SOCK_STREAM.rawValue)
+    private let noSignal = Int32(MSG_NOSIGNAL)
 #else
-private let streamSocket = SOCK_STREAM
-private let noSignal: Int32 = 0
+    private let streamSocket = SOCK_STREAM
+    private let noSignal: Int32 = 0
 #endif
 
 #if canImport(Glibc)
-private let systemSend = Glibc.send
-private let systemClose = Glibc.close
+    private let systemSend = Glibc.send
+    private let systemClose = Glibc.close
 #else
-private let systemSend = Darwin.send
-private let systemClose = Darwin.close
+    private let systemSend = Darwin.send
+    private let systemClose = Darwin.close
 #endif
 
 private func loopback(port: Int) -> sockaddr_in {
@@ -283,8 +284,10 @@ struct TestNetwork {
 }
 
 /// Asserts the exit status and, if given, a piece of the one-line message on stderr.
-func expectExit(_ result: RunResult, _ status: Int32, stderrContains message: String? = nil,
-                sourceLocation: SourceLocation = #_sourceLocation) {
+func expectExit(
+    _ result: RunResult, _ status: Int32, stderrContains message: String? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     #expect(result.status == status, "\(result)", sourceLocation: sourceLocation)
     if let message {
         #expect(result.stderr.contains(message), "expected '\(message)' on stderr of \(result)", sourceLocation: sourceLocation)
@@ -294,7 +297,8 @@ func expectExit(_ result: RunResult, _ status: Int32, stderrContains message: St
 /// The port in a "… listening on 127.0.0.1:PORT" announcement.
 func announcedPort(in output: String) -> Int? {
     guard let line = output.split(separator: "\n").first(where: { $0.contains(" listening on ") }),
-          let colon = line.lastIndex(of: ":") else { return nil }
+        let colon = line.lastIndex(of: ":")
+    else { return nil }
     return Int(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
 }
 
@@ -339,8 +343,10 @@ extension Sandbox {
     }
 
     func publish(state: String, version: String, files: [String], extra: [String] = []) async throws {
-        try await runOK("skylark-update", ["publish", "--state", state, "--version", version, "--notes", "release \(version)"]
-            + files.flatMap { ["--file", $0] } + extra)
+        try await runOK(
+            "skylark-update",
+            ["publish", "--state", state, "--version", version, "--notes", "release \(version)"]
+                + files.flatMap { ["--file", $0] } + extra)
     }
 
     /// `skylark-update serve` on 127.0.0.1:0; waits for its announcement and reads the port from it.
@@ -363,10 +369,13 @@ extension Sandbox {
 
     /// `skylark-login serve` on 127.0.0.1:`port`; returns once it announced that port. A held
     /// reservation of the port is released once the server listens.
-    func serveLogin(state: String, port: Int, reservation: PortReservation? = nil, extra: [String] = [],
-                    environment: [String: String] = [:]) async throws -> LoginServerInfo {
-        let process = try launch("skylark-login", ["serve", "--state", state, "--listen", "127.0.0.1:\(port)"] + extra,
-                                 environment: environment, label: "skylark-login serve")
+    func serveLogin(
+        state: String, port: Int, reservation: PortReservation? = nil, extra: [String] = [],
+        environment: [String: String] = [:]
+    ) async throws -> LoginServerInfo {
+        let process = try launch(
+            "skylark-login", ["serve", "--state", state, "--listen", "127.0.0.1:\(port)"] + extra,
+            environment: environment, label: "skylark-login serve")
         let output = try await process.waitForOutput(containing: "skylark-login listening on 127.0.0.1:")
         reservation?.release()
         guard announcedPort(in: output) == port else { throw HarnessError("login server announced '\(output)', expected port \(port)") }
@@ -374,8 +383,10 @@ extension Sandbox {
     }
 
     /// A login server on a fresh port, initialised with `init` and started with `serve`.
-    func startLogin(_ folder: String = "login", updateURL: String? = nil, updateKey: String? = nil, extra: [String] = [],
-                    environment: [String: String] = [:]) async throws -> LoginServerInfo {
+    func startLogin(
+        _ folder: String = "login", updateURL: String? = nil, updateKey: String? = nil, extra: [String] = [],
+        environment: [String: String] = [:]
+    ) async throws -> LoginServerInfo {
         let reservation = try reservePort()
         let state = try await initLogin(folder, port: reservation.port, updateURL: updateURL, updateKey: updateKey)
         return try await serveLogin(state: state, port: reservation.port, reservation: reservation, extra: extra, environment: environment)
@@ -391,8 +402,9 @@ extension Sandbox {
         let release = try makeReleaseFile()
         try await publish(state: updateState, version: "0.2.0", files: [release.path])
         let update = try await serveUpdate(state: updateState)
-        let login = try await startLogin(updateURL: update.url, updateKey: update.publicKeyPath, extra: loginExtra,
-                                         environment: loginEnvironment)
+        let login = try await startLogin(
+            updateURL: update.url, updateKey: update.publicKeyPath, extra: loginExtra,
+            environment: loginEnvironment)
         return TestNetwork(update: update, login: login, release: release)
     }
 }
@@ -402,7 +414,8 @@ extension Sandbox {
 /// Reads a JSON object file.
 func readJSONObject(_ path: String) throws -> [String: Any] {
     guard let data = FileManager.default.contents(atPath: path),
-          let object = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else {
         throw HarnessError("\(path) is not a JSON object")
     }
     return object

@@ -6,10 +6,11 @@ import SkylarkCrypto
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Decodes every whole server frame in `bytes`.
@@ -35,8 +36,10 @@ private func abuse(port: Int, _ bytes: [UInt8], halfClose: Bool = false) async t
 }
 
 /// A framed ClientFrame carrying `payload` sealed to `serverKey` under `sessionKey`.
-private func sealedRequest(to serverKey: RSA.PublicKey, sessionKey: [UInt8], requestID: [UInt8] = SecureRandom.bytes(16),
-                           timestamp: Double = Date().timeIntervalSince1970, _ fill: (inout LoginRequestPayload) -> Void) throws -> [UInt8] {
+private func sealedRequest(
+    to serverKey: RSA.PublicKey, sessionKey: [UInt8], requestID: [UInt8] = SecureRandom.bytes(16),
+    timestamp: Double = Date().timeIntervalSince1970, _ fill: (inout LoginRequestPayload) -> Void
+) throws -> [UInt8] {
     var payload = LoginRequestPayload()
     payload.requestID = Data(requestID)
     payload.timestampMs = Int64(timestamp * 1000)
@@ -120,7 +123,8 @@ struct ServerRobustnessTests {
 
             // Sealed to another key: KEY_MISMATCH. Sealed to ours with a garbage session key: MALFORMED.
             let otherKey = TestKeys.other.publicKey
-            let foreign = try await abuse(port: port, try sealedRequest(to: otherKey, sessionKey: AESGCM.makeKey(), registration("mallory", "mallory-password")))
+            let foreign = try await abuse(
+                port: port, try sealedRequest(to: otherKey, sessionKey: AESGCM.makeKey(), registration("mallory", "mallory-password")))
             #expect(foreign.closed)
             #expect(foreign.frames.first.flatMap(plainError)?.code == .keyMismatch)
             var broken = LoginClientFrame()
@@ -213,8 +217,11 @@ struct ServerRobustnessTests {
 
             // An hour-old timestamp: STALE.
             let staleKey = AESGCM.makeKey()
-            let stale = try await abuse(port: port, try sealedRequest(to: serverKey, sessionKey: staleKey, timestamp: Date().timeIntervalSince1970 - 3600,
-                                                                      registration("stale.user", "stale-password")))
+            let stale = try await abuse(
+                port: port,
+                try sealedRequest(
+                    to: serverKey, sessionKey: staleKey, timestamp: Date().timeIntervalSince1970 - 3600,
+                    registration("stale.user", "stale-password")))
             #expect(stale.closed)
             #expect(stale.frames.first.flatMap { opened($0, sessionKey: staleKey) }?.error.code == .stale)
 

@@ -1,8 +1,9 @@
 import Foundation
 import SkylarkClientCLI
+import Testing
+
 @testable import SkylarkNode
 @testable import SkylarkOverlay
-import Testing
 
 /// The CLI decodes exactly what the node's control server encodes (`Reactor.answer`), and says
 /// plainly when an answer is not what the command expects.
@@ -76,32 +77,34 @@ import Testing
 /// The printed lines, as the CLI printed them before its answers were typed.
 @Suite struct ControlReportTests {
     @Test func status() throws {
-        #expect(ControlReport.status(Fixtures.supernodeStatus) == [
-            "name:        alice  (node id 0123456789abcdef)",
-            "role:        supernode — publicly reachable",
-            "supernode:   self (10.0.0.1:7100)",
-            "login:       direct",
-            "NAT type:    open, public UDP 203.0.113.5:7100",
-            "presence:    online",
-            "listening:   0.0.0.0:7100, 0.0.0.0:443; advertised 203.0.113.5:7100",
-            "serving:     3 client(s), 7 DHT contact(s), 0 record(s)",
-            "host cache:  2 supernode(s), last refreshed over udp",
-            "buddies:",
-            "  bob                  online (via carol (10.0.0.2:7100))",
-            "  dave                 wants to be your buddy — skylark buddy accept dave",
-            "  erin                 request sent, waiting for consent",
-        ])
-        #expect(ControlReport.status(Fixtures.clientStatus) == [
-            "name:        bob  (node id )",
-            "role:        client — not reachable from outside",
-            "supernode:   -",
-            "login:       waiting for a supernode to relay the login",
-            "NAT type:    symmetric",
-            "presence:    offline",
-            "listening:   0.0.0.0:7100; advertised ",
-            "host cache:  0 supernode(s), last refreshed over none",
-            "buddies:     none",
-        ])
+        #expect(
+            ControlReport.status(Fixtures.supernodeStatus) == [
+                "name:        alice  (node id 0123456789abcdef)",
+                "role:        supernode — publicly reachable",
+                "supernode:   self (10.0.0.1:7100)",
+                "login:       direct",
+                "NAT type:    open, public UDP 203.0.113.5:7100",
+                "presence:    online",
+                "listening:   0.0.0.0:7100, 0.0.0.0:443; advertised 203.0.113.5:7100",
+                "serving:     3 client(s), 7 DHT contact(s), 0 record(s)",
+                "host cache:  2 supernode(s), last refreshed over udp",
+                "buddies:",
+                "  bob                  online (via carol (10.0.0.2:7100))",
+                "  dave                 wants to be your buddy — skylark buddy accept dave",
+                "  erin                 request sent, waiting for consent",
+            ])
+        #expect(
+            ControlReport.status(Fixtures.clientStatus) == [
+                "name:        bob  (node id )",
+                "role:        client — not reachable from outside",
+                "supernode:   -",
+                "login:       waiting for a supernode to relay the login",
+                "NAT type:    symmetric",
+                "presence:    offline",
+                "listening:   0.0.0.0:7100; advertised ",
+                "host cache:  0 supernode(s), last refreshed over none",
+                "buddies:     none",
+            ])
     }
 
     @Test func searchMessagesAndInbox() {
@@ -112,40 +115,43 @@ import Testing
         #expect(ControlReport.message(Fixtures.delivered) == ["delivered to bob"])
         #expect(ControlReport.message(Fixtures.stored) == ["carol is offline: stored on 3 supernode(s), delivered at their next login"])
         #expect(ControlReport.message(Fixtures.queued) == ["queued: will be sent as soon as a supernode accepts it"])
-        #expect(ControlReport.inbox(Fixtures.inbox) == [
-            "2025-01-01T00:00:00Z  bob: hi there",
-            "sent:",
-            "  to bob: delivered, receipt",
-            "  to carol: stored on 3 supernode(s)",
-            "  to dave: queued",
-        ])
+        #expect(
+            ControlReport.inbox(Fixtures.inbox) == [
+                "2025-01-01T00:00:00Z  bob: hi there",
+                "sent:",
+                "  to bob: delivered, receipt",
+                "  to carol: stored on 3 supernode(s)",
+                "  to dave: queued",
+            ])
         #expect(ControlReport.inbox(ControlResults.Inbox(messages: [], outbox: [])) == ["no messages"])
         #expect(ControlReport.done(ControlResults.Done(done: "presence set to away")) == ["presence set to away"])
     }
 
     @Test func calls() {
-        #expect(ControlReport.calls([Fixtures.activeCall, Fixtures.declinedCall]) == [
-            "call c0ffee00 outgoing bob: active",
-            "  path: punched UDP 203.0.113.9:40000",
-            "  rtt 41.3 ms  loss 0.5 %  jitter 3.0 ms  bitrate 24.3 kb/s  setup 812.0 ms",
-            "call deadbeef incoming bob: ended (declined)",
-        ])
+        #expect(
+            ControlReport.calls([Fixtures.activeCall, Fixtures.declinedCall]) == [
+                "call c0ffee00 outgoing bob: active",
+                "  path: punched UDP 203.0.113.9:40000",
+                "  rtt 41.3 ms  loss 0.5 %  jitter 3.0 ms  bitrate 24.3 kb/s  setup 812.0 ms",
+                "call deadbeef incoming bob: ended (declined)",
+            ])
         #expect(ControlReport.calls([]) == ["no calls"])
         #expect(ControlReport.callOrConference(.call(Fixtures.declinedCall)) == ["call deadbeef incoming bob: ended (declined)"])
     }
 
     @Test func conferences() {
-        #expect(ControlReport.conferences([Fixtures.conference]) == [
-            "conference abcdef01 of alice: active, mixing for others",
-            "  mixer: carol (this node) — most uplink",
-            "  members: alice, bob",
-            "  invited: dave",
-            "  mixers so far: bob → carol",
-            "  leg to carol: connecting; rtt 20.0 ms  loss -  jitter 1.5 ms",
-            "  leg from alice: direct; 12 packets in, 10 out",
-            "  leg from bob: connecting; 0 packets in, 0 out",
-            "  mixing: 50 ticks, 100 decodes, 60 encodes (40 shared by listeners)",
-        ])
+        #expect(
+            ControlReport.conferences([Fixtures.conference]) == [
+                "conference abcdef01 of alice: active, mixing for others",
+                "  mixer: carol (this node) — most uplink",
+                "  members: alice, bob",
+                "  invited: dave",
+                "  mixers so far: bob → carol",
+                "  leg to carol: connecting; rtt 20.0 ms  loss -  jitter 1.5 ms",
+                "  leg from alice: direct; 12 packets in, 10 out",
+                "  leg from bob: connecting; 0 packets in, 0 out",
+                "  mixing: 50 ticks, 100 decodes, 60 encodes (40 shared by listeners)",
+            ])
         #expect(ControlReport.conferences([]) == ["no conferences"])
     }
 }
@@ -164,12 +170,14 @@ enum Fixtures {
 
     static let clientStatus = ControlResults.Status(
         name: "bob", nodeID: "", role: "client", roleReason: "not reachable from outside", failedDialBacks: 2,
-        supernode: nil, loginPath: "waiting for a supernode to relay the login", natType: .symmetric, publicEndpoint: nil, observedEndpoint: "198.51.100.4:51000",
+        supernode: nil, loginPath: "waiting for a supernode to relay the login", natType: .symmetric, publicEndpoint: nil,
+        observedEndpoint: "198.51.100.4:51000",
         listen: ["0.0.0.0:7100"], advertised: [], presence: "offline",
         attachedClients: nil, dhtContacts: nil, storedRecords: nil, hostCacheEntries: 0, hostCacheRefresh: "none", uptimeSeconds: 3.5, buddies: [])
 
-    static let search = ControlResults.Search(name: "bob", found: true, status: "online", supernode: "carol (10.0.0.2:7100)", natType: .restricted,
-                                              publicEndpoint: "", privateEndpoints: ["10.0.0.3:7100"], hops: 2)
+    static let search = ControlResults.Search(
+        name: "bob", found: true, status: "online", supernode: "carol (10.0.0.2:7100)", natType: .restricted,
+        publicEndpoint: "", privateEndpoints: ["10.0.0.3:7100"], hops: 2)
 
     static let delivered = ControlResults.Message(id: "m-1", to: "bob", state: "delivered", replicas: nil, receipt: true)
     static let stored = ControlResults.Message(id: "m-2", to: "carol", state: "stored", replicas: 3, receipt: nil)
@@ -200,8 +208,10 @@ enum Fixtures {
             id: "1e9", peer: "carol", direction: "outgoing", state: "connecting", path: nil, relays: [], overTCP: false, pathDetail: nil,
             pathHistory: [], rttMilliseconds: 20, lossPercent: nil, jitterMilliseconds: 1.5, bitrateKbps: nil, packetsSent: nil,
             packetsReceived: nil, longestGapMilliseconds: nil, setupMilliseconds: nil, startedAtMs: 1_735_689_600_000, firstAudioAtMs: nil, ended: nil),
-        legs: [.init(participant: "alice", path: "direct", packetsSent: 10, packetsReceived: 12, lossPercent: 0, jitterMilliseconds: 2.5),
-               .init(participant: "bob", path: nil, packetsSent: 0, packetsReceived: 0, lossPercent: nil, jitterMilliseconds: nil)],
+        legs: [
+            .init(participant: "alice", path: "direct", packetsSent: 10, packetsReceived: 12, lossPercent: 0, jitterMilliseconds: 2.5),
+            .init(participant: "bob", path: nil, packetsSent: 0, packetsReceived: 0, lossPercent: nil, jitterMilliseconds: nil),
+        ],
         mixing: .init(ticks: 50, decodes: 100, encodes: 60, sharedEncodes: 40, packetsOut: 90),
         audioSinceMs: nil, startedAtMs: 1_735_689_600_000, ended: nil)
 }

@@ -1,13 +1,14 @@
+import SkylarkCrypto
 import SkylarkTestSupport
 import Testing
-import SkylarkCrypto
 
 @Suite("AES-256-GCM")
 struct AESGCMTests {
     // McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 13-16 (256-bit keys).
     static let specKey = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
     static let specIV = hex("cafebabefacedbaddecaf888")
-    static let specPlaintext = hex("""
+    static let specPlaintext = hex(
+        """
         d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72
         1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255
         """)
@@ -31,11 +32,14 @@ struct AESGCMTests {
     @Test("Spec test case 15: 64-byte plaintext, no AAD")
     func testCase15() throws {
         let sealed = try AESGCM.seal(Self.specPlaintext, key: Self.specKey, nonce: Self.specIV)
-        #expect(sealed == hex("""
-            522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa
-            8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad
-            b094dac5d93471bdec1a502270e3cc6c
-            """))
+        #expect(
+            sealed
+                == hex(
+                    """
+                    522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa
+                    8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad
+                    b094dac5d93471bdec1a502270e3cc6c
+                    """))
         #expect(try AESGCM.open(sealed, key: Self.specKey, nonce: Self.specIV) == Self.specPlaintext)
     }
 
@@ -44,11 +48,14 @@ struct AESGCMTests {
         let plaintext = Array(Self.specPlaintext.prefix(60))
         let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2")
         let sealed = try AESGCM.seal(plaintext, key: Self.specKey, nonce: Self.specIV, authenticating: aad)
-        #expect(sealed == hex("""
-            522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa
-            8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662
-            76fc6ece0f4e1768cddf8853bb2d551b
-            """))
+        #expect(
+            sealed
+                == hex(
+                    """
+                    522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa
+                    8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662
+                    76fc6ece0f4e1768cddf8853bb2d551b
+                    """))
         #expect(try AESGCM.open(sealed, key: Self.specKey, nonce: Self.specIV, authenticating: aad) == plaintext)
         // The same ciphertext without its AAD does not open.
         #expect(throws: CryptoError.authenticationFailed) { try AESGCM.open(sealed, key: Self.specKey, nonce: Self.specIV) }
@@ -83,7 +90,7 @@ struct AESGCMTests {
         #expect(try AESGCM.open(sealed, key: key, nonce: nonce, authenticating: aad) == plaintext)
 
         var failures = 0
-        for bit in 0..<(sealed.count * 8) { // ciphertext bits, then the tag's
+        for bit in 0..<(sealed.count * 8) {  // ciphertext bits, then the tag's
             #expect(throws: CryptoError.authenticationFailed, "sealed bit \(bit)") {
                 try AESGCM.open(flipping(sealed, bit: bit), key: key, nonce: nonce, authenticating: aad)
             }

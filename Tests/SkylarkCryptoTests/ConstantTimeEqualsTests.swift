@@ -1,6 +1,6 @@
+import SkylarkCrypto
 import SkylarkTestSupport
 import Testing
-import SkylarkCrypto
 
 @Suite("constantTimeEquals")
 struct ConstantTimeEqualsTests {

@@ -1,12 +1,13 @@
+import SkylarkCrypto
 import SkylarkTestSupport
 import Testing
-import SkylarkCrypto
 
 @Suite("Ed25519 (RFC 8032)")
 struct Ed25519Tests {
     static let rfcSecret = hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
     static let rfcPublic = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
-    static let rfcSignature = hex("""
+    static let rfcSignature = hex(
+        """
         e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155
         5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b
         """)

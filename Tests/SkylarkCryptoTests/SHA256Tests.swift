@@ -1,6 +1,6 @@
+import SkylarkCrypto
 import SkylarkTestSupport
 import Testing
-import SkylarkCrypto
 
 @Suite("SHA-256 and hex")
 struct SHA256Tests {
@@ -8,7 +8,8 @@ struct SHA256Tests {
     func vectors() {
         #expect(SHA256.hash(Array("abc".utf8)) == hex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"))
         #expect(SHA256.hash([UInt8]()) == hex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"))
-        #expect(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+        #expect(
+            SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == hex("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"))
         // Any Collection<UInt8> works, e.g. a slice or a String's UTF-8 view.
         #expect(SHA256.hash("xabcx".utf8.dropFirst().dropLast()) == SHA256.hash(Array("abc".utf8)))
@@ -67,9 +68,11 @@ struct SHA256Tests {
         }
     }
 
-    @Test("init(hexString:) refuses odd length and non-hex characters", arguments: [
-        "0", "abc", "0g", "zz", "0x00", "00 ", " 00", "-1", "éé", "１２",
-    ])
+    @Test(
+        "init(hexString:) refuses odd length and non-hex characters",
+        arguments: [
+            "0", "abc", "0g", "zz", "0x00", "00 ", " 00", "-1", "éé", "１２",
+        ])
     func hexRefusals(text: String) {
         #expect([UInt8](hexString: text) == nil)
     }

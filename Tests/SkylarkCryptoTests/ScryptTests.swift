@@ -1,26 +1,33 @@
+import SkylarkCrypto
 import SkylarkTestSupport
 import Testing
-import SkylarkCrypto
 
 @Suite("scrypt (RFC 7914)")
 struct ScryptTests {
     @Test("RFC 7914 §12 vector 1: empty password and salt, N=16, r=1, p=1")
     func vector1() throws {
         let out = try Scrypt.derive(password: [], salt: [], parameters: .init(n: 16, r: 1, p: 1), outputByteCount: 64)
-        #expect(out == hex("""
-            77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442
-            fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906
-            """))
+        #expect(
+            out
+                == hex(
+                    """
+                    77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442
+                    fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906
+                    """))
     }
 
     @Test("RFC 7914 §12 vector 2: \"password\" / \"NaCl\", N=1024, r=8, p=16")
     func vector2() throws {
-        let out = try Scrypt.derive(password: Array("password".utf8), salt: Array("NaCl".utf8),
-                                    parameters: .init(n: 1024, r: 8, p: 16), outputByteCount: 64)
-        #expect(out == hex("""
-            fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162
-            2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640
-            """))
+        let out = try Scrypt.derive(
+            password: Array("password".utf8), salt: Array("NaCl".utf8),
+            parameters: .init(n: 1024, r: 8, p: 16), outputByteCount: 64)
+        #expect(
+            out
+                == hex(
+                    """
+                    fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162
+                    2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640
+                    """))
     }
 
     @Test("Salt and password change the hash; same inputs give the same hash")
@@ -53,11 +60,13 @@ struct ScryptTests {
         #expect(out.count == 32)
     }
 
-    @Test("Invalid cost parameters throw", arguments: [
-        Scrypt.Parameters(n: 3, r: 1, p: 1),   // N not a power of two
-        Scrypt.Parameters(n: 1, r: 1, p: 1),   // N < 2
-        Scrypt.Parameters(n: 16, r: 0, p: 1),  // r = 0
-    ])
+    @Test(
+        "Invalid cost parameters throw",
+        arguments: [
+            Scrypt.Parameters(n: 3, r: 1, p: 1),  // N not a power of two
+            Scrypt.Parameters(n: 1, r: 1, p: 1),  // N < 2
+            Scrypt.Parameters(n: 16, r: 0, p: 1),  // r = 0
+        ])
     func invalidParameters(parameters: Scrypt.Parameters) {
         #expect(throws: CryptoError.self) { try Scrypt.derive(password: [1], salt: [2], parameters: parameters) }
     }

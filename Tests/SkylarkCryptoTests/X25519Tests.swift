@@ -1,6 +1,6 @@
+import SkylarkCrypto
 import SkylarkTestSupport
 import Testing
-import SkylarkCrypto
 
 @Suite("X25519 (RFC 7748)")
 struct X25519Tests {
@@ -9,19 +9,21 @@ struct X25519Tests {
         try X25519.PrivateKey(rawRepresentation: scalar).sharedSecret(with: u)
     }
 
-    @Test("RFC 7748 §5.2 scalar multiplication vectors", arguments: [
-        (
-            "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
-            "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
-            "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
-        ),
-        (
-            // The u-coordinate has its top bit set; RFC 7748 says it must be masked off.
-            "4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
-            "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
-            "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"
-        ),
-    ])
+    @Test(
+        "RFC 7748 §5.2 scalar multiplication vectors",
+        arguments: [
+            (
+                "a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4",
+                "e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c",
+                "c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552"
+            ),
+            (
+                // The u-coordinate has its top bit set; RFC 7748 says it must be masked off.
+                "4b66e9d4d1b4673c5ad22691957d6af5c11b6421e0ea01d42ca4169e7918ba0d",
+                "e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493",
+                "95cbde9476e8907d7aade45cb4b873f88b595a68799fa152e6f8f7647aac7957"
+            ),
+        ])
     func scalarMultiplicationVectors(scalar: String, u: String, expected: String) throws {
         #expect(try scalarMult(hex(scalar), hex(u)) == hex(expected))
     }
@@ -67,13 +69,15 @@ struct X25519Tests {
         #expect(try a.publicKey() != b.publicKey())
     }
 
-    @Test("Low-order peer keys (all-zero shared secret) are refused", arguments: [
-        "0000000000000000000000000000000000000000000000000000000000000000", // 0
-        "0100000000000000000000000000000000000000000000000000000000000000", // 1
-        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800", // order 8
-        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157", // order 8
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // p - 1
-    ])
+    @Test(
+        "Low-order peer keys (all-zero shared secret) are refused",
+        arguments: [
+            "0000000000000000000000000000000000000000000000000000000000000000",  // 0
+            "0100000000000000000000000000000000000000000000000000000000000000",  // 1
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",  // order 8
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",  // order 8
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",  // p - 1
+        ])
     func lowOrderPeerKeyIsRefused(peer: String) throws {
         let key = try X25519.PrivateKey()
         #expect(throws: CryptoError.self) { try key.sharedSecret(with: hex(peer)) }

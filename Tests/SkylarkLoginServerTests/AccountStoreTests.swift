@@ -1,10 +1,11 @@
 import Foundation
 import SkylarkCrypto
-@testable import SkylarkLoginServer
 import SkylarkNode
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
+@testable import SkylarkLoginServer
 
 /// The SQLite account store, on real files.
 @Suite struct AccountStoreTests {

@@ -1,10 +1,11 @@
 import Foundation
 import SkylarkCrypto
-@testable import SkylarkLoginServer
 import SkylarkNode
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
+@testable import SkylarkLoginServer
 
 /// The server's per-link state machine on its own: framing, limits and hostile input.
 @Suite struct LoginConnectionTests {
@@ -108,8 +109,9 @@ import Testing
         for index in 0..<8 {
             #expect(!connection.isClosed, "closed before request \(index + 1)")
             // Invalid names: cheap for the server, and each is a full request/answer.
-            let report = try exchange(.register(name: "x\(index)", password: "whatever-password"), authority: fixture.authority,
-                                      connection: &connection, clientNow: epoch)
+            let report = try exchange(
+                .register(name: "x\(index)", password: "whatever-password"), authority: fixture.authority,
+                connection: &connection, clientNow: epoch)
             guard case .invalidName? = report.failure else {
                 Issue.record("request \(index + 1): \(String(describing: report.result))")
                 return
@@ -161,13 +163,13 @@ import Testing
         for run in 0..<1000 {
             var buffer: [UInt8]
             switch run % 4 {
-            case 0:   // pure noise
+            case 0:  // pure noise
                 buffer = (0..<Int.random(in: 0...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-            case 1:   // a small plausible header, a body of noise that may be short or long
+            case 1:  // a small plausible header, a body of noise that may be short or long
                 let length = Int.random(in: 0...300, using: &random)
                 buffer = [0, 0, UInt8(length >> 8), UInt8(length & 0xff)]
                 buffer += (0..<Int.random(in: 0...(length + 8), using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-            case 2:   // protobuf-shaped: field 1 (sealed), length-delimited, then noise
+            case 2:  // protobuf-shaped: field 1 (sealed), length-delimited, then noise
                 let inner = (0..<Int.random(in: 0...120, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
                 let body: [UInt8] = [0x0a, UInt8(min(inner.count, 127))] + inner
                 buffer = [0, 0, 0, UInt8(body.count)] + body

@@ -1,10 +1,11 @@
 import Foundation
 import SkylarkCrypto
-@testable import SkylarkLoginServer
 import SkylarkNode
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
+@testable import SkylarkLoginServer
 
 /// The client core (`LoginClientExchange`) against the server cores (`LoginConnection` +
 /// `LoginAuthority`), bytes shuttled in memory, over a real SQLite store.
@@ -58,11 +59,13 @@ import Testing
         defer { fixture.remove() }
         var connection = LoginConnection()
         let key = try makeUserKey()
-        let first = try exchange(.register(name: "dave", password: "dave-password"), authority: fixture.authority,
-                                 connection: &connection, clientNow: epoch)
+        let first = try exchange(
+            .register(name: "dave", password: "dave-password"), authority: fixture.authority,
+            connection: &connection, clientNow: epoch)
         #expect(first.outcome == .registered(name: "dave"))
-        let second = try exchange(.login(name: "dave", password: "dave-password", userPublicKey: key), authority: fixture.authority,
-                                  connection: &connection, clientNow: epoch + 1)
+        let second = try exchange(
+            .login(name: "dave", password: "dave-password", userPublicKey: key), authority: fixture.authority,
+            connection: &connection, clientNow: epoch + 1)
         #expect(second.credential?.name == "dave")
         #expect(!connection.isClosed)
     }
@@ -71,22 +74,25 @@ import Testing
         let fixture = try ServerFixture()
         defer { fixture.remove() }
         var connection = LoginConnection()
-        let registered = try exchange(.register(name: "erin", password: "erin-password"), authority: fixture.authority,
-                                      connection: &connection, clientNow: epoch, byteByByte: true)
+        let registered = try exchange(
+            .register(name: "erin", password: "erin-password"), authority: fixture.authority,
+            connection: &connection, clientNow: epoch, byteByByte: true)
         #expect(registered.outcome == .registered(name: "erin"))
         #expect(registered.prematureActions.isEmpty)
         #expect(!registered.prematureOutcome)
 
         let key = try makeUserKey()
-        let loggedIn = try exchange(.login(name: "erin", password: "erin-password", userPublicKey: key), authority: fixture.authority,
-                                    connection: &connection, clientNow: epoch + 1, byteByByte: true)
+        let loggedIn = try exchange(
+            .login(name: "erin", password: "erin-password", userPublicKey: key), authority: fixture.authority,
+            connection: &connection, clientNow: epoch + 1, byteByByte: true)
         #expect(loggedIn.credential?.userPublicKey == key)
         #expect(loggedIn.prematureActions.isEmpty)
         #expect(!loggedIn.prematureOutcome)
 
         // Failures travel byte by byte too.
-        let wrong = try exchange(.login(name: "erin", password: "not-her-password", userPublicKey: key), authority: fixture.authority,
-                                 connection: &connection, clientNow: epoch + 2, byteByByte: true)
+        let wrong = try exchange(
+            .login(name: "erin", password: "not-her-password", userPublicKey: key), authority: fixture.authority,
+            connection: &connection, clientNow: epoch + 2, byteByByte: true)
         #expect(wrong.failure == .wrongPassword(name: "erin"))
         #expect(!wrong.prematureOutcome)
     }
@@ -193,8 +199,9 @@ import Testing
     @Test func identicalRequestBytesTwiceAreRefusedAsReplayed() throws {
         let fixture = try ServerFixture()
         defer { fixture.remove() }
-        let client = try LoginClientExchange(.register(name: "mallory", password: "mallory-password"),
-                                             serverKey: TestKeys.login.publicKey, now: epoch)
+        let client = try LoginClientExchange(
+            .register(name: "mallory", password: "mallory-password"),
+            serverKey: TestKeys.login.publicKey, now: epoch)
         var connection = LoginConnection()
         let first = deliver(client, authority: fixture.authority, connection: &connection, serverNow: epoch)
         #expect(first.outcome == .registered(name: "mallory"))
@@ -232,9 +239,10 @@ import Testing
         try register("niaj", password: "niaj-password", on: fixture)
         for skew in [-600.0, 600.0] {
             var connection = LoginConnection()
-            let report = try exchange(.login(name: "niaj", password: "niaj-password", userPublicKey: try makeUserKey()),
-                                      authority: fixture.authority, connection: &connection,
-                                      clientNow: epoch + 1000 + skew, serverNow: epoch + 1000)
+            let report = try exchange(
+                .login(name: "niaj", password: "niaj-password", userPublicKey: try makeUserKey()),
+                authority: fixture.authority, connection: &connection,
+                clientNow: epoch + 1000 + skew, serverNow: epoch + 1000)
             guard case .clockOrReplay? = report.failure else {
                 Issue.record("skew \(skew): expected clockOrReplay, got \(String(describing: report.result))")
                 continue
@@ -244,9 +252,10 @@ import Testing
         }
         // A client within the window is fine.
         var connection = LoginConnection()
-        let ok = try exchange(.login(name: "niaj", password: "niaj-password", userPublicKey: try makeUserKey()),
-                              authority: fixture.authority, connection: &connection,
-                              clientNow: epoch + 1000 - 60, serverNow: epoch + 1000)
+        let ok = try exchange(
+            .login(name: "niaj", password: "niaj-password", userPublicKey: try makeUserKey()),
+            authority: fixture.authority, connection: &connection,
+            clientNow: epoch + 1000 - 60, serverNow: epoch + 1000)
         #expect(ok.credential != nil, "\(String(describing: ok.result))")
     }
 
@@ -256,8 +265,9 @@ import Testing
         let fixture = try ServerFixture()
         defer { fixture.remove() }
         var connection = LoginConnection()
-        let report = try exchange(.register(name: "olivia", password: "olivia-password"), authority: fixture.authority,
-                                  connection: &connection, clientNow: epoch, serverKey: TestKeys.other.publicKey)
+        let report = try exchange(
+            .register(name: "olivia", password: "olivia-password"), authority: fixture.authority,
+            connection: &connection, clientNow: epoch, serverKey: TestKeys.other.publicKey)
         let frames = try serverFrames(report.answerBytes)
         #expect(frames.count == 1)
         guard case let .error(error)? = frames.first?.body else {
@@ -278,8 +288,9 @@ import Testing
     @Test func impostorServerThatAnswersAnywayIsAKeyMismatch() throws {
         // The profile pins TestKeys.login; the server actually holds TestKeys.other and, instead of
         // admitting it, answers a sealed "registered" under a session key it made up.
-        let client = try LoginClientExchange(.register(name: "peggy", password: "peggy-password"),
-                                             serverKey: TestKeys.login.publicKey, now: epoch)
+        let client = try LoginClientExchange(
+            .register(name: "peggy", password: "peggy-password"),
+            serverKey: TestKeys.login.publicKey, now: epoch)
         var connection = LoginConnection()
         let actions = connection.receive(client.requestBytes)
         guard case let .process(request)? = actions.first else {

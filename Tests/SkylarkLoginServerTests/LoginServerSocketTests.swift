@@ -3,24 +3,30 @@ import Logging
 import NIOCore
 import NIOPosix
 import SkylarkCrypto
-@testable import SkylarkLoginServer
 import SkylarkNode
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
 
+@testable import SkylarkLoginServer
+
 /// The NIO adapter on a real loopback socket, with the real client adapter, both in-process.
 @Suite struct LoginServerSocketTests {
     /// Starts a LoginServer on 127.0.0.1, port 0; runs `body` with its port; always stops it.
-    func withServer<T: Sendable>(_ fixture: ServerFixture, idleTimeout: TimeAmount = .seconds(30),
-                                 _ body: (Int, MultiThreadedEventLoopGroup) async throws -> T) async throws -> T {
-        try await withLoopbackServer({ group, pool, onBound in
-            Self.server(authority: fixture.authority, idleTimeout: idleTimeout, group: group, pool: pool, logger: fixture.log.logger, onBound: onBound)
-        }, body)
+    func withServer<T: Sendable>(
+        _ fixture: ServerFixture, idleTimeout: TimeAmount = .seconds(30),
+        _ body: (Int, MultiThreadedEventLoopGroup) async throws -> T
+    ) async throws -> T {
+        try await withLoopbackServer(
+            { group, pool, onBound in
+                Self.server(authority: fixture.authority, idleTimeout: idleTimeout, group: group, pool: pool, logger: fixture.log.logger, onBound: onBound)
+            }, body)
     }
 
-    static func server(authority: LoginAuthority, idleTimeout: TimeAmount, group: any EventLoopGroup, pool: NIOThreadPool, logger: Logger,
-                       onBound: @escaping @Sendable (SocketAddress) -> Void) -> LoginServer {
+    static func server(
+        authority: LoginAuthority, idleTimeout: TimeAmount, group: any EventLoopGroup, pool: NIOThreadPool, logger: Logger,
+        onBound: @escaping @Sendable (SocketAddress) -> Void
+    ) -> LoginServer {
         var configuration = LoginServer.Configuration(listen: HostPort(host: "127.0.0.1", port: 0))
         configuration.idleTimeout = idleTimeout
         return LoginServer(authority: authority, configuration: configuration, group: group, threadPool: pool, logger: logger, onBound: onBound)
@@ -45,16 +51,18 @@ import Testing
 
             // A garbage sender and a legitimate registration, at the same time.
             async let garbage = rawExchange(port: port, group: group, sending: Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-            async let registration = LoginClient.perform(.register(name: "Alice", password: "alice-password"), profile: profile,
-                                                         group: group, logger: silentLogger)
+            async let registration = LoginClient.perform(
+                .register(name: "Alice", password: "alice-password"), profile: profile,
+                group: group, logger: silentLogger)
             try expectOneMalformedFrame(try await garbage)
             #expect(try await registration == .registered(name: "alice"))
 
             // A header announcing 1 MiB is refused at once (no waiting for the body or the idle timeout),
             // while a login goes through.
             async let oversized = rawExchange(port: port, group: group, sending: [0x00, 0x10, 0x00, 0x00])
-            async let loggedIn = LoginClient.perform(.login(name: "alice", password: "alice-password", userPublicKey: userKey),
-                                                     profile: profile, group: group, logger: silentLogger)
+            async let loggedIn = LoginClient.perform(
+                .login(name: "alice", password: "alice-password", userPublicKey: userKey),
+                profile: profile, group: group, logger: silentLogger)
             try expectOneMalformedFrame(try await oversized)
             guard case let .loggedIn(credential) = try await loggedIn else {
                 Issue.record("expected a credential")
@@ -67,17 +75,20 @@ import Testing
 
             // Failures come back typed over the socket too.
             await #expect(throws: LoginFailure.wrongPassword(name: "alice")) {
-                try await LoginClient.perform(.login(name: "alice", password: "not-the-password", userPublicKey: userKey),
-                                              profile: profile, group: group, logger: silentLogger)
+                try await LoginClient.perform(
+                    .login(name: "alice", password: "not-the-password", userPublicKey: userKey),
+                    profile: profile, group: group, logger: silentLogger)
             }
             await #expect(throws: LoginFailure.nameTaken(name: "alice")) {
-                try await LoginClient.perform(.register(name: "ALICE", password: "alice-password"), profile: profile,
-                                              group: group, logger: silentLogger)
+                try await LoginClient.perform(
+                    .register(name: "ALICE", password: "alice-password"), profile: profile,
+                    group: group, logger: silentLogger)
             }
             let otherProfile = try signedProfile(loginPort: port, loginKey: TestKeys.other)
             do throws(LoginFailure) {
-                _ = try await LoginClient.perform(.register(name: "bob", password: "bob-password"),
-                                                  profile: otherProfile, group: group, logger: silentLogger)
+                _ = try await LoginClient.perform(
+                    .register(name: "bob", password: "bob-password"),
+                    profile: otherProfile, group: group, logger: silentLogger)
                 Issue.record("a client pinning another key registered")
             } catch {
                 guard case .keyMismatch = error else {
@@ -120,12 +131,14 @@ import Testing
         }) { port, group in
             let profile = try signedProfile(loginPort: port)
             async let silent = rawExchange(port: port, group: group, sending: [0x00, 0x00])
-            async let first = LoginClient.perform(.register(name: "carol", password: "carol-password"), profile: profile,
-                                                  group: group, logger: silentLogger)
+            async let first = LoginClient.perform(
+                .register(name: "carol", password: "carol-password"), profile: profile,
+                group: group, logger: silentLogger)
             guard try await first == .registered(name: "carol") else { throw ScenarioFailure(description: "registration failed") }
             guard try await silent == [] else { throw ScenarioFailure(description: "the idle link got an answer") }
-            let second = try await LoginClient.perform(.register(name: "dave", password: "dave-password"), profile: profile,
-                                                       group: group, logger: silentLogger)
+            let second = try await LoginClient.perform(
+                .register(name: "dave", password: "dave-password"), profile: profile,
+                group: group, logger: silentLogger)
             guard second == .registered(name: "dave") else { throw ScenarioFailure(description: "the server stopped serving") }
         }
     }
@@ -137,12 +150,14 @@ import Testing
         let fixture = try ServerFixture()
         defer { fixture.remove() }
         try await withServer(fixture) { port, group in
-            let client = try LoginClientExchange(.register(name: "heidi", password: "heidi-password"),
-                                                 serverKey: TestKeys.login.publicKey, now: Date().timeIntervalSince1970)
+            let client = try LoginClientExchange(
+                .register(name: "heidi", password: "heidi-password"),
+                serverKey: TestKeys.login.publicKey, now: Date().timeIntervalSince1970)
             let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel,
-                                                                configuration: .init(isOutboundHalfClosureEnabled: true))
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true))
                 }
             }
             let answer = try await channel.executeThenClose { inbound, outbound in

@@ -1,10 +1,11 @@
 import Foundation
 import SkylarkCrypto
-@testable import SkylarkLoginServer
 import SkylarkNode
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
+@testable import SkylarkLoginServer
 
 @Suite struct LoginServerStateTests {
     func options(_ address: String = "127.0.0.1:7000") throws -> LoginServerState.InitOptions {
@@ -43,8 +44,9 @@ import Testing
         let store = try state.openStore()
         let authority = try LoginAuthority(key: key, store: store, configuration: cheapConfiguration(), logger: silentLogger)
         var connection = LoginConnection()
-        let report = try exchange(.register(name: "alice", password: "alice-password"), authority: authority, connection: &connection,
-                                  clientNow: epoch, serverKey: verified.loginKey)
+        let report = try exchange(
+            .register(name: "alice", password: "alice-password"), authority: authority, connection: &connection,
+            clientNow: epoch, serverKey: verified.loginKey)
         #expect(report.outcome == .registered(name: "alice"))
 
         // An edited profile is refused.

@@ -1,11 +1,12 @@
 import Foundation
 import Logging
 import SkylarkCrypto
-@testable import SkylarkLoginServer
 import SkylarkNode
 import SkylarkTestSupport
 import SkylarkWire
 import Synchronization
+
+@testable import SkylarkLoginServer
 
 /// The shared `epoch` (2025-01-01T00:00:00Z) as the login cores' clock, Double seconds; it
 /// shadows the Int64 one in this target.
@@ -115,8 +116,10 @@ struct ExchangeReport {
 
 /// Feeds `bytes` to `connection`, all at once or one byte at a time, and carries out `.process`
 /// actions on `authority` with the given `now`. Returns the bytes sent back and whether it closed.
-func drive(_ connection: inout LoginConnection, bytes: [UInt8], authority: LoginAuthority, address: String, now: Double,
-           byteByByte: Bool, report: inout ExchangeReport) {
+func drive(
+    _ connection: inout LoginConnection, bytes: [UInt8], authority: LoginAuthority, address: String, now: Double,
+    byteByByte: Bool, report: inout ExchangeReport
+) {
     var pending: [LoginConnection.Action] = []
     if byteByByte {
         for (index, byte) in bytes.enumerated() {
@@ -143,29 +146,38 @@ func drive(_ connection: inout LoginConnection, bytes: [UInt8], authority: Login
 /// One exchange: client request bytes -> LoginConnection.receive -> .process -> authority.handle
 /// -> completed -> .send bytes -> client.receive. `clientNow` is the client's clock, `serverNow`
 /// the server's.
-func exchange(_ request: LoginClientExchange.Request, authority: LoginAuthority, connection: inout LoginConnection,
-              clientNow: Double, serverNow: Double? = nil, address: String = "192.0.2.10",
-              serverKey: RSA.PublicKey = TestKeys.login.publicKey, byteByByte: Bool = false) throws -> ExchangeReport {
+func exchange(
+    _ request: LoginClientExchange.Request, authority: LoginAuthority, connection: inout LoginConnection,
+    clientNow: Double, serverNow: Double? = nil, address: String = "192.0.2.10",
+    serverKey: RSA.PublicKey = TestKeys.login.publicKey, byteByByte: Bool = false
+) throws -> ExchangeReport {
     let client = try LoginClientExchange(request, serverKey: serverKey, now: clientNow)
-    return deliver(client, authority: authority, connection: &connection, serverNow: serverNow ?? clientNow,
-                   address: address, byteByByte: byteByByte)
+    return deliver(
+        client, authority: authority, connection: &connection, serverNow: serverNow ?? clientNow,
+        address: address, byteByByte: byteByByte)
 }
 
 /// Same as `exchange`, for a client exchange the test built (to reuse its bytes or keys).
-func deliver(_ client: LoginClientExchange, authority: LoginAuthority, connection: inout LoginConnection,
-             serverNow: Double, address: String = "192.0.2.10", byteByByte: Bool = false) -> ExchangeReport {
+func deliver(
+    _ client: LoginClientExchange, authority: LoginAuthority, connection: inout LoginConnection,
+    serverNow: Double, address: String = "192.0.2.10", byteByByte: Bool = false
+) -> ExchangeReport {
     var client = client
     var report = ExchangeReport()
-    drive(&connection, bytes: client.requestBytes, authority: authority, address: address, now: serverNow,
-          byteByByte: byteByByte, report: &report)
-    report.result = answer(&client, with: report.answerBytes, serverClosed: report.closed, byteByByte: byteByByte,
-                           premature: &report.prematureOutcome)
+    drive(
+        &connection, bytes: client.requestBytes, authority: authority, address: address, now: serverNow,
+        byteByByte: byteByByte, report: &report)
+    report.result = answer(
+        &client, with: report.answerBytes, serverClosed: report.closed, byteByByte: byteByByte,
+        premature: &report.prematureOutcome)
     return report
 }
 
 /// Feeds answer bytes to the client; at the end, a closed link with no answer is `endOfInput`.
-func answer(_ client: inout LoginClientExchange, with bytes: [UInt8], serverClosed: Bool, byteByByte: Bool,
-            premature: inout Bool) -> Result<LoginClientExchange.Outcome, LoginFailure>? {
+func answer(
+    _ client: inout LoginClientExchange, with bytes: [UInt8], serverClosed: Bool, byteByByte: Bool,
+    premature: inout Bool
+) -> Result<LoginClientExchange.Outcome, LoginFailure>? {
     let chunks: [[UInt8]] = byteByByte ? bytes.map { [$0] } : [bytes]
     for (index, chunk) in chunks.enumerated() {
         do throws(LoginFailure) {
@@ -186,19 +198,25 @@ func answer(_ client: inout LoginClientExchange, with bytes: [UInt8], serverClos
 
 /// Registers `name` on a fresh connection and expects success.
 @discardableResult
-func register(_ name: String, password: String, on fixture: ServerFixture, now: Double = epoch,
-              address: String = "192.0.2.10") throws -> ExchangeReport {
+func register(
+    _ name: String, password: String, on fixture: ServerFixture, now: Double = epoch,
+    address: String = "192.0.2.10"
+) throws -> ExchangeReport {
     var connection = LoginConnection()
-    return try exchange(.register(name: name, password: password), authority: fixture.authority, connection: &connection,
-                        clientNow: now, address: address)
+    return try exchange(
+        .register(name: name, password: password), authority: fixture.authority, connection: &connection,
+        clientNow: now, address: address)
 }
 
 /// Logs `name` in on a fresh connection.
-func login(_ name: String, password: String, key: [UInt8], on fixture: ServerFixture, now: Double = epoch,
-           address: String = "192.0.2.10") throws -> ExchangeReport {
+func login(
+    _ name: String, password: String, key: [UInt8], on fixture: ServerFixture, now: Double = epoch,
+    address: String = "192.0.2.10"
+) throws -> ExchangeReport {
     var connection = LoginConnection()
-    return try exchange(.login(name: name, password: password, userPublicKey: key), authority: fixture.authority,
-                        connection: &connection, clientNow: now, address: address)
+    return try exchange(
+        .login(name: name, password: password, userPublicKey: key), authority: fixture.authority,
+        connection: &connection, clientNow: now, address: address)
 }
 
 /// Decodes every server frame in `bytes`.

@@ -1,9 +1,10 @@
 import Foundation
 import SkylarkCrypto
-@testable import SkylarkLoginServer
 import SkylarkNode
 import SkylarkWire
 import Testing
+
+@testable import SkylarkLoginServer
 
 @Suite struct FailureThrottleTests {
     let policy = FailureThrottle.Policy(freeFailures: 2, window: 60, baseDelay: 1, maximumDelay: 8)
@@ -65,13 +66,13 @@ import Testing
         // Blocks last longer than the window, so a blocked key can be quiet for more than a window.
         let policy = FailureThrottle.Policy(freeFailures: 1, window: 10, baseDelay: 100, maximumDelay: 100)
         var throttle = FailureThrottle(policy: policy, pruneThreshold: 3)
-        throttle.recordFailure("quiet", now: 0)                 // free, never blocked
+        throttle.recordFailure("quiet", now: 0)  // free, never blocked
         throttle.recordFailure("blocked", now: 0)
-        throttle.recordFailure("blocked", now: 0)               // blocked until 100
+        throttle.recordFailure("blocked", now: 0)  // blocked until 100
         throttle.recordFailure("recent", now: 45)
-        throttle.recordFailure("recent", now: 45)               // blocked until 145
+        throttle.recordFailure("recent", now: 45)  // blocked until 145
         #expect(throttle.trackedKeyCount == 3)
-        throttle.recordFailure("newest", now: 50)               // 4 keys > 3: prune
+        throttle.recordFailure("newest", now: 50)  // 4 keys > 3: prune
         // Exactly one key went: "quiet" (window passed, not blocked). The blocked ones stay.
         #expect(throttle.trackedKeyCount == 3)
         #expect(throttle.retryAfter("blocked", now: 50) == 50, "a blocked key survives pruning although its window passed")
@@ -199,8 +200,9 @@ import Testing
         #expect(retryAfter >= 10)
         // Registration from that address is held back too.
         var connection = LoginConnection()
-        let registration = try exchange(.register(name: "zed", password: "zed-password"), authority: fixture.authority,
-                                        connection: &connection, clientNow: t0, address: attacker)
+        let registration = try exchange(
+            .register(name: "zed", password: "zed-password"), authority: fixture.authority,
+            connection: &connection, clientNow: t0, address: attacker)
         #expect(registration.failure == .rateLimited(retryAfter: 10))
 
         // Another address is not affected, and the blocked one recovers after the delay.

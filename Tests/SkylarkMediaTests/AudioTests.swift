@@ -1,5 +1,6 @@
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 @Suite("Audio sources, sinks and analysis")

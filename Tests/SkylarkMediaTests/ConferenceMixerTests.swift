@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 /// A `ConferenceMixer` with remote participants who each send a tone through a real Opus
@@ -50,8 +51,9 @@ final class MixerRig {
             for name in speakers.keys.sorted() {
                 let pcm = speakers[name]!.source.read(count: Opus.frameSampleCount) ?? []
                 let payload = try speakers[name]!.encoder.encode(pcm)
-                mixer.receive(from: name, sequence: UInt16(truncatingIfNeeded: 1_000 + frame), timestamp: UInt32(48_000 + frame * Opus.frameSampleCount),
-                              payload: payload, now: now)
+                mixer.receive(
+                    from: name, sequence: UInt16(truncatingIfNeeded: 1_000 + frame), timestamp: UInt32(48_000 + frame * Opus.frameSampleCount),
+                    payload: payload, now: now)
             }
             let localFrame = localSource?.read(count: Opus.frameSampleCount)
             let tick = mixer.tick(now: now + 0.010, localFrame: localFrame)
@@ -91,8 +93,10 @@ struct ConferenceMixerTests {
     /// `samples` carries each of `present` at ≥ half the amplitude sent, and each of `absent` at
     /// under 5 % of it (−26 dB: the codec's noise floor, where a mixer that did not take the
     /// listener's own voice out would leave it at full level).
-    static func expectTones(_ samples: [Int16], present: [Double], absent: [Double], sent: Double = sent, _ who: String,
-                            sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectTones(
+        _ samples: [Int16], present: [Double], absent: [Double], sent: Double = sent, _ who: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(samples.count >= 10 * Opus.frameSampleCount, "\(who) heard only \(samples.count) samples", sourceLocation: sourceLocation)
         for hz in present {
             let level = toneAmplitude(samples, hz)

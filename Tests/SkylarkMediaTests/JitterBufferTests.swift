@@ -1,5 +1,6 @@
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 /// Drives a `JitterBuffer` with a simulated network: packet n is sent at n × 20 ms and arrives
@@ -32,9 +33,10 @@ struct JitterSimulation {
     }
 
     mutating func deliver(_ n: Int, at time: Double) {
-        let result = buffer.insert(sequence: UInt16(truncatingIfNeeded: Int(firstSequence) + n),
-                                   timestamp: UInt32(truncatingIfNeeded: Int(firstTimestamp) + n * 960),
-                                   payload: Self.payload(n), arrival: time)
+        let result = buffer.insert(
+            sequence: UInt16(truncatingIfNeeded: Int(firstSequence) + n),
+            timestamp: UInt32(truncatingIfNeeded: Int(firstTimestamp) + n * 960),
+            payload: Self.payload(n), arrival: time)
         insertions.append((n, result))
     }
 
@@ -106,14 +108,16 @@ struct JitterBufferTests {
         let arrivals = steady(0..<60).filter { ![20, 30, 31].contains($0.n) }
         simulation.run(arrivals, until: 1.25)
         let played = simulation.tokens.filter { $0 != "-" }
-        #expect(Array(played.prefix(60)) == (0..<60).map { n -> String in
-            switch n {
-            case 20: return "fec 21"
-            case 30: return "plc"
-            case 31: return "fec 32"
-            default: return "\(n)"
-            }
-        })
+        #expect(
+            Array(played.prefix(60))
+                == (0..<60).map { n -> String in
+                    switch n {
+                    case 20: return "fec 21"
+                    case 30: return "plc"
+                    case 31: return "fec 32"
+                    default: return "\(n)"
+                    }
+                })
         let stats = simulation.buffer.statistics
         #expect(stats.lost == 3)
         #expect(stats.recoveredByFEC == 2)
@@ -124,8 +128,8 @@ struct JitterBufferTests {
     func duplicates() {
         var simulation = JitterSimulation()
         var arrivals = steady(0..<40)
-        arrivals.append((arrivals[5].time + 0.003, 5))   // while still buffered
-        arrivals.append((arrivals[30].time, 2))           // long after it was played
+        arrivals.append((arrivals[5].time + 0.003, 5))  // while still buffered
+        arrivals.append((arrivals[30].time, 2))  // long after it was played
         simulation.run(arrivals, until: 0.9)
         #expect(simulation.framesPlayed == Array(0..<40))
         #expect(simulation.insertions.filter { $0.result == .duplicate }.count == 2)
@@ -143,14 +147,14 @@ struct JitterBufferTests {
         let stats = simulation.buffer.statistics
         #expect(stats.late == 1)
         #expect(stats.lost == 1)
-        #expect(stats.recoveredByFEC == 1)   // slot 40 was played from 41's FEC
+        #expect(stats.recoveredByFEC == 1)  // slot 40 was played from 41's FEC
         // The target jumped to cover the 100 ms excess, and the buffer stretched (concealment
         // without consuming slots) to reach it.
         #expect(stats.targetDelayMs > 100, "\(stats)")
         // Stretching stops within a frame of the target: 3 frames of concealment for 80 ms more.
         #expect(stats.concealed >= 3, "\(stats)")
         #expect(stats.currentDelayMs > 90, "\(stats)")
-        #expect(simulation.framesPlayed == Array(0..<40) + Array(41..<simulation.framesPlayed.last!  + 1))
+        #expect(simulation.framesPlayed == Array(0..<40) + Array(41..<simulation.framesPlayed.last! + 1))
         // Later the target shrinks and the buffer skips a frame now and then to follow it;
         // nothing else goes missing.
         simulation.run(arrivals.filter { $0.time >= 1.3 }, from: 1.3, until: 3.1)

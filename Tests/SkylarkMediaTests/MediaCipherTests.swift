@@ -1,6 +1,7 @@
 import SkylarkCrypto
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 @Suite("Media encryption")
@@ -47,7 +48,7 @@ struct MediaCipherTests {
         let header = RTPHeader(sequenceNumber: 42, timestamp: 1234, ssrc: 77, csrcs: [5])
         let packet = try caller.seal(header: header, payload: Array(0..<24))
         for bit in 0..<(packet.count * 8) {
-            var receiver = callee   // a fresh copy: no replay state from other attempts
+            var receiver = callee  // a fresh copy: no replay state from other attempts
             #expect(throws: MediaCipherError.self, "bit \(bit)") { try receiver.open(flipping(packet, bit: bit)) }
         }
         #expect(throws: MediaCipherError.self) { try callee.open(Array(packet.dropLast())) }
@@ -154,8 +155,8 @@ struct MediaCipherTests {
         window.accept(500)
         #expect(window.check(500) == .duplicate)
         #expect(window.check(499) == .fresh)
-        #expect(window.check(373) == .fresh)     // 127 behind
-        #expect(window.check(372) == .tooOld)    // 128 behind
+        #expect(window.check(373) == .fresh)  // 127 behind
+        #expect(window.check(372) == .tooOld)  // 128 behind
         window.accept(450)
         #expect(window.check(450) == .duplicate)
         window.accept(700)
@@ -164,7 +165,7 @@ struct MediaCipherTests {
         #expect(window.check(699) == .fresh)
         window.accept(701)
         #expect(window.check(700) == .duplicate)
-        window.accept(0)   // far below: ignored, never traps
+        window.accept(0)  // far below: ignored, never traps
         #expect(window.highest == 701)
     }
 }

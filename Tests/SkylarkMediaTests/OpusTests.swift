@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 @Suite("Opus codec")
@@ -39,7 +40,7 @@ struct OpusTests {
     func toneRoundTrip() throws {
         let encoder = try OpusEncoder()
         let decoder = try OpusDecoder()
-        let input = tone(440, count: Opus.sampleRate)   // one second
+        let input = tone(440, count: Opus.sampleRate)  // one second
         let (packets, output) = try Self.roundTrip(frames(input), encoder: encoder, decoder: decoder)
         #expect(packets.count == 50)
         #expect(output.count == input.count)
@@ -163,7 +164,7 @@ struct OpusTests {
         #expect(throws: MediaError.self) { try encoder.setComplexity(11) }
         #expect(throws: MediaError.self) { try encoder.setComplexity(-1) }
         #expect(throws: MediaError.self) { try encoder.setBitrate(0) }
-        #expect(throws: MediaError.self) { try encoder.setBitrate(32) }   // kbit/s by mistake
+        #expect(throws: MediaError.self) { try encoder.setBitrate(32) }  // kbit/s by mistake
         #expect(throws: MediaError.self) { try encoder.setExpectedPacketLoss(101) }
         #expect(throws: MediaError.self) { try OpusEncoder(complexity: 42) }
         // A refused setting leaves the previous one in force.

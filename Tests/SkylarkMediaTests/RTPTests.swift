@@ -1,5 +1,6 @@
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 @Suite("RTP header (RFC 3550)")
@@ -19,9 +20,10 @@ struct RTPTests {
 
     @Test("Every field round-trips: padding, extension, marker, CSRCs")
     func fullRoundTrip() throws {
-        let header = RTPHeader(payloadType: 96, sequenceNumber: 65_535, timestamp: 4_294_967_295, ssrc: 0xCAFE_F00D,
-                               marker: false, padding: true, csrcs: [1, 2, 0xFFFF_FFFF],
-                               headerExtension: .init(profile: 0xBEDE, data: [1, 2, 3, 4, 5, 6, 7, 8]))
+        let header = RTPHeader(
+            payloadType: 96, sequenceNumber: 65_535, timestamp: 4_294_967_295, ssrc: 0xCAFE_F00D,
+            marker: false, padding: true, csrcs: [1, 2, 0xFFFF_FFFF],
+            headerExtension: .init(profile: 0xBEDE, data: [1, 2, 3, 4, 5, 6, 7, 8]))
         let bytes = try header.encode()
         #expect(bytes.count == header.byteCount)
         #expect(bytes.count == 12 + 12 + 4 + 8)
@@ -46,8 +48,10 @@ struct RTPTests {
 
     @Test("Malformed headers give typed errors")
     func malformed() throws {
-        let valid = try RTPHeader(sequenceNumber: 1, timestamp: 2, ssrc: 3, csrcs: [9, 9],
-                                  headerExtension: .init(profile: 1, data: [0, 0, 0, 0])).encode()
+        let valid = try RTPHeader(
+            sequenceNumber: 1, timestamp: 2, ssrc: 3, csrcs: [9, 9],
+            headerExtension: .init(profile: 1, data: [0, 0, 0, 0])
+        ).encode()
         for length in 0..<valid.count {
             #expect(throws: RTPError.self) { try RTPHeader.decode(Array(valid.prefix(length))) }
         }
@@ -86,9 +90,9 @@ struct RTPTests {
     @Test("Extended sequence numbers follow wrap-around both ways")
     func sequenceExtension() {
         #expect(RTPSequence.extend(10, near: 5) == 10)
-        #expect(RTPSequence.extend(2, near: 65_534) == 65_538)          // wrapped forwards
-        #expect(RTPSequence.extend(65_534, near: 65_538) == 65_534)     // late, from before the wrap
-        #expect(RTPSequence.extend(65_535, near: 3) == 65_535)          // nothing below cycle zero
+        #expect(RTPSequence.extend(2, near: 65_534) == 65_538)  // wrapped forwards
+        #expect(RTPSequence.extend(65_534, near: 65_538) == 65_534)  // late, from before the wrap
+        #expect(RTPSequence.extend(65_535, near: 3) == 65_535)  // nothing below cycle zero
         #expect(RTPSequence.extend(100, near: 0x3_0000 + 50) == 0x3_0000 + 100)
         #expect(RTPSequence.extend(60_000, near: 0x3_0000 + 50) == 0x2_0000 + 60_000)
         #expect(RTPSequence.extend(0, near: UInt64.max) == UInt64.max & ~0xFFFF)

@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 /// A fresh directory under the system temporary directory, removed by `cleanUp`.

@@ -1,18 +1,21 @@
 import SkylarkTestSupport
 import Testing
+
 @testable import SkylarkMedia
 
 @Suite("WAV files")
 struct WAVTests {
     /// A WAV file built by hand, independent of the writer under test.
-    static func wavBytes(channels: UInt16 = 1, sampleRate: UInt32 = 48_000, bits: UInt16 = 16, format: UInt16 = 1,
-                         extraChunk: Bool = false, data: [UInt8], declaredDataSize: UInt32? = nil) -> [UInt8] {
+    static func wavBytes(
+        channels: UInt16 = 1, sampleRate: UInt32 = 48_000, bits: UInt16 = 16, format: UInt16 = 1,
+        extraChunk: Bool = false, data: [UInt8], declaredDataSize: UInt32? = nil
+    ) -> [UInt8] {
         func le16(_ v: UInt16) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8)] }
         func le32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
         let blockAlign = channels * bits / 8
         let fmt = le16(format) + le16(channels) + le32(sampleRate) + le32(sampleRate * UInt32(blockAlign)) + le16(blockAlign) + le16(bits)
         var body = Array("WAVE".utf8) + Array("fmt ".utf8) + le32(16) + fmt
-        if extraChunk { body += Array("LIST".utf8) + le32(5) + [1, 2, 3, 4, 5, 0] }   // odd size, padded
+        if extraChunk { body += Array("LIST".utf8) + le32(5) + [1, 2, 3, 4, 5, 0] }  // odd size, padded
         body += Array("data".utf8) + le32(declaredDataSize ?? UInt32(data.count)) + data
         return Array("RIFF".utf8) + le32(UInt32(body.count)) + body
     }
@@ -42,7 +45,7 @@ struct WAVTests {
         }
         #expect(writer.sampleCount == written.count)
         try writer.close()
-        try writer.close()   // idempotent
+        try writer.close()  // idempotent
         #expect(throws: MediaError.self) { try writer.append([1]) }
         #expect(try WAVFile(path: path).duration == Double(written.count) / 48_000)
     }
@@ -67,7 +70,7 @@ struct WAVTests {
             #expect(message.contains("44100") && message.contains("48000"))
         }
         #expect(throws: MediaError.self) { try WAVFile(bytes: Self.wavBytes(bits: 8, data: [0, 0])) }
-        #expect(throws: MediaError.self) { try WAVFile(bytes: Self.wavBytes(format: 3, data: [0, 0, 0, 0])) }   // float
+        #expect(throws: MediaError.self) { try WAVFile(bytes: Self.wavBytes(format: 3, data: [0, 0, 0, 0])) }  // float
         #expect(throws: MediaError.self) { try WAVFile(bytes: Self.wavBytes(channels: 6, data: [])) }
         #expect(throws: MediaError.self) { try WAVFile(bytes: Array("RIFF....WAVE".utf8)) }
         #expect(throws: MediaError.self) { try WAVFile(bytes: Array("not a wav file at all".utf8)) }
@@ -84,7 +87,8 @@ struct WAVTests {
     func garbage() {
         var random = SeededGenerator(seed: 1)
         for _ in 0..<2_000 {
-            let bytes = Array("RIFF".utf8) + [UInt8].random(count: 4, using: &random) + Array("WAVE".utf8)
+            let bytes =
+                Array("RIFF".utf8) + [UInt8].random(count: 4, using: &random) + Array("WAVE".utf8)
                 + [UInt8].random(count: Int.random(in: 0...64, using: &random), using: &random)
             _ = try? WAVFile(bytes: bytes)
         }

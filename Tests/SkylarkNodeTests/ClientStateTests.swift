@@ -82,7 +82,8 @@ import Testing
 
         // The body of another credential (another serial) under this signature.
         try state.save(credential)
-        let other = try Credential.issue(name: "alice", userPublicKey: credential.userPublicKey, issuedAt: epoch, lifetime: 3600, serial: 43, signer: TestKeys.login)
+        let other = try Credential.issue(
+            name: "alice", userPublicKey: credential.userPublicKey, issuedAt: epoch, lifetime: 3600, serial: 43, signer: TestKeys.login)
         try tamper(state) { $0["body"] = other.body.base64EncodedString() }
         #expect(throws: Credential.Invalid.badSignature) { try state.loadCredential(issuer: TestKeys.login.publicKey, now: epoch) }
 

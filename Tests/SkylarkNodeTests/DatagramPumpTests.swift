@@ -1,13 +1,14 @@
 import Foundation
-@testable import SkylarkNode
 import SkylarkTestSupport
-import Synchronization
 import SkylarkTraversal
 import SkylarkWire
+import Synchronization
 import Testing
 
+@testable import SkylarkNode
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The UDP reader and relay fast path against real loopback sockets: relay packets of a circuit
@@ -127,8 +128,9 @@ import Glibc
         init() throws {
             (caller, callee) = (try Peer(), try Peer())
             harness = try Harness()
-            try harness.table.admit(towardCaller: .init(id: towardCaller, endpoint: .udp(caller.hostPort)),
-                                    towardCallee: .init(id: towardCallee, endpoint: .udp(callee.hostPort)), now: Date().timeIntervalSince1970)
+            try harness.table.admit(
+                towardCaller: .init(id: towardCaller, endpoint: .udp(caller.hostPort)),
+                towardCallee: .init(id: towardCallee, endpoint: .udp(callee.hostPort)), now: Date().timeIntervalSince1970)
         }
     }
 

@@ -66,8 +66,9 @@ import Testing
     @Test func requestCarriesWhatTheServerNeeds() throws {
         let userKey = try Ed25519.PrivateKey().publicKey().rawRepresentation()
         let requestID = SecureRandom.bytes(16)
-        let client = try LoginClientExchange(.login(name: "alice", password: "pw-123456", userPublicKey: userKey),
-                                             serverKey: TestKeys.login.publicKey, now: now, requestID: requestID)
+        let client = try LoginClientExchange(
+            .login(name: "alice", password: "pw-123456", userPublicKey: userKey),
+            serverKey: TestKeys.login.publicKey, now: now, requestID: requestID)
         let (sessionKey, payload) = try open(client)
         #expect(sessionKey.count == 32)
         #expect(Array(payload.requestID) == requestID)
@@ -182,8 +183,9 @@ import Testing
         }
         // A login answered with "registered", with no result, or with an empty frame; an oversized frame.
         for answerKind in 0..<4 {
-            var login = try LoginClientExchange(.login(name: "alice", password: "alice-password", userPublicKey: userKey),
-                                                serverKey: TestKeys.login.publicKey, now: now)
+            var login = try LoginClientExchange(
+                .login(name: "alice", password: "alice-password", userPublicKey: userKey),
+                serverKey: TestKeys.login.publicKey, now: now)
             let (key, payload) = try open(login)
             let bytes: [UInt8]
             switch answerKind {
@@ -213,18 +215,30 @@ import Testing
         let userKey = try Ed25519.PrivateKey().publicKey().rawRepresentation()
         let otherUserKey = try Ed25519.PrivateKey().publicKey().rawRepresentation()
         let cases: [(String, LoginSignedCredential, (LoginFailure?) -> Bool)] = [
-            ("valid", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.login),
-             { $0 == nil }),
-            ("signed by another key", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.other),
-             { $0 == .badCredential(.badSignature) }),
-            ("expired", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch - 7200, lifetime: 3600, serial: 7, signer: TestKeys.login),
-             { $0 == .badCredential(.expired(at: epoch - 3600)) }),
-            ("certifies another key", try Credential.issue(name: "alice", userPublicKey: otherUserKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.login),
-             { if case .protocolViolation? = $0 { return true } else { return false } }),
+            (
+                "valid", try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.login),
+                { $0 == nil }
+            ),
+            (
+                "signed by another key",
+                try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.other),
+                { $0 == .badCredential(.badSignature) }
+            ),
+            (
+                "expired",
+                try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: epoch - 7200, lifetime: 3600, serial: 7, signer: TestKeys.login),
+                { $0 == .badCredential(.expired(at: epoch - 3600)) }
+            ),
+            (
+                "certifies another key",
+                try Credential.issue(name: "alice", userPublicKey: otherUserKey, issuedAt: epoch, lifetime: 3600, serial: 7, signer: TestKeys.login),
+                { if case .protocolViolation? = $0 { return true } else { return false } }
+            ),
         ]
         for (what, signed, check) in cases {
-            var client = try LoginClientExchange(.login(name: "alice", password: "alice-password", userPublicKey: userKey),
-                                                 serverKey: TestKeys.login.publicKey, now: now)
+            var client = try LoginClientExchange(
+                .login(name: "alice", password: "alice-password", userPublicKey: userKey),
+                serverKey: TestKeys.login.publicKey, now: now)
             let (key, payload) = try open(client)
             let answer = try sealed(response(to: payload, .credential(signed)), sessionKey: key)
             var failure: LoginFailure?
@@ -289,10 +303,12 @@ import Testing
         #expect(LoginFailure.timedOut(address: "a:1").exitCode == 6)
         #expect(LoginFailure.badCredential(.badSignature).exitCode == 1)
         #expect(LoginFailure.protocolViolation("x").exitCode == 1)
-        let all: [LoginFailure] = [.wrongPassword(name: "a"), .unknownName(name: "a"), .nameTaken(name: "a"), .invalidName("x"),
-                                   .weakPassword("x"), .rateLimited(retryAfter: 1), .keyMismatch("x"),
-                                   .serverUnreachable(address: "a:1", reason: "r"), .timedOut(address: "a:1"), .clockOrReplay("x"),
-                                   .protocolViolation("x"), .badCredential(.malformed), .serverError("x")]
+        let all: [LoginFailure] = [
+            .wrongPassword(name: "a"), .unknownName(name: "a"), .nameTaken(name: "a"), .invalidName("x"),
+            .weakPassword("x"), .rateLimited(retryAfter: 1), .keyMismatch("x"),
+            .serverUnreachable(address: "a:1", reason: "r"), .timedOut(address: "a:1"), .clockOrReplay("x"),
+            .protocolViolation("x"), .badCredential(.malformed), .serverError("x"),
+        ]
         #expect(all.allSatisfy { !$0.description.isEmpty })
         #expect(Set(all.map(\.exitCode)) == [1, 3, 4, 5, 6, 7, 9, 10])
     }

@@ -23,8 +23,9 @@ import Testing
             let port = try await closedPort(group: group)
             let profile = try signedProfile(loginPort: port)
             do throws(LoginFailure) {
-                _ = try await LoginClient.perform(.register(name: "alice", password: "alice-password"), profile: profile,
-                                                  group: group, logger: silentLogger)
+                _ = try await LoginClient.perform(
+                    .register(name: "alice", password: "alice-password"), profile: profile,
+                    group: group, logger: silentLogger)
                 Issue.record("registered against a closed port")
             } catch {
                 guard case let .serverUnreachable(address, _) = error else {
@@ -43,8 +44,9 @@ import Testing
             try await withRawServer(group: group, respond: { _ in nil }) { server in
                 let profile = try signedProfile(loginPort: server.port)
                 await #expect(throws: LoginFailure.timedOut(address: "127.0.0.1:\(server.port)")) {
-                    try await LoginClient.perform(.register(name: "alice", password: "alice-password"), profile: profile,
-                                                  group: group, timeout: .milliseconds(300), logger: silentLogger)
+                    try await LoginClient.perform(
+                        .register(name: "alice", password: "alice-password"), profile: profile,
+                        group: group, timeout: .milliseconds(300), logger: silentLogger)
                 }
             }
         }
@@ -57,8 +59,9 @@ import Testing
             try await withRawServer(group: group, respond: { $0.count > 4 ? [0, 0, 0, 50, 1, 2, 3] : nil }) { server in
                 let profile = try signedProfile(loginPort: server.port)
                 let failure = await #expect(throws: LoginFailure.self) {
-                    try await LoginClient.perform(.register(name: "alice", password: "alice-password"), profile: profile,
-                                                  group: group, logger: silentLogger)
+                    try await LoginClient.perform(
+                        .register(name: "alice", password: "alice-password"), profile: profile,
+                        group: group, logger: silentLogger)
                 }
                 guard case .protocolViolation? = failure else {
                     Issue.record("expected protocolViolation, got \(String(describing: failure))")
@@ -114,23 +117,27 @@ import Testing
 
     @Test(.timeLimit(.minutes(1)))
     func updateClientRefusesOversizedAndForgedManifests() async throws {
-        let manifest = ReleaseManifest(version: "0.2.0", publishedAt: epoch, expiresAt: epoch + 86400, notes: nil,
-                                       files: [.init(name: "a.bin", size: 3, sha256: SHA256.hash([1, 2, 3]).hexString, path: "releases/0.2.0/a.bin")])
+        let manifest = ReleaseManifest(
+            version: "0.2.0", publishedAt: epoch, expiresAt: epoch + 86400, notes: nil,
+            files: [.init(name: "a.bin", size: 3, sha256: SHA256.hash([1, 2, 3]).hexString, path: "releases/0.2.0/a.bin")])
         let good = try signedManifest(manifest)
         let forged = try signedManifest(manifest, key: TestKeys.other)
         let huge = Array(repeating: UInt8(ascii: " "), count: 300 * 1024) + good
         try await withGroup { group in
-            try await withRawServer(group: group, respond: { received in
-                guard let path = requestPath(received) else { return nil }
-                switch path {
-                case "/good/manifest.json": return httpResponse(body: good)
-                case "/forged/manifest.json": return httpResponse(body: forged)
-                case "/huge/manifest.json": return httpResponse(body: huge)
-                case "/good/releases/0.2.0/a.bin": return httpResponse(body: [1, 2, 4])
-                case "/long/releases/0.2.0/a.bin": return httpResponse(body: [1, 2, 3, 4])
-                default: return httpResponse(status: "404 Not Found", body: Array("not found\n".utf8))
+            try await withRawServer(
+                group: group,
+                respond: { received in
+                    guard let path = requestPath(received) else { return nil }
+                    switch path {
+                    case "/good/manifest.json": return httpResponse(body: good)
+                    case "/forged/manifest.json": return httpResponse(body: forged)
+                    case "/huge/manifest.json": return httpResponse(body: huge)
+                    case "/good/releases/0.2.0/a.bin": return httpResponse(body: [1, 2, 4])
+                    case "/long/releases/0.2.0/a.bin": return httpResponse(body: [1, 2, 3, 4])
+                    default: return httpResponse(status: "404 Not Found", body: Array("not found\n".utf8))
+                    }
                 }
-            }) { server throws in
+            ) { server throws in
                 let base = "http://127.0.0.1:\(server.port)"
                 func client(_ prefix: String) -> UpdateClient { UpdateClient(baseURL: base + prefix, key: TestKeys.update.publicKey, group: group) }
 
@@ -151,15 +158,17 @@ import Testing
                     try await client("/missing").fetchManifest(now: epoch)
                 }
                 // A missing file the size of the 404 page or more is reported as missing.
-                let big = ReleaseManifest.File(name: "big.bin", size: 64, sha256: SHA256.hash([UInt8](repeating: 0, count: 64)).hexString,
-                                               path: "releases/0.2.0/big.bin")
+                let big = ReleaseManifest.File(
+                    name: "big.bin", size: 64, sha256: SHA256.hash([UInt8](repeating: 0, count: 64)).hexString,
+                    path: "releases/0.2.0/big.bin")
                 let missing = await #expect(throws: UpdateFailure.httpStatus(404, url: base + "/good/releases/0.2.0/big.bin")) {
                     try await client("/good").fetchFile(big)
                 }
                 #expect(missing?.isUnreachable == true)
                 // A missing file smaller than the 404 page is reported as missing, not as tampered.
-                let small = ReleaseManifest.File(name: "small.bin", size: 3, sha256: SHA256.hash([1, 2, 3]).hexString,
-                                                 path: "releases/0.2.0/small.bin")
+                let small = ReleaseManifest.File(
+                    name: "small.bin", size: 3, sha256: SHA256.hash([1, 2, 3]).hexString,
+                    path: "releases/0.2.0/small.bin")
                 let failure = await #expect(throws: UpdateFailure.self) { try await client("/good").fetchFile(small) }
                 #expect(failure == .httpStatus(404, url: base + "/good/releases/0.2.0/small.bin"))
                 // Files: a changed byte, and a longer body than the manifest allows.

@@ -1,10 +1,11 @@
 import Foundation
-@testable import SkylarkNode
 import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
 import Synchronization
 import Testing
+
+@testable import SkylarkNode
 
 /// The reactor's inbox: nothing a remote party sends grows it past its limits, a flood from one
 /// source does not crowd out another, and what is dropped is counted.
@@ -34,7 +35,9 @@ import Testing
         #expect(counters.datagramsDroppedSourceFull == 10_000 - inbox.limits.datagramsPerSource)
         // Round robin: the caller's five come out among the first ten, not after the flood.
         let first = await Self.drain(inbox, most: 10)
-        let fromCaller = first.filter { if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false }
+        let fromCaller = first.filter {
+            if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false
+        }
         #expect(fromCaller.count == 5)
     }
 
@@ -48,7 +51,9 @@ import Testing
         #expect(counters.datagramsWaiting == 64)
         #expect(counters.datagramsDroppedLongestQueue == 10)
         let first = await Self.drain(inbox, most: 20)
-        let fromCaller = first.filter { if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false }
+        let fromCaller = first.filter {
+            if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false
+        }
         #expect(fromCaller.count == 10)
     }
 
@@ -74,7 +79,10 @@ import Testing
         #expect(counters.datagramsWaiting == 31)
         let all = await Self.drain(inbox, most: 100)
         #expect(all.count == 31)
-        #expect(all.contains { if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false })
+        #expect(
+            all.contains {
+                if case let .datagram(_, source, _) = $0 { return source == Self.caller }; return false
+            })
     }
 
     @Test func manySourcesCannotPassTheTotalLimit() async {
@@ -86,8 +94,9 @@ import Testing
         #expect(counters.datagramsWaiting <= 500)
         #expect(counters.datagramSources <= 100)
         #expect(counters.datagramsPeak <= 500)
-        #expect(counters.datagramsDroppedQueueFull + counters.datagramsDroppedSourceFull + counters.datagramsDroppedLongestQueue
-            == 20 * 300 - counters.datagramsWaiting)
+        #expect(
+            counters.datagramsDroppedQueueFull + counters.datagramsDroppedSourceFull + counters.datagramsDroppedLongestQueue
+                == 20 * 300 - counters.datagramsWaiting)
         // Once taken, there is room again.
         _ = await Self.drain(inbox, most: 500)
         #expect(inbox.yield(.datagram(Self.overlay, from: Self.caller, socket: 0)))
@@ -132,7 +141,10 @@ import Testing
         for index in 0..<1000 { inbox.yield(.datagram(Self.rtp, from: Self.source(index), socket: 0)) }
         inbox.yield(.tick)
         let first = await Self.drain(inbox, most: 2)
-        #expect(first.contains { if case .tick = $0 { return true }; return false })
+        #expect(
+            first.contains {
+                if case .tick = $0 { return true }; return false
+            })
     }
 
     @Test func controlRequestsBeyondTheLimitAreAnsweredBusy() {
@@ -182,4 +194,3 @@ import Testing
         #expect(fifo.isEmpty)
     }
 }
-

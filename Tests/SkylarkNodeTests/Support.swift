@@ -63,8 +63,10 @@ final class RawServer: Sendable {
 }
 
 /// Runs `body` with a RawServer and always stops the server afterwards.
-func withRawServer<T>(group: any EventLoopGroup, respond: @escaping @Sendable ([UInt8]) -> [UInt8]?,
-                      _ body: (RawServer) async throws -> T) async throws -> T {
+func withRawServer<T>(
+    group: any EventLoopGroup, respond: @escaping @Sendable ([UInt8]) -> [UInt8]?,
+    _ body: (RawServer) async throws -> T
+) async throws -> T {
     let server = try await RawServer.start(group: group, respond: respond)
     let result: Result<T, any Error>
     do { result = .success(try await body(server)) } catch { result = .failure(error) }

@@ -9,9 +9,13 @@ import Testing
     static let fileBytes = Array("the release archive\n".utf8) + (0..<200).map { UInt8($0) }
 
     static func manifest(version: String = "0.2.0", expiresAt: Int64 = epoch + 30 * 86400) -> ReleaseManifest {
-        ReleaseManifest(version: version, publishedAt: epoch, expiresAt: expiresAt, notes: "fixes / improvements",
-                        files: [.init(name: "skylark-\(version).tar.gz", size: Int64(fileBytes.count), sha256: SHA256.hash(fileBytes).hexString,
-                                      path: "releases/\(version)/skylark-\(version).tar.gz")])
+        ReleaseManifest(
+            version: version, publishedAt: epoch, expiresAt: expiresAt, notes: "fixes / improvements",
+            files: [
+                .init(
+                    name: "skylark-\(version).tar.gz", size: Int64(fileBytes.count), sha256: SHA256.hash(fileBytes).hexString,
+                    path: "releases/\(version)/skylark-\(version).tar.gz")
+            ])
     }
 
     /// The signed manifest as a JSON object, edited by `change`, serialized again.
@@ -66,16 +70,22 @@ import Testing
             ("version", { $0["version"] = "9.9.9" }),
             ("notes", { $0["notes"] = "fixes / improvements." }),
             ("expiresAt", { $0["expiresAt"] = NSNumber(value: epoch + 365 * 86400) }),
-            ("files", {
-                var files = $0["files"] as! [[String: Any]]
-                files[0]["sha256"] = String(repeating: "0", count: 64)
-                $0["files"] = files
-            }),
-            ("extra file", {
-                var files = $0["files"] as! [[String: Any]]
-                files.append(["name": "evil", "size": 1, "sha256": String(repeating: "a", count: 64), "path": "releases/0.2.0/evil"])
-                $0["files"] = files
-            }),
+            (
+                "files",
+                {
+                    var files = $0["files"] as! [[String: Any]]
+                    files[0]["sha256"] = String(repeating: "0", count: 64)
+                    $0["files"] = files
+                }
+            ),
+            (
+                "extra file",
+                {
+                    var files = $0["files"] as! [[String: Any]]
+                    files.append(["name": "evil", "size": 1, "sha256": String(repeating: "a", count: 64), "path": "releases/0.2.0/evil"])
+                    $0["files"] = files
+                }
+            ),
         ]
         for (what, edit) in edits {
             let tampered = try edited(bytes) { body(&$0, edit) }
@@ -153,6 +163,8 @@ import Testing
         #expect(UpdateCheck.status(of: Self.manifest(version: "0.9.4"), running: running) == .available(SemanticVersion(major: 0, minor: 9, patch: 4)))
         #expect(UpdateCheck.status(of: Self.manifest(version: "0.9.3"), running: running) == .upToDate(latest: running))
         #expect(UpdateCheck.status(of: Self.manifest(version: "0.9.0"), running: running) == .upToDate(latest: SemanticVersion(major: 0, minor: 9, patch: 0)))
-        #expect(UpdateCheck.status(of: Self.manifest(version: "0.2.0"), running: SkylarkVersion.current) == .available(SemanticVersion(major: 0, minor: 2, patch: 0)))
+        #expect(
+            UpdateCheck.status(of: Self.manifest(version: "0.2.0"), running: SkylarkVersion.current)
+                == .available(SemanticVersion(major: 0, minor: 2, patch: 0)))
     }
 }

@@ -21,7 +21,7 @@ struct CallSessionTests {
     final class Network {
         var hosts: [String: Host]
         var mappings: [String: [HostPort: HostPort]] = [:]  // host -> destination -> mapped source
-        var allowed: [String: Set<HostPort>] = [:]          // host -> remote endpoints it sent to
+        var allowed: [String: Set<HostPort>] = [:]  // host -> remote endpoints it sent to
         var nextPort = 20_000
         var relayWorks = true
         var relayLegs: [[UInt8]: (host: String, otherLeg: [UInt8])] = [:]
@@ -104,12 +104,16 @@ struct CallSessionTests {
     }
 
     /// Runs a call from alice to bob (bob answers at once) for `seconds` of virtual time.
-    static func call(_ aliceNAT: NATType, _ bobNAT: NATType, seconds: Double = 4, peerNATKnown: Bool = true,
-                     during: (inout Run, Network) -> Void = { _, _ in }) throws -> (Run, Network) {
+    static func call(
+        _ aliceNAT: NATType, _ bobNAT: NATType, seconds: Double = 4, peerNATKnown: Bool = true,
+        during: (inout Run, Network) -> Void = { _, _ in }
+    ) throws -> (Run, Network) {
         let network = Network(host("alice", aliceNAT, 1), host("bob", bobNAT, 2))
         let alice = network.hosts["alice"]!, bob = network.hosts["bob"]!
-        var run = Run(caller: try CallSession(calling: "bob", callID: [UInt8](repeating: 7, count: 16), candidates: candidates(alice),
-                                              natType: aliceNAT, peerNAT: peerNATKnown ? bobNAT : .unknown, ssrc: 1, now: 0))
+        var run = Run(
+            caller: try CallSession(
+                calling: "bob", callID: [UInt8](repeating: 7, count: 16), candidates: candidates(alice),
+                natType: aliceNAT, peerNAT: peerNATKnown ? bobNAT : .unknown, ssrc: 1, now: 0))
         var pendingGrants: [(at: Double, granted: OvRelayGranted)] = []
         var legCounter: UInt8 = 0
         while run.now <= seconds {
@@ -125,8 +129,9 @@ struct CallSessionTests {
                         case let .signal(signal):
                             if other == "bob" {
                                 if run.callee == nil, case let .offer(offer)? = signal.body {
-                                    run.callee = try CallSession(offer: offer, callID: Array(signal.callID), from: "alice", candidates: candidates(bob),
-                                                                 natType: bobNAT, ssrc: 2, now: run.now)
+                                    run.callee = try CallSession(
+                                        offer: offer, callID: Array(signal.callID), from: "alice", candidates: candidates(bob),
+                                        natType: bobNAT, ssrc: 2, now: run.now)
                                     run.callee!.answer(now: run.now)
                                 } else {
                                     run.callee?.handleSignal(signal, now: run.now)
@@ -138,12 +143,19 @@ struct CallSessionTests {
                             if let circuit {
                                 guard network.relayWorks, let leg = network.relayLegs[circuit] else { continue }
                                 let farEnd = HostPort(host: "203.0.113.2\(leg.host == "alice" ? 1 : 2)", port: 7100)
-                                if leg.host == "alice" { run.caller.handleCheck(check, from: farEnd, circuit: leg.otherLeg, overTCP: overTCP, now: run.now + 0.03) }
-                                else { run.callee?.handleCheck(check, from: farEnd, circuit: leg.otherLeg, overTCP: overTCP, now: run.now + 0.03) }
+                                if leg.host == "alice" {
+                                    run.caller.handleCheck(check, from: farEnd, circuit: leg.otherLeg, overTCP: overTCP, now: run.now + 0.03)
+                                } else {
+                                    run.callee?.handleCheck(check, from: farEnd, circuit: leg.otherLeg, overTCP: overTCP, now: run.now + 0.03)
+                                }
                             } else {
-                                guard let source = network.send(from: side, to: target), let owner = network.owner(of: target, from: source), owner == other else { continue }
-                                if other == "alice" { run.caller.handleCheck(check, from: source, circuit: nil, overTCP: false, now: run.now + 0.01) }
-                                else { run.callee?.handleCheck(check, from: source, circuit: nil, overTCP: false, now: run.now + 0.01) }
+                                guard let source = network.send(from: side, to: target), let owner = network.owner(of: target, from: source), owner == other
+                                else { continue }
+                                if other == "alice" {
+                                    run.caller.handleCheck(check, from: source, circuit: nil, overTCP: false, now: run.now + 0.01)
+                                } else {
+                                    run.callee?.handleCheck(check, from: source, circuit: nil, overTCP: false, now: run.now + 0.01)
+                                }
                             }
                         case let .requestRelay(avoid):
                             guard side == "alice" else { continue }

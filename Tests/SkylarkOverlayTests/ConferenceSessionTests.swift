@@ -74,10 +74,13 @@ enum Conf {
     static let invited = ["bob", "carol", "dave", "erin"]
 
     /// An invitee who answered: its leg to `mixers[0]` is up (or it mixes), actions drained.
-    static func participant(_ name: String, mixers: [String] = Conf.mixers, invited: [String] = Conf.invited, now: Double = 0,
-                            configuration: ConferenceSession.Configuration = .init()) -> ConferenceSession {
-        var session = ConferenceSession(invite: invite(mixers: mixers, invited: invited), id: id, from: "alice", ownName: name,
-                                        configuration: configuration, now: now)
+    static func participant(
+        _ name: String, mixers: [String] = Conf.mixers, invited: [String] = Conf.invited, now: Double = 0,
+        configuration: ConferenceSession.Configuration = .init()
+    ) -> ConferenceSession {
+        var session = ConferenceSession(
+            invite: invite(mixers: mixers, invited: invited), id: id, from: "alice", ownName: name,
+            configuration: configuration, now: now)
         session.answer(now: now)
         session.legConnected(now: now)
         _ = session.drain()
@@ -85,8 +88,10 @@ enum Conf {
     }
 
     /// An initiator after the election: `alice` invited `invitees`, everyone answered.
-    static func initiator(invitees: [String], capabilities: [OvMixerCapability], alice: OvMixerCapability = mixerCapability("alice"),
-                          now: Double = 0) -> ConferenceSession {
+    static func initiator(
+        invitees: [String], capabilities: [OvMixerCapability], alice: OvMixerCapability = mixerCapability("alice"),
+        now: Double = 0
+    ) -> ConferenceSession {
         var session = ConferenceSession(inviting: invitees, own: alice, id: id, now: now)
         for capability in capabilities { session.handleSignal(Conf.capability(capability), from: capability.name, now: now) }
         _ = session.drain()
@@ -344,7 +349,8 @@ final class ConferenceNetwork {
             if cores[leg.mixer] == nil, let mixing = ConferenceSession(mixingFor: template, id: Conf.id, ownName: leg.mixer, now: now) {
                 cores[leg.mixer] = mixing
             }
-            let decision = cores[leg.mixer]?.legOffered(from: leg.participant, template, now: now)
+            let decision =
+                cores[leg.mixer]?.legOffered(from: leg.participant, template, now: now)
                 ?? .refuse("\(leg.mixer) does not mix this conference", moved: nil)
             drain(leg.mixer)
             switch decision {
@@ -395,8 +401,9 @@ struct ConferenceSessionTests {
 
     @Test("The initiator asks every invitee and every supernode it hears of, and elects once all capabilities are in")
     func gatherThenElect() throws {
-        var alice = ConferenceSession(inviting: ["bob", "carol", "alice"], own: mixerCapability("alice", supernodeName: "sn-a"),
-                                      alsoAsking: ["sn-x"], id: Conf.id, now: 0)
+        var alice = ConferenceSession(
+            inviting: ["bob", "carol", "alice"], own: mixerCapability("alice", supernodeName: "sn-a"),
+            alsoAsking: ["sn-x"], id: Conf.id, now: 0)
         let asked = alice.drain()
         #expect(asked.queried.sorted() == ["bob", "carol", "sn-a", "sn-x"], "each asked once, never itself")
         #expect(asked.invites.isEmpty, "nobody rings before the election")
@@ -533,16 +540,18 @@ struct ConferenceSessionTests {
 
     @Test("An invitation without an initiator names the inviter as initiator")
     func inviterIsInitiator() {
-        var bob = ConferenceSession(invite: Conf.invite(mixers: ["sn"], initiator: "", invited: ["bob"]), id: Conf.id, from: "carol",
-                                    ownName: "bob", now: 0)
+        var bob = ConferenceSession(
+            invite: Conf.invite(mixers: ["sn"], initiator: "", invited: ["bob"]), id: Conf.id, from: "carol",
+            ownName: "bob", now: 0)
         #expect(bob.initiator == "carol")
         #expect(bob.drain() == [.ring(from: "carol")])
     }
 
     @Test("Declining sends a decline to the initiator (not to whoever invited) and ends; the initiator notes it")
     func decline() throws {
-        var bob = ConferenceSession(invite: Conf.invite(mixers: ["sn"], invited: ["bob", "carol"]), id: Conf.id, from: "carol",
-                                    ownName: "bob", now: 0)
+        var bob = ConferenceSession(
+            invite: Conf.invite(mixers: ["sn"], invited: ["bob", "carol"]), id: Conf.id, from: "carol",
+            ownName: "bob", now: 0)
         _ = bob.drain()
         bob.decline(now: 3)
         let actions = bob.drain()
@@ -694,8 +703,9 @@ struct ConferenceSessionTests {
     @Test("A mixer refuses legs while ringing, for someone else's epoch, and once ended")
     func refusedLegs() {
         let leg = Conf.leg(epoch: 0, mixers: Conf.mixers)
-        var ringing = ConferenceSession(invite: Conf.invite(mixers: Conf.mixers, invited: Conf.invited), id: Conf.id, from: "alice",
-                                        ownName: "bob", now: 0)
+        var ringing = ConferenceSession(
+            invite: Conf.invite(mixers: Conf.mixers, invited: Conf.invited), id: Conf.id, from: "alice",
+            ownName: "bob", now: 0)
         #expect(ringing.legOffered(from: "carol", leg, now: 1) == .refuse("not in this conference", moved: nil))
 
         var bob = Conf.participant("bob")
@@ -737,8 +747,10 @@ struct ConferenceSessionTests {
 
         // A node that only mixes counts only its legs.
         configuration.maximumParticipants = 2
-        var sn = try #require(ConferenceSession(mixingFor: Conf.leg(epoch: 2, mixers: Conf.mixers), id: Conf.id, ownName: "sn",
-                                                 configuration: configuration, now: 0))
+        var sn = try #require(
+            ConferenceSession(
+                mixingFor: Conf.leg(epoch: 2, mixers: Conf.mixers), id: Conf.id, ownName: "sn",
+                configuration: configuration, now: 0))
         let snLeg = Conf.leg(epoch: 2, mixers: Conf.mixers)
         for name in ["alice", "bob"] {
             #expect(sn.legOffered(from: name, snLeg, now: 1) == .accept)
@@ -760,10 +772,12 @@ struct ConferenceSessionTests {
 
     @Test("A node outside the conference offered a leg naming it mixes; it stops after idleMixerTimeout without legs")
     func outsideMixer() throws {
-        #expect(ConferenceSession(mixingFor: Conf.leg(epoch: 0, mixers: ["bob", "sn"]), id: Conf.id, ownName: "sn", now: 0) == nil,
-                "the leg names bob, not sn")
-        #expect(ConferenceSession(mixingFor: Conf.leg(epoch: 2, mixers: ["bob", "sn"]), id: Conf.id, ownName: "sn", now: 0) == nil,
-                "an epoch beyond the list names nobody")
+        #expect(
+            ConferenceSession(mixingFor: Conf.leg(epoch: 0, mixers: ["bob", "sn"]), id: Conf.id, ownName: "sn", now: 0) == nil,
+            "the leg names bob, not sn")
+        #expect(
+            ConferenceSession(mixingFor: Conf.leg(epoch: 2, mixers: ["bob", "sn"]), id: Conf.id, ownName: "sn", now: 0) == nil,
+            "an epoch beyond the list names nobody")
         #expect(ConferenceSession(mixingFor: Conf.leg(epoch: 0, mixers: []), id: Conf.id, ownName: "sn", now: 0) == nil)
 
         var sn = try #require(ConferenceSession(mixingFor: Conf.leg(epoch: 1, mixers: ["bob", "sn"]), id: Conf.id, ownName: "sn", now: 100))
@@ -836,8 +850,9 @@ struct ConferenceSessionTests {
 
     @Test("legEnded is ignored while ringing and at the mixer itself")
     func legEndedIgnored() {
-        var ringing = ConferenceSession(invite: Conf.invite(mixers: Conf.mixers, invited: Conf.invited), id: Conf.id, from: "alice",
-                                        ownName: "dave", now: 0)
+        var ringing = ConferenceSession(
+            invite: Conf.invite(mixers: Conf.mixers, invited: Conf.invited), id: Conf.id, from: "alice",
+            ownName: "dave", now: 0)
         _ = ringing.drain()
         ringing.legEnded("?", now: 1)
         #expect(ringing.drain().isEmpty && ringing.epoch == 0)
@@ -873,14 +888,16 @@ struct ConferenceSessionTests {
         #expect(actions.moves.map(\.to).sorted() == ["alice", "bob", "dave", "erin"])
         #expect(carol.isMixing && carol.epoch == 1)
         carol.memberJoined("dave", now: 2.5)
-        #expect(carol.drain().rosters.first?.roster == {
-            var roster = OvConferenceRoster()
-            roster.version = 1
-            roster.epoch = 1
-            roster.mixer = "carol"
-            roster.members = ["carol", "dave"]
-            return roster
-        }())
+        #expect(
+            carol.drain().rosters.first?.roster
+                == {
+                    var roster = OvConferenceRoster()
+                    roster.version = 1
+                    roster.epoch = 1
+                    roster.mixer = "carol"
+                    roster.members = ["carol", "dave"]
+                    return roster
+                }())
     }
 
     @Test("`moved` from mixers[newEpoch] moves a participant still on an older mixer, and the old mixer too")
@@ -930,13 +947,13 @@ struct ConferenceSessionTests {
         _ = dave.drain()
         #expect(dave.epoch == 1 && dave.mixer?.name == "carol")
         let ignored: [(OvConferenceSignal, String)] = [
-            (Conf.moved(epoch: 1, mixer: "carol"), "carol"),            // same epoch
-            (Conf.moved(epoch: 0, mixer: "bob"), "bob"),                // older epoch
-            (Conf.moved(epoch: 2, mixer: "sn"), "erin"),                // sender is neither mixers[2] nor an earlier mixer
-            (Conf.moved(epoch: 2, mixer: "bob"), "bob"),                // names someone who is not mixers[2]
-            (Conf.moved(epoch: 2, mixer: "erin"), "erin"),              // erin is mixers[3], not mixers[2]
-            (Conf.moved(epoch: 9, mixer: "zed"), "zed"),                // beyond the list
-            (Conf.moved(epoch: 2, mixer: "sn", id: Conf.otherID), "sn") // another conference
+            (Conf.moved(epoch: 1, mixer: "carol"), "carol"),  // same epoch
+            (Conf.moved(epoch: 0, mixer: "bob"), "bob"),  // older epoch
+            (Conf.moved(epoch: 2, mixer: "sn"), "erin"),  // sender is neither mixers[2] nor an earlier mixer
+            (Conf.moved(epoch: 2, mixer: "bob"), "bob"),  // names someone who is not mixers[2]
+            (Conf.moved(epoch: 2, mixer: "erin"), "erin"),  // erin is mixers[3], not mixers[2]
+            (Conf.moved(epoch: 9, mixer: "zed"), "zed"),  // beyond the list
+            (Conf.moved(epoch: 2, mixer: "sn", id: Conf.otherID), "sn"),  // another conference
         ]
         for (signal, sender) in ignored {
             dave.handleSignal(signal, from: sender, now: 2)
@@ -1012,8 +1029,10 @@ struct ConferenceSessionTests {
     }
 
     /// Everyone in `members` is active at epoch `epoch` on `mixer`, with the roster `members`.
-    static func expectConverged(_ network: ConferenceNetwork, on mixer: String, epoch: Int, members: [String],
-                                sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectConverged(
+        _ network: ConferenceNetwork, on mixer: String, epoch: Int, members: [String],
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let expected = members.sorted()
         #expect(network.participants == expected, "participants", sourceLocation: sourceLocation)
         for name in members {
@@ -1030,8 +1049,9 @@ struct ConferenceSessionTests {
                 #expect(mixing, "\(name) should mix", sourceLocation: sourceLocation)
             } else {
                 #expect(!mixing, "\(name) should not mix", sourceLocation: sourceLocation)
-                #expect(network.servingMixer(of: name) == mixer, "\(name)'s leg is at \(network.servingMixer(of: name) ?? "-")",
-                        sourceLocation: sourceLocation)
+                #expect(
+                    network.servingMixer(of: name) == mixer, "\(name)'s leg is at \(network.servingMixer(of: name) ?? "-")",
+                    sourceLocation: sourceLocation)
             }
         }
         if !members.contains(mixer), let core = network.cores[mixer] {
@@ -1050,8 +1070,11 @@ struct ConferenceSessionTests {
         let initiator = try #require(network.cores["p0"])
         let expectedOrder = ["p4", "p7", "p0", "p1", "p2", "p3", "p5", "p6", "p8", "p9", "sn1"]
         #expect(initiator.mixers.map(\.name) == expectedOrder)
-        #expect(initiator.mixers == MixerElection.rank(Self.tenNames.map { network.capabilities[$0]! } + [network.capabilities["sn1"]!],
-                                                       participants: Set(Self.tenNames), conferenceSize: 10))
+        #expect(
+            initiator.mixers
+                == MixerElection.rank(
+                    Self.tenNames.map { network.capabilities[$0]! } + [network.capabilities["sn1"]!],
+                    participants: Set(Self.tenNames), conferenceSize: 10))
         for name in Self.tenNames { #expect(network.cores[name]?.mixers == initiator.mixers, "\(name) holds the same list") }
         // Queries: nine invitees and the supernode, once each.
         let queries = network.log.filter { $0.node == "p0" }.map(\.action).queried

@@ -3,6 +3,7 @@ import SkylarkCrypto
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 /// A few DHT cores wired together in memory: each `.send` is handed to the target core's
@@ -23,8 +24,9 @@ struct DHTNetwork {
     private(set) var dropped: [(from: NodeID, to: NodeID, message: OvLinkMessage)] = []
 
     static func makeCore(_ id: NodeID, index: Int, configuration: DHTCore.Configuration, now: Double = testNow) -> DHTCore {
-        DHTCore(ownContact: testContact(id, name: "sn\(index)"), validator: OverlayRecordValidator(verifier: makeVerifier()),
-                configuration: configuration, seed: UInt64(index) + 1, now: now)
+        DHTCore(
+            ownContact: testContact(id, name: "sn\(index)"), validator: OverlayRecordValidator(verifier: makeVerifier()),
+            configuration: configuration, seed: UInt64(index) + 1, now: now)
     }
 
     init(ids: [NodeID], configuration: DHTCore.Configuration = .init()) {
@@ -231,8 +233,9 @@ struct DHTCoreTests {
         network.joinAll()
         var stored: [OvDHTRecord] = []
         for index in 0..<3 {
-            let envelope = try SignedRecords.makeEnvelope(kind: .message, to: "bob", payload: [UInt8(index)], identity: Users.alice.identity,
-                                                          now: network.now)
+            let envelope = try SignedRecords.makeEnvelope(
+                kind: .message, to: "bob", payload: [UInt8(index)], identity: Users.alice.identity,
+                now: network.now)
             let record = try OvDHTRecord.mailboxItem(envelope)
             stored.append(record)
             let maybe4 = network.store(record, at: nodes[index])
@@ -275,10 +278,11 @@ struct DHTCoreTests {
         #expect(network.holders(of: key).isEmpty)
         #expect(network.holders(of: NodeID.presenceKey(for: "bob")).isEmpty)
         #expect(nodes.allSatisfy { network.cores[$0]!.store.count == 0 })
-        #expect(network.delivered.allSatisfy { entry in
-            if case .store? = entry.message.body { return false }
-            return true
-        }, "no Store request was ever sent for a refused record")
+        #expect(
+            network.delivered.allSatisfy { entry in
+                if case .store? = entry.message.body { return false }
+                return true
+            }, "no Store request was ever sent for a refused record")
 
         // Control: the genuine record is accepted by the same path.
         var request = OvLinkMessage()
@@ -395,7 +399,7 @@ struct DHTCoreTests {
         let key = NodeID.presenceKey(for: "alice")
         var forged = try signedPresence(sequence: 99)
         forged.value = flipping(forged.value, bit: 300)
-        let wrongKey = try signedPresence(Users.bob, sequence: 5)   // valid, but Bob's record
+        let wrongKey = try signedPresence(Users.bob, sequence: 5)  // valid, but Bob's record
         network.tamper = { _, answer in
             guard case .values? = answer.body else { return }
             answer.values.records = [forged, wrongKey]

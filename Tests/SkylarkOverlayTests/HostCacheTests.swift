@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 @Suite("HostCache")
@@ -83,15 +84,16 @@ struct HostCacheTests {
     @Test("Endpoints are normalised: one entry per address however it is written")
     func normalisation() {
         var cache = HostCache(defaults: [])
-        cache.learn([
-            (HostPort("127.0.0.1:7000")!, nodeID: nil),
-            (HostPort(host: "127.0.0.1", port: 7000), nodeID: nil),
-            (HostPort("[2001:DB8:0::1]:7000")!, nodeID: nil),
-            (HostPort("[2001:db8::1]:7000")!, nodeID: nil),
-            (HostPort("SN.Example.com:7000")!, nodeID: nil),
-            (HostPort("sn.example.com:7000")!, nodeID: [1]),
-            (HostPort(host: "1.2.3.4", port: 0), nodeID: nil),
-        ], now: day0)
+        cache.learn(
+            [
+                (HostPort("127.0.0.1:7000")!, nodeID: nil),
+                (HostPort(host: "127.0.0.1", port: 7000), nodeID: nil),
+                (HostPort("[2001:DB8:0::1]:7000")!, nodeID: nil),
+                (HostPort("[2001:db8::1]:7000")!, nodeID: nil),
+                (HostPort("SN.Example.com:7000")!, nodeID: nil),
+                (HostPort("sn.example.com:7000")!, nodeID: [1]),
+                (HostPort(host: "1.2.3.4", port: 0), nodeID: nil),
+            ], now: day0)
         #expect(cache.count == 3)
         #expect(Set(cache.ranked(now: day0).map(\.endpoint)) == ["127.0.0.1:7000", "[2001:db8::1]:7000", "sn.example.com:7000"])
         #expect(cache.entry(for: HostPort(host: "SN.EXAMPLE.COM", port: 7000))?.nodeID == "01")

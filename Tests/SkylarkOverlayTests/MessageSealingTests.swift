@@ -3,6 +3,7 @@ import SkylarkCrypto
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 @Suite("MessageSealing")
@@ -16,8 +17,10 @@ struct MessageSealingTests {
         try MessageSealing.seal(text, to: recipientPublic, from: from, to: to, id: id ?? self.id)
     }
 
-    func openError(_ sealed: OvSealedText, key: X25519.PrivateKey? = nil, from: String = "alice", to: String = "bob",
-                   id: [UInt8]? = nil) -> MessageSealing.Failure? {
+    func openError(
+        _ sealed: OvSealedText, key: X25519.PrivateKey? = nil, from: String = "alice", to: String = "bob",
+        id: [UInt8]? = nil
+    ) -> MessageSealing.Failure? {
         do {
             _ = try MessageSealing.open(sealed, with: key ?? recipient, from: from, to: to, id: id ?? self.id)
             return nil

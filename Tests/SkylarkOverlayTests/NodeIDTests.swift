@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkCrypto
 import Testing
+
 @testable import SkylarkOverlay
 
 @Suite("NodeID")
@@ -59,8 +60,9 @@ struct NodeIDTests {
         for index in 0..<NodeID.bitCount {
             #expect(bit(index).leadingZeroBitCount == index, "bit \(index)")
             // Lower bits set too do not change it.
-            let withTail = NodeID(high: bit(index).high | (index < 63 ? 1 : 0), middle: bit(index).middle | (index < 127 ? 1 : 0),
-                                  low: bit(index).low | (index < 159 ? 1 : 0))
+            let withTail = NodeID(
+                high: bit(index).high | (index < 63 ? 1 : 0), middle: bit(index).middle | (index < 127 ? 1 : 0),
+                low: bit(index).low | (index < 159 ? 1 : 0))
             #expect(withTail.leadingZeroBitCount == index, "bit \(index) with tail")
         }
         // Shared prefix of two ids.
@@ -75,9 +77,12 @@ struct NodeIDTests {
         for _ in 0..<300 {
             let a = random.nodeID()
             // Often share a prefix so that later words decide.
-            let b = Int.random(in: 0..<3, using: &random) == 0 ? a.randomID(sharingPrefix: Int(random.next() % 160),
-                                                                             random: (random.next(), random.next(), UInt32(truncatingIfNeeded: random.next())))
-                                                             : random.nodeID()
+            let b =
+                Int.random(in: 0..<3, using: &random) == 0
+                ? a.randomID(
+                    sharingPrefix: Int(random.next() % 160),
+                    random: (random.next(), random.next(), UInt32(truncatingIfNeeded: random.next())))
+                : random.nodeID()
             #expect((a < b) == a.bytes.lexicographicallyPrecedes(b.bytes))
             #expect((b < a) == b.bytes.lexicographicallyPrecedes(a.bytes))
             #expect(!(a < a))

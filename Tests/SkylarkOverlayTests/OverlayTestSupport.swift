@@ -3,6 +3,7 @@ import SkylarkCrypto
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 // Shared fixtures for the overlay tests: users with credentials (signed with TestKeys.login), an
@@ -29,11 +30,14 @@ struct TestUser: Sendable {
 
     /// `signer` defaults to the trusted login key. The credential is decoded with a verifier for
     /// the signer at issue time, so forged and expired credentials can be built too.
-    init(_ name: String, issuedAt: Int64 = Int64(testNow) - 60, lifetime: Int64 = 86_400, serial: UInt64 = 1,
-         signer: RSA.PrivateKey = TestKeys.login, key: Ed25519.PrivateKey? = nil) throws {
+    init(
+        _ name: String, issuedAt: Int64 = Int64(testNow) - 60, lifetime: Int64 = 86_400, serial: UInt64 = 1,
+        signer: RSA.PrivateKey = TestKeys.login, key: Ed25519.PrivateKey? = nil
+    ) throws {
         let key = try key ?? Ed25519.PrivateKey()
-        let signed = try Credential.issue(name: name, userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: issuedAt,
-                                          lifetime: lifetime, serial: serial, signer: signer)
+        let signed = try Credential.issue(
+            name: name, userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: issuedAt,
+            lifetime: lifetime, serial: serial, signer: signer)
         let credential = try Verifier(loginKey: signer.publicKey).credential(signed, now: Double(issuedAt))
         self.name = name
         self.key = key
@@ -108,14 +112,18 @@ struct LinkPair {
     }
 
     /// A pair with the usual verifier on both sides.
-    init(initiator identity: LocalIdentity, purpose: OvLinkPurpose = .peer, dialBackNonce: [UInt8] = [], expectedPeer: NodeID? = nil,
-         responder responderIdentity: LocalIdentity, responderIsSupernode: Bool = false,
-         byteAtATime: Bool = false, now: Double = testNow,
-         initiatorVerifier: Verifier = makeVerifier(), responderVerifier: Verifier = makeVerifier()) throws {
-        let initiator = try SecureLink(role: .initiator(purpose: purpose, dialBackNonce: dialBackNonce, expectedPeer: expectedPeer),
-                                       identity: identity, verifier: initiatorVerifier)
-        let responder = try SecureLink(role: .responder(isSupernode: responderIsSupernode), identity: responderIdentity,
-                                       verifier: responderVerifier)
+    init(
+        initiator identity: LocalIdentity, purpose: OvLinkPurpose = .peer, dialBackNonce: [UInt8] = [], expectedPeer: NodeID? = nil,
+        responder responderIdentity: LocalIdentity, responderIsSupernode: Bool = false,
+        byteAtATime: Bool = false, now: Double = testNow,
+        initiatorVerifier: Verifier = makeVerifier(), responderVerifier: Verifier = makeVerifier()
+    ) throws {
+        let initiator = try SecureLink(
+            role: .initiator(purpose: purpose, dialBackNonce: dialBackNonce, expectedPeer: expectedPeer),
+            identity: identity, verifier: initiatorVerifier)
+        let responder = try SecureLink(
+            role: .responder(isSupernode: responderIsSupernode), identity: responderIdentity,
+            verifier: responderVerifier)
         self.init(initiator: initiator, responder: responder, byteAtATime: byteAtATime, now: now)
     }
 
@@ -210,8 +218,10 @@ func testContact(_ id: NodeID, name: String = "sn", port: Int = 7100) -> Contact
 }
 
 /// A presence record for `name`, published at `publishedAt` (seconds) and living `lifetime` seconds.
-func presenceRecord(name: String, sequence: UInt64 = 1, publishedAt: Double = testNow, lifetime: Double = 600,
-                    supernode: NodeID? = nil) -> OvPresenceRecord {
+func presenceRecord(
+    name: String, sequence: UInt64 = 1, publishedAt: Double = testNow, lifetime: Double = 600,
+    supernode: NodeID? = nil
+) -> OvPresenceRecord {
     var record = OvPresenceRecord()
     record.name = name
     record.sequence = sequence

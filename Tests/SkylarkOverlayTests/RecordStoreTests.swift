@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 @Suite("RecordStore")
@@ -17,8 +18,12 @@ struct RecordStoreTests {
         record.key = Data(key.bytes)
         record.kind = .presence
         record.value = Data("presence-\(sequence)".utf8)
-        return (record, RecordInfo(key: key, kind: .presence, sequence: sequence, itemID: [], expiresAt: expiresAt, owner: "alice",
-                                   supernode: supernode ?? self.supernode))
+        return (
+            record,
+            RecordInfo(
+                key: key, kind: .presence, sequence: sequence, itemID: [], expiresAt: expiresAt, owner: "alice",
+                supernode: supernode ?? self.supernode)
+        )
     }
 
     func item(_ number: UInt8, expiresAt: Double = testNow + 86_400, key: NodeID? = nil) -> (OvDHTRecord, RecordInfo) {
@@ -27,8 +32,12 @@ struct RecordStoreTests {
         record.key = Data(key.bytes)
         record.kind = .mailboxItem
         record.value = Data([number])
-        return (record, RecordInfo(key: key, kind: .mailboxItem, sequence: 0, itemID: [UInt8](repeating: number, count: 16),
-                                   expiresAt: expiresAt, owner: "bob", supernode: nil))
+        return (
+            record,
+            RecordInfo(
+                key: key, kind: .mailboxItem, sequence: 0, itemID: [UInt8](repeating: number, count: 16),
+                expiresAt: expiresAt, owner: "bob", supernode: nil)
+        )
     }
 
     func put(_ store: inout RecordStore, _ pair: (OvDHTRecord, RecordInfo), now: Double = testNow) -> RecordStore.Outcome {

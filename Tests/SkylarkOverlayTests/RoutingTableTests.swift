@@ -1,6 +1,7 @@
 import Foundation
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 @Suite("RoutingTable")
@@ -120,7 +121,7 @@ struct RoutingTableTests {
         let waiting = id(sharing: 4, &random)
         table.seen(testContact(member), now: 1)
         table.seen(testContact(waiting), now: 2)
-        table.failed(waiting)   // a replacement that did not answer
+        table.failed(waiting)  // a replacement that did not answer
         table.remove(member)
         #expect(table.count == 0)
         #expect(!table.contains(waiting))

@@ -3,6 +3,7 @@ import SkylarkCrypto
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 @Suite("SecureLink")
@@ -117,8 +118,9 @@ struct SecureLinkTests {
 
     @Test("ANONYMOUS initiator: a supernode accepts it with no peer identity", arguments: [false, true])
     func anonymousAccepted(byteAtATime: Bool) throws {
-        var pair = try LinkPair(initiator: try alice.anonymous(), purpose: .anonymous, responder: bob.identity,
-                                responderIsSupernode: true, byteAtATime: byteAtATime)
+        var pair = try LinkPair(
+            initiator: try alice.anonymous(), purpose: .anonymous, responder: bob.identity,
+            responderIsSupernode: true, byteAtATime: byteAtATime)
         pair.handshake()
         let atResponder = try #require(pair.established(.responder).first)
         #expect(atResponder.peer == nil)
@@ -148,16 +150,18 @@ struct SecureLinkTests {
     }
 
     func anonymousPair(_ who: TestUser = Users.alice, byteAtATime: Bool = false) throws -> LinkPair {
-        var pair = try LinkPair(initiator: try who.anonymous(), purpose: .anonymous, responder: Users.bob.identity,
-                                responderIsSupernode: true, byteAtATime: byteAtATime)
+        var pair = try LinkPair(
+            initiator: try who.anonymous(), purpose: .anonymous, responder: Users.bob.identity,
+            responderIsSupernode: true, byteAtATime: byteAtATime)
         pair.handshake()
         #expect(pair.established(.responder).first.map { $0.peer == nil } == true)
         pair.clearEvents()
         return pair
     }
 
-    @Test("Upgrade: Authenticate on an anonymous link yields .upgraded and an Ack; a second one is refused",
-          arguments: [false, true])
+    @Test(
+        "Upgrade: Authenticate on an anonymous link yields .upgraded and an Ack; a second one is refused",
+        arguments: [false, true])
     func upgrade(byteAtATime: Bool) throws {
         var pair = try anonymousPair(byteAtATime: byteAtATime)
         // Alice logged in through the link and now holds a credential for the same key.
@@ -244,8 +248,9 @@ struct SecureLinkTests {
     func dialBack(byteAtATime: Bool) throws {
         let nonce = Array("dial-back-nonce-0123456789abcdef".utf8)
         // The probed node is not (yet) a supernode.
-        var pair = try LinkPair(initiator: bob.identity, purpose: .dialBack, dialBackNonce: nonce, responder: alice.identity,
-                                responderIsSupernode: false, byteAtATime: byteAtATime)
+        var pair = try LinkPair(
+            initiator: bob.identity, purpose: .dialBack, dialBackNonce: nonce, responder: alice.identity,
+            responderIsSupernode: false, byteAtATime: byteAtATime)
         pair.handshake()
         let responderEvents = pair.events(.responder)
         #expect(responderEvents.compactMap(\.dialBackNonce) == [nonce])
@@ -266,8 +271,9 @@ struct SecureLinkTests {
 
     @Test("DIAL_BACK: an oversized nonce is refused")
     func dialBackOversizedNonce() throws {
-        var pair = try LinkPair(initiator: bob.identity, purpose: .dialBack, dialBackNonce: [UInt8](repeating: 1, count: 65),
-                                responder: alice.identity)
+        var pair = try LinkPair(
+            initiator: bob.identity, purpose: .dialBack, dialBackNonce: [UInt8](repeating: 1, count: 65),
+            responder: alice.identity)
         pair.handshake()
         #expect(pair.events(.responder).compactMap(\.dialBackNonce).isEmpty)
         #expect(pair.closes(.responder).first?.isHandshake == true)
@@ -410,12 +416,15 @@ struct SecureLinkTests {
         // Control: with the very same ephemeral key the recording would be accepted, so it is the
         // new ephemeral that defeats the replay (and the signature check really runs).
         let ephemeral = try X25519.PrivateKey()
-        var original = LinkPair(initiator: try SecureLink(role: .initiator(purpose: .peer), identity: alice.identity, verifier: makeVerifier()),
-                                    responder: try SecureLink(role: .responder(isSupernode: false), identity: bob.identity,
-                                                              verifier: makeVerifier(), ephemeral: ephemeral))
+        var original = LinkPair(
+            initiator: try SecureLink(role: .initiator(purpose: .peer), identity: alice.identity, verifier: makeVerifier()),
+            responder: try SecureLink(
+                role: .responder(isSupernode: false), identity: bob.identity,
+                verifier: makeVerifier(), ephemeral: ephemeral))
         original.handshake()
-        var sameEphemeral = try SecureLink(role: .responder(isSupernode: false), identity: bob.identity, verifier: makeVerifier(),
-                                           ephemeral: ephemeral)
+        var sameEphemeral = try SecureLink(
+            role: .responder(isSupernode: false), identity: bob.identity, verifier: makeVerifier(),
+            ephemeral: ephemeral)
         _ = sameEphemeral.start()
         _ = sameEphemeral.receive(original.wire(.initiator)[0], now: testNow)
         let replayed = sameEphemeral.receive(original.wire(.initiator)[1], now: testNow)
@@ -552,12 +561,14 @@ struct SecureLinkTests {
         #expect(pair.closes(.initiator) == [.decryption])
     }
 
-    @Test("Garbage before the handshake closes the link", arguments: [
-        [0, 0, 0, 5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF] as [UInt8],
-        [0, 0, 0, 0] as [UInt8],
-        [0, 0, 0, 3, 0x0A, 0x01, 0x00] as [UInt8],
-        Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8),
-    ])
+    @Test(
+        "Garbage before the handshake closes the link",
+        arguments: [
+            [0, 0, 0, 5, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF] as [UInt8],
+            [0, 0, 0, 0] as [UInt8],
+            [0, 0, 0, 3, 0x0A, 0x01, 0x00] as [UInt8],
+            Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8),
+        ])
     func garbageBeforeHandshake(garbage: [UInt8]) throws {
         var responder = try SecureLink(role: .responder(isSupernode: true), identity: bob.identity, verifier: makeVerifier())
         _ = responder.start()
@@ -682,8 +693,9 @@ struct SecureLinkTests {
                     actions += links[index].receive(body[offset..<min(body.count, offset + chunk)], now: testNow)
                     offset += chunk
                 }
-                #expect(!actions.contains { $0.establishedPeer != nil || $0.linkMessage != nil || $0.upgradedPeer != nil },
-                        "round \(round), link \(index)")
+                #expect(
+                    !actions.contains { $0.establishedPeer != nil || $0.linkMessage != nil || $0.upgradedPeer != nil },
+                    "round \(round), link \(index)")
                 #expect(actions.compactMap(\.closeError).count <= 1)
                 if links[index].isClosed { #expect(links[index].receive(random.bytes(8), now: testNow).isEmpty) }
             }

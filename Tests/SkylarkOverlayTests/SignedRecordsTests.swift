@@ -3,6 +3,7 @@ import SkylarkCrypto
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkOverlay
 
 @Suite("SignedRecords")
@@ -164,8 +165,10 @@ struct SignedRecordsTests {
 
     // MARK: - Envelopes
 
-    func envelope(kind: OvEnvelopeKind = .message, from identity: LocalIdentity? = nil, to: String = "bob",
-                  payload: [UInt8] = Array("sealed text".utf8), at time: Double = testNow) throws -> OvEnvelope {
+    func envelope(
+        kind: OvEnvelopeKind = .message, from identity: LocalIdentity? = nil, to: String = "bob",
+        payload: [UInt8] = Array("sealed text".utf8), at time: Double = testNow
+    ) throws -> OvEnvelope {
         try SignedRecords.makeEnvelope(kind: kind, to: to, payload: payload, identity: identity ?? alice.identity, now: time)
     }
 
@@ -226,8 +229,9 @@ struct SignedRecordsTests {
         #expect(recordError { try SignedRecords.verifyEnvelope(sentInTime, verifier: verifier, now: tenDaysLater) } == nil)
 
         let sentAfterExpiry = try envelope(from: sender.identity, at: testNow + 3700)
-        #expect(recordError { try SignedRecords.verifyEnvelope(sentAfterExpiry, verifier: verifier, now: testNow + 3800) }
-            == .credential(.expired(at: Int64(testNow) + 3600)))
+        #expect(
+            recordError { try SignedRecords.verifyEnvelope(sentAfterExpiry, verifier: verifier, now: testNow + 3800) }
+                == .credential(.expired(at: Int64(testNow) + 3600)))
         #expect(recordError { try SignedRecords.verifyEnvelope(sentAfterExpiry, verifier: verifier, now: tenDaysLater) } != nil)
         // Backdating needs the sender's key: moving sent_at into the valid window breaks the signature.
         var backdated = sentAfterExpiry
@@ -274,9 +278,11 @@ struct SignedRecordsTests {
         }
     }
 
-    @Test("Validator: mailbox items of storable kinds under mailboxKey(to) only", arguments: [
-        OvEnvelopeKind.message, .receipt, .buddyRequest, .buddyAccept, .buddyRemove,
-    ])
+    @Test(
+        "Validator: mailbox items of storable kinds under mailboxKey(to) only",
+        arguments: [
+            OvEnvelopeKind.message, .receipt, .buddyRequest, .buddyAccept, .buddyRemove,
+        ])
     func validatorStorableKinds(kind: OvEnvelopeKind) throws {
         let made = try envelope(kind: kind)
         let record = try OvDHTRecord.mailboxItem(made)
@@ -299,9 +305,11 @@ struct SignedRecordsTests {
         #expect(validator.validate(try OvDHTRecord.mailboxItem(tampered), now: testNow) == nil)
     }
 
-    @Test("Validator: presence and departure envelopes are never stored", arguments: [
-        OvEnvelopeKind.presence, .departure, .unspecified,
-    ])
+    @Test(
+        "Validator: presence and departure envelopes are never stored",
+        arguments: [
+            OvEnvelopeKind.presence, .departure, .unspecified,
+        ])
     func validatorLiveOnlyKinds(kind: OvEnvelopeKind) throws {
         let made = try envelope(kind: kind)
         #expect(recordError { try SignedRecords.verifyEnvelope(made, verifier: verifier, now: testNow) } == nil, "the envelope itself is valid")

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
 import SkylarkOverlay
 import SkylarkSimulation
+import Testing
 
 /// The `skylark-bench overlay` churn scenario, small: a fifth of the supernodes crash or leave
 /// while as many new ones join, and lookups go on throughout and after.

@@ -78,12 +78,14 @@ import Testing
         let stored = try #require(alice.result(ControlResults.Message.self, ControlRequest(command: .message, name: "carol", text: "while you were out")))
         #expect(stored.state == "stored")
         #expect((stored.replicas ?? 0) >= 2)
-        carol = try lab.network.start("carol", password: InMemoryLab.password("carol"), address: "192.168.3.2",
-                                      reachability: .udpBlocked(publicAddress: "203.0.113.103"), supernode: .never)
+        carol = try lab.network.start(
+            "carol", password: InMemoryLab.password("carol"), address: "192.168.3.2",
+            reachability: .udpBlocked(publicAddress: "203.0.113.103"), supernode: .never)
         #expect(lab.network.run(within: 30) { inbox(carol)?.messages.contains { $0.text == "while you were out" } == true })
-        #expect(lab.network.run(within: 10) {
-            inbox(alice)?.outbox.contains { $0.to == "carol" && $0.state == "delivered" && $0.receipt == true } == true
-        })
+        #expect(
+            lab.network.run(within: 10) {
+                inbox(alice)?.outbox.contains { $0.to == "carol" && $0.state == "delivered" && $0.receipt == true } == true
+            })
     }
 
     /// A caller's and callee's node that play a tone and answer at once.
@@ -100,8 +102,9 @@ import Testing
         defer { lab.shutdown() }
         try lab.startSupernodes()
         let alice = try lab.startClient("alice", address: "203.0.113.40", configure: Self.talker(440))
-        let bob = try lab.startClient("bob", address: "192.168.2.2", reachability: .nat(publicAddress: "203.0.113.102", symmetric: false),
-                                      configure: Self.talker(550))
+        let bob = try lab.startClient(
+            "bob", address: "192.168.2.2", reachability: .nat(publicAddress: "203.0.113.102", symmetric: false),
+            configure: Self.talker(550))
         befriend(alice, bob, in: lab)
         // As in the lab: both know their NAT type (and have published it) before the call.
         #expect(lab.network.run(within: 20) { [alice, bob].allSatisfy { $0.status()?.natType != .unknown } })
@@ -121,10 +124,12 @@ import Testing
         defer { lab.shutdown() }
         let supernodes = try lab.startSupernodes(configure: Self.talker(990))
         // Symmetric NAT on one side, no UDP on the other: only a relay joins them.
-        let alice = try lab.startClient("alice", address: "192.168.1.2", reachability: .nat(publicAddress: "203.0.113.101", symmetric: true),
-                                        configure: Self.talker(440))
-        let bob = try lab.startClient("bob", address: "192.168.3.2", reachability: .udpBlocked(publicAddress: "203.0.113.103"),
-                                      configure: Self.talker(550))
+        let alice = try lab.startClient(
+            "alice", address: "192.168.1.2", reachability: .nat(publicAddress: "203.0.113.101", symmetric: true),
+            configure: Self.talker(440))
+        let bob = try lab.startClient(
+            "bob", address: "192.168.3.2", reachability: .udpBlocked(publicAddress: "203.0.113.103"),
+            configure: Self.talker(550))
         befriend(alice, bob, in: lab)
         #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .call, name: "bob")) != nil)
         #expect(lab.network.run(within: 15) { lastCall(alice)?.state == "active" && (lastCall(bob)?.packetsReceived ?? 0) >= 50 })
@@ -139,10 +144,11 @@ import Testing
         let before = lastCall(bob)?.packetsReceived ?? 0
         let killedAt = lab.network.now
         lab.network.kill(victim)
-        #expect(lab.network.run(within: 3) {
-            guard let now = lastCall(alice) else { return false }
-            return now.state == "active" && now.path != nil && !now.relays.contains(victimName)
-        })
+        #expect(
+            lab.network.run(within: 3) {
+                guard let now = lastCall(alice) else { return false }
+                return now.state == "active" && now.path != nil && !now.relays.contains(victimName)
+            })
         #expect(lab.network.now - killedAt <= 2)
         #expect(lab.network.run(within: 5) { (lastCall(bob)?.packetsReceived ?? 0) >= before + 50 })
         #expect(lastCall(bob)?.state == "active")
@@ -154,10 +160,12 @@ import Testing
         defer { lab.shutdown() }
         try lab.startSupernodes(configure: Self.talker(990))
         let alice = try lab.startClient("alice", address: "203.0.113.40", configure: Self.talker(440))
-        let bob = try lab.startClient("bob", address: "192.168.2.2", reachability: .nat(publicAddress: "203.0.113.102", symmetric: false),
-                                      configure: Self.talker(550))
-        let carol = try lab.startClient("carol", address: "192.168.3.2", reachability: .udpBlocked(publicAddress: "203.0.113.103"),
-                                        configure: Self.talker(660))
+        let bob = try lab.startClient(
+            "bob", address: "192.168.2.2", reachability: .nat(publicAddress: "203.0.113.102", symmetric: false),
+            configure: Self.talker(550))
+        let carol = try lab.startClient(
+            "carol", address: "192.168.3.2", reachability: .udpBlocked(publicAddress: "203.0.113.103"),
+            configure: Self.talker(660))
         let frank = try lab.startClient("frank", address: "203.0.113.41", configure: Self.talker(880))
         let everyone = [alice, bob, carol, frank]
         for other in everyone.dropFirst() { befriend(alice, other, in: lab) }

@@ -1,6 +1,6 @@
-import Testing
 import SkylarkOverlay
 import SkylarkSimulation
+import Testing
 
 /// The overlay cores (supernodes' DHT, sessions) end to end in the simulated network.
 @Suite("Overlay scenarios in the simulated network")
@@ -152,7 +152,9 @@ struct PresenceAndMessageTests {
         guard case .delivered(_, true)? = after else { Issue.record("no receipt: \(String(describing: after))"); return }
         // Delivered mail is cleared from the replicas.
         network.run(for: 3)
-        let left = network.supernodes.indices.filter { network.supernodes[$0].alive && !network.supernodes[$0].core.dht.localRecords(for: key, now: network.now).isEmpty }
+        let left = network.supernodes.indices.filter {
+            network.supernodes[$0].alive && !network.supernodes[$0].core.dht.localRecords(for: key, now: network.now).isEmpty
+        }
         #expect(left.isEmpty)
     }
 

@@ -19,7 +19,8 @@ public let silentLogger = Logger(label: "skylark-test") { _ in SwiftLogNoOpLogHa
 
 /// A network profile for a login server on 127.0.0.1:`loginPort`, signed by (and pinning) `loginKey`.
 public func signedProfile(loginPort: Int, loginKey: RSA.PrivateKey = TestKeys.login, updateURL: String? = nil) throws -> VerifiedProfile {
-    let body = NetworkProfile(loginAddress: "127.0.0.1:\(loginPort)", loginPublicKey: try loginKey.publicKey.pem(), updateURL: updateURL,
-                              updatePublicKey: try TestKeys.update.publicKey.pem(), supernodes: [], issuedAt: epoch)
+    let body = NetworkProfile(
+        loginAddress: "127.0.0.1:\(loginPort)", loginPublicKey: try loginKey.publicKey.pem(), updateURL: updateURL,
+        updatePublicKey: try TestKeys.update.publicKey.pem(), supernodes: [], issuedAt: epoch)
     return try VerifiedProfile(document: SignedDocument.sign(body, with: loginKey))
 }

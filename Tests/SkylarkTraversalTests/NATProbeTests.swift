@@ -1,6 +1,7 @@
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkTraversal
 
 /// A small network in memory: one node behind a NAT (or none), two supernodes, the primary's
@@ -90,7 +91,8 @@ struct FakeNetwork {
     /// a probe to `replyTo`; it arrives if `replyTo` is one of our mappings and the NAT admits it.
     private mutating func probe(from source: HostPort, via: HostPort, id: [UInt8], to replyTo: HostPort, now: Double) -> [(at: Double, delivery: Delivery)] {
         guard via == Self.primary, kind != .udpBlocked, !lost() else { return [] }
-        let ours = replyTo == localAddress || replyTo == HostPort(host: Self.publicIP, port: 40000)
+        let ours =
+            replyTo == localAddress || replyTo == HostPort(host: Self.publicIP, port: 40000)
             || symmetricMappings.values.contains(replyTo)
         guard ours, admits(source), !lost() else { return [] }
         return [(now + 3 * latency, .probe(transactionID: id))]
@@ -150,15 +152,17 @@ func runProbe(_ network: FakeNetwork, withSecondary: Bool = true) -> ProbeRun {
 
 @Suite("NATProbe")
 struct NATProbeTests {
-    @Test("Every kind of network is classified, and quickly", arguments: [
-        (FakeNetwork.Kind.open, NATType.open),
-        (.fullCone, .fullCone),
-        (.restricted, .restricted),
-        (.portRestricted, .portRestricted),
-        (.symmetric, .symmetric),
-        (.udpBlocked, .udpBlocked),
-        (.firewall, .portRestricted),
-    ])
+    @Test(
+        "Every kind of network is classified, and quickly",
+        arguments: [
+            (FakeNetwork.Kind.open, NATType.open),
+            (.fullCone, .fullCone),
+            (.restricted, .restricted),
+            (.portRestricted, .portRestricted),
+            (.symmetric, .symmetric),
+            (.udpBlocked, .udpBlocked),
+            (.firewall, .portRestricted),
+        ])
     func classification(kind: FakeNetwork.Kind, expected: NATType) {
         let run = runProbe(FakeNetwork(kind))
         #expect(run.result == expected)
@@ -172,21 +176,23 @@ struct NATProbeTests {
     @Test("No NAT: only test II follows test I")
     func openRunsOnlyTestII() {
         let run = runProbe(FakeNetwork(.open))
-        #expect(run.actions == [
-            .sendBinding(to: FakeNetwork.primary, transactionID: transactionID(1)),
-            .requestReplyFromOtherNode(via: FakeNetwork.primary, transactionID: transactionID(2), replyTo: FakeNetwork(.open).localAddress),
-        ])
+        #expect(
+            run.actions == [
+                .sendBinding(to: FakeNetwork.primary, transactionID: transactionID(1)),
+                .requestReplyFromOtherNode(via: FakeNetwork.primary, transactionID: transactionID(2), replyTo: FakeNetwork(.open).localAddress),
+            ])
     }
 
     @Test("Behind a NAT, II and IV start together; III (to the secondary) only after II failed")
     func followUpsInOrder() {
         let run = runProbe(FakeNetwork(.portRestricted))
         let mapped = HostPort(host: FakeNetwork.publicIP, port: 40000)
-        #expect(Array(run.actions.prefix(3)) == [
-            .sendBinding(to: FakeNetwork.primary, transactionID: transactionID(1)),
-            .requestReplyFromOtherNode(via: FakeNetwork.primary, transactionID: transactionID(2), replyTo: mapped),
-            .requestReplyFromOtherPort(via: FakeNetwork.primary, transactionID: transactionID(4), replyTo: mapped),
-        ])
+        #expect(
+            Array(run.actions.prefix(3)) == [
+                .sendBinding(to: FakeNetwork.primary, transactionID: transactionID(1)),
+                .requestReplyFromOtherNode(via: FakeNetwork.primary, transactionID: transactionID(2), replyTo: mapped),
+                .requestReplyFromOtherPort(via: FakeNetwork.primary, transactionID: transactionID(4), replyTo: mapped),
+            ])
         // Sending to the secondary earlier would open our NAT to a supernode that may be the one
         // sending II's probe: the secondary is contacted only after every II attempt went out.
         let secondaryAt = run.actions.firstIndex { if case .sendBinding(to: FakeNetwork.secondary, _) = $0 { true } else { false } }
@@ -301,7 +307,9 @@ struct NATProbeTests {
         while probe.result == nil, let timeout = probe.pollTimeout() {
             probe.handleTimeout(now: timeout)
             while let action = probe.poll() {
-                if case .sendBinding(FakeNetwork.secondary, let id) = action { probe.handleBindingResponse(transactionID: id, mappedAddress: mapped, now: timeout + 0.01) }
+                if case .sendBinding(FakeNetwork.secondary, let id) = action {
+                    probe.handleBindingResponse(transactionID: id, mappedAddress: mapped, now: timeout + 0.01)
+                }
             }
         }
         #expect(probe.result == .restricted)

@@ -1,6 +1,7 @@
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkTraversal
 
 /// RFC 5769 test vectors (section 2.2 and 2.3): Binding success responses with SOFTWARE
@@ -8,7 +9,8 @@ import Testing
 enum RFC5769 {
     static let transactionID = hex("b7e7a701 bc34d686 fa87dfae")
 
-    static let ipv4Response = hex("""
+    static let ipv4Response = hex(
+        """
         0101003c 2112a442 b7e7a701 bc34d686 fa87dfae
         8022000b 74657374 20766563 746f7220
         00200008 0001a147 e112a643
@@ -16,7 +18,8 @@ enum RFC5769 {
         80280004 c07d4c96
         """)
 
-    static let ipv6Response = hex("""
+    static let ipv6Response = hex(
+        """
         01010048 2112a442 b7e7a701 bc34d686 fa87dfae
         8022000b 74657374 20766563 746f7220
         00200014 0002a147 0113a9fa a5d3f179 bc25f4b5 bed2b9d9

@@ -1,6 +1,7 @@
 import SkylarkTestSupport
 import SkylarkWire
 import Testing
+
 @testable import SkylarkTraversal
 
 @Suite("STUNResponder")
@@ -40,8 +41,9 @@ struct STUNResponderTests {
 
     @Test("Responses, indications, other methods, damaged requests and garbage get no answer")
     func silentOnEverythingElse() throws {
-        let success = try #require(STUNResponder.respond(
-            to: STUNMessage.bindingRequest(transactionID: transactionID).encoded(), from: source, software: "sn"))
+        let success = try #require(
+            STUNResponder.respond(
+                to: STUNMessage.bindingRequest(transactionID: transactionID).encoded(), from: source, software: "sn"))
         #expect(STUNResponder.respond(to: success, from: source, software: "sn") == nil)
         #expect(STUNResponder.respond(to: RFC5769.ipv4Response, from: source, software: "sn") == nil)
 

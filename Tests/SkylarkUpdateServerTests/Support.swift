@@ -2,8 +2,9 @@ import Foundation
 import SkylarkCrypto
 import SkylarkNode
 import SkylarkTestSupport
-@testable import SkylarkUpdateServer
 import SkylarkWire
+
+@testable import SkylarkUpdateServer
 
 func write(_ bytes: [UInt8], to path: String) throws {
     try Data(bytes).write(to: URL(fileURLWithPath: path))

@@ -4,9 +4,10 @@ import NIOPosix
 import SkylarkCrypto
 import SkylarkNode
 import SkylarkTestSupport
-@testable import SkylarkUpdateServer
 import SkylarkWire
 import Testing
+
+@testable import SkylarkUpdateServer
 
 /// The update server over real loopback HTTP, fetched with the client's UpdateClient/HTTPFetcher.
 @Suite struct UpdateServerHTTPTests {
@@ -30,9 +31,13 @@ import Testing
         defer { fixture.remove() }
         let archive = sampleBytes(200_000, seed: 7)
         let readme = Array("read me\n".utf8)
-        let published = try fixture.state.publish(version: "0.2.0", files: [try fixture.input("skylark-0.2.0.tar.gz", archive),
-                                                                             try fixture.input("README", readme)],
-                                                  notes: "release", validFor: 30 * 86400, now: epoch)
+        let published = try fixture.state.publish(
+            version: "0.2.0",
+            files: [
+                try fixture.input("skylark-0.2.0.tar.gz", archive),
+                try fixture.input("README", readme),
+            ],
+            notes: "release", validFor: 30 * 86400, now: epoch)
         try await withServer(fixture.state) { base, _, group in
             let client = UpdateClient(baseURL: base, key: fixture.publicKey, group: group)
             let manifest = try await client.fetchManifest(now: epoch + 60)
@@ -67,15 +72,18 @@ import Testing
             try fixture.state.publish(version: "0.2.0", files: [try fixture.input("a.bin", [1, 2, 3])], notes: nil, validFor: 86400, now: epoch)
             _ = try await client.fetchManifest(now: epoch)
             // (An entry larger than the 404 page: see NetworkClientTests for the small-file case.)
-            let missing = ReleaseManifest.File(name: "b.bin", size: 100, sha256: SHA256.hash([UInt8](repeating: 0, count: 100)).hexString,
-                                               path: "releases/0.2.0/b.bin")
+            let missing = ReleaseManifest.File(
+                name: "b.bin", size: 100, sha256: SHA256.hash([UInt8](repeating: 0, count: 100)).hexString,
+                path: "releases/0.2.0/b.bin")
             await #expect(throws: UpdateFailure.httpStatus(404, url: base + "/releases/0.2.0/b.bin")) {
                 try await client.fetchFile(missing)
             }
 
             let fetcher = HTTPFetcher(group: group)
-            for path in ["/update-key.pem", "/update-public.pem", "/releases/../update-key.pem", "/releases/0.2.0/../../update-key.pem",
-                         "/releases/%2e%2e/update-key.pem", "/nothing"] {
+            for path in [
+                "/update-key.pem", "/update-public.pem", "/releases/../update-key.pem", "/releases/0.2.0/../../update-key.pem",
+                "/releases/%2e%2e/update-key.pem", "/nothing",
+            ] {
                 let response = try await fetcher.get(base + path, maximumBodySize: 64 * 1024, timeout: .seconds(5))
                 #expect(response.status == 404, "\(path)")
                 #expect(!String(decoding: response.body, as: UTF8.self).contains("PRIVATE KEY"), "\(path)")
@@ -95,8 +103,9 @@ import Testing
         let manifestSize = try #require(readBytes(fixture.state.manifestPath)).count
         try await withServer(fixture.state) { _, port, group in
             for method in ["POST", "PUT", "DELETE"] {
-                let answer = try await raw("\(method) /manifest.json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                                           port: port, group: group)
+                let answer = try await raw(
+                    "\(method) /manifest.json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    port: port, group: group)
                 #expect(answer.hasPrefix("HTTP/1.1 405"), "\(method): \(answer.prefix(40))")
             }
             let head = try await raw("HEAD /manifest.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", port: port, group: group)
@@ -105,8 +114,9 @@ import Testing
             #expect(head.hasSuffix("\r\n\r\n"), "a HEAD answer has no body")
 
             // Keep-alive: two GETs on one connection, both answered.
-            let twice = try await raw("GET /releases/0.2.0/a.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /manifest.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                                      port: port, group: group)
+            let twice = try await raw(
+                "GET /releases/0.2.0/a.bin HTTP/1.1\r\nHost: x\r\n\r\nGET /manifest.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                port: port, group: group)
             #expect(twice.components(separatedBy: "HTTP/1.1 200").count == 3, "\(twice.prefix(200))")
         }
     }

@@ -2,9 +2,10 @@ import Foundation
 import SkylarkCrypto
 import SkylarkNode
 import SkylarkTestSupport
-@testable import SkylarkUpdateServer
 import SkylarkWire
 import Testing
+
+@testable import SkylarkUpdateServer
 
 @Suite struct UpdateServerStateTests {
     @Test func initialiseWritesAPrivateKeyAndItsPublicHalf() throws {

@@ -1,8 +1,8 @@
 import Foundation
-import SkylarkTestSupport
-import Testing
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
+import Testing
 
 @Suite("Credential")
 struct CredentialTests {
@@ -10,8 +10,9 @@ struct CredentialTests {
     static let lifetime: Int64 = 86_400
 
     static func issue(userKey: [UInt8], serial: UInt64 = 7) throws -> LoginSignedCredential {
-        try Credential.issue(name: "alice", userPublicKey: userKey, issuedAt: issuedAt, lifetime: lifetime,
-                             serial: serial, signer: TestKeys.login)
+        try Credential.issue(
+            name: "alice", userPublicKey: userKey, issuedAt: issuedAt, lifetime: lifetime,
+            serial: serial, signer: TestKeys.login)
     }
 
     /// Signs a hand-made body with the issuer key, as a compromised or buggy issuer could.
@@ -97,7 +98,7 @@ struct CredentialTests {
         body.name = "mallory"
         body.userPublicKey = Data(userKey)
         var chosenID = Credential.nodeID(for: userKey)
-        chosenID[0] ^= 0xff   // a node id picked to land next to a victim in the DHT
+        chosenID[0] ^= 0xff  // a node id picked to land next to a victim in the DHT
         body.nodeID = Data(chosenID)
         body.issuedAt = Self.issuedAt
         body.expiresAt = Self.issuedAt + Self.lifetime
@@ -118,13 +119,17 @@ struct CredentialTests {
         shortKey.userPublicKey = Data(userKey.prefix(31))
         shortKey.nodeID = Data(Credential.nodeID(for: Array(userKey.prefix(31))))
         shortKey.expiresAt = Self.issuedAt + 10
-        #expect(throws: Credential.Invalid.malformed) { try Credential.verify(try Self.signByHand(shortKey), issuer: TestKeys.login.publicKey, now: Self.issuedAt) }
+        #expect(throws: Credential.Invalid.malformed) {
+            try Credential.verify(try Self.signByHand(shortKey), issuer: TestKeys.login.publicKey, now: Self.issuedAt)
+        }
 
         var noName = LoginCredentialBody()
         noName.userPublicKey = Data(userKey)
         noName.nodeID = Data(Credential.nodeID(for: userKey))
         noName.expiresAt = Self.issuedAt + 10
-        #expect(throws: Credential.Invalid.malformed) { try Credential.verify(try Self.signByHand(noName), issuer: TestKeys.login.publicKey, now: Self.issuedAt) }
+        #expect(throws: Credential.Invalid.malformed) {
+            try Credential.verify(try Self.signByHand(noName), issuer: TestKeys.login.publicKey, now: Self.issuedAt)
+        }
 
         let junk: [UInt8] = [0x0a, 0x7f, 0x01]
         var notProtobuf = LoginSignedCredential()

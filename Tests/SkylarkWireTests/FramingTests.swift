@@ -1,7 +1,7 @@
 import Foundation
 import SkylarkTestSupport
-import Testing
 import SkylarkWire
+import Testing
 
 @Suite("Framing and FrameDecoder")
 struct FramingTests {
@@ -62,8 +62,8 @@ struct FramingTests {
     func oversizedHeaderThrowsImmediately() throws {
         var decoder = FrameDecoder(maximumFrameSize: 1024)
         decoder.append(bytes: [0, 0, 4])
-        #expect(try decoder.next() == nil)          // header incomplete: nothing to judge yet
-        decoder.append(bytes: [1])                   // 0x0401 = 1025 > 1024; no body bytes at all
+        #expect(try decoder.next() == nil)  // header incomplete: nothing to judge yet
+        decoder.append(bytes: [1])  // 0x0401 = 1025 > 1024; no body bytes at all
         #expect(throws: FrameError.oversized(length: 1025, limit: 1024)) { try decoder.next() }
         #expect(decoder.bufferedByteCount == 4)
 

@@ -1,15 +1,17 @@
-import Testing
 import SkylarkWire
+import Testing
 
 @Suite("HostPort")
 struct HostPortTests {
-    @Test("Accepted forms", arguments: [
-        ("127.0.0.1:7000", "127.0.0.1", 7000),
-        ("[::1]:7000", "::1", 7000),
-        ("host.example:80", "host.example", 80),
-        ("[2001:db8::1]:65535", "2001:db8::1", 65535),
-        ("localhost:0", "localhost", 0),
-    ])
+    @Test(
+        "Accepted forms",
+        arguments: [
+            ("127.0.0.1:7000", "127.0.0.1", 7000),
+            ("[::1]:7000", "::1", 7000),
+            ("host.example:80", "host.example", 80),
+            ("[2001:db8::1]:65535", "2001:db8::1", 65535),
+            ("localhost:0", "localhost", 0),
+        ])
     func accepted(text: String, host: String, port: Int) throws {
         let parsed = try #require(HostPort(text))
         #expect(parsed.host == host)
@@ -20,10 +22,12 @@ struct HostPortTests {
         #expect(HostPort(parsed.description) == parsed)
     }
 
-    @Test("Refused forms", arguments: [
-        "host", ":80", "host:", "host:70000", "::1:80", "", "[::1]", "[::1]:", "[::1", "[]:80",
-        "host:65536", "host:-1", "host:eighty", "[::1]7000", "host:80:90",
-    ])
+    @Test(
+        "Refused forms",
+        arguments: [
+            "host", ":80", "host:", "host:70000", "::1:80", "", "[::1]", "[::1]:", "[::1", "[]:80",
+            "host:65536", "host:-1", "host:eighty", "[::1]7000", "host:80:90",
+        ])
     func refused(text: String) {
         #expect(HostPort(text) == nil)
     }

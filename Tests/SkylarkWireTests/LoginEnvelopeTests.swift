@@ -1,8 +1,8 @@
 import Foundation
-import SkylarkTestSupport
-import Testing
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
+import Testing
 
 @Suite("LoginEnvelope")
 struct LoginEnvelopeTests {

@@ -1,7 +1,7 @@
 import Foundation
 import SkylarkTestSupport
-import Testing
 import SkylarkWire
+import Testing
 
 @Suite("MessageDecoder")
 struct MessageDecoderTests {
@@ -63,12 +63,14 @@ struct MessageDecoderTests {
         #expect(throws: WireError.frame(.truncated(buffered: encoded.count - 1))) { try decoder.finish() }
     }
 
-    @Test("A whole frame that is not a valid message throws .malformed naming the type", arguments: [
-        [0x0a, 0x05, 0x01],             // field 1, length 5, but only 1 byte follows
-        [0x0f],                         // wire type 7 does not exist
-        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // varint tag too long
-        [0x0a, 0x02, 0x0a, 0x09],       // sealed request whose field 1 overruns
-    ] as [[UInt8]])
+    @Test(
+        "A whole frame that is not a valid message throws .malformed naming the type",
+        arguments: [
+            [0x0a, 0x05, 0x01],  // field 1, length 5, but only 1 byte follows
+            [0x0f],  // wire type 7 does not exist
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],  // varint tag too long
+            [0x0a, 0x02, 0x0a, 0x09],  // sealed request whose field 1 overruns
+        ] as [[UInt8]])
     func malformedFrame(payload: [UInt8]) throws {
         var decoder = MessageDecoder<LoginClientFrame>()
         decoder.append(bytes: try Framing.encode(payload))
@@ -94,8 +96,10 @@ struct MessageDecoderTests {
     enum Outcome { case threw, endedClean, endedPartial }
 
     /// Feeds `buffer` in random chunks, draining after each; stops at the first error as a link would.
-    static func feed<M>(_ buffer: [UInt8], into decoder: inout MessageDecoder<M>, using rng: inout SeededGenerator,
-                        messages: inout Int) -> Outcome {
+    static func feed<M>(
+        _ buffer: [UInt8], into decoder: inout MessageDecoder<M>, using rng: inout SeededGenerator,
+        messages: inout Int
+    ) -> Outcome {
         var offset = 0
         var pulls = 0
         while offset < buffer.count {

@@ -1,5 +1,5 @@
-import Testing
 import SkylarkWire
+import Testing
 
 @Suite("SemanticVersion and SkylarkVersion")
 struct SemanticVersionTests {
@@ -25,10 +25,12 @@ struct SemanticVersionTests {
         #expect(try [v("1.10.0"), v("1.2.0"), v("1.9.3")].sorted().map(\.description) == ["1.2.0", "1.9.3", "1.10.0"])
     }
 
-    @Test("Refuses anything but three non-negative decimal components", arguments: [
-        "1.2", "1.2.3.4", "a.b.c", "1..2", "-1.0.0", "", "1.2.3 ", " 1.2.3", "v1.2.3", "1.2.x",
-        "1.2.-3", "+1.2.3", "1.2.3-beta", "١.٢.٣", "1234567890.0.0",
-    ])
+    @Test(
+        "Refuses anything but three non-negative decimal components",
+        arguments: [
+            "1.2", "1.2.3.4", "a.b.c", "1..2", "-1.0.0", "", "1.2.3 ", " 1.2.3", "v1.2.3", "1.2.x",
+            "1.2.-3", "+1.2.3", "1.2.3-beta", "١.٢.٣", "1234567890.0.0",
+        ])
     func refuses(text: String) {
         #expect(SemanticVersion(text) == nil)
     }

@@ -1,15 +1,16 @@
 import Foundation
-import SkylarkTestSupport
-import Testing
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
+import Testing
 
 @Suite("SignedDocument<NetworkProfile>")
 struct SignedDocumentTests {
     static func profile() throws -> NetworkProfile {
-        NetworkProfile(loginAddress: "login.example:7000", loginPublicKey: try TestKeys.login.publicKey.pem(),
-                       updateURL: "http://updates.example:8080", updatePublicKey: try TestKeys.update.publicKey.pem(),
-                       supernodes: ["sn1.example:33033", "[2001:db8::7]:33033"], issuedAt: 1_700_000_000)
+        NetworkProfile(
+            loginAddress: "login.example:7000", loginPublicKey: try TestKeys.login.publicKey.pem(),
+            updateURL: "http://updates.example:8080", updatePublicKey: try TestKeys.update.publicKey.pem(),
+            supernodes: ["sn1.example:33033", "[2001:db8::7]:33033"], issuedAt: 1_700_000_000)
     }
 
     @Test("sign then verifiedBody returns the body")
@@ -51,9 +52,11 @@ struct SignedDocumentTests {
         #expect(try original.verifiedBody(with: TestKeys.login.publicKey) == original.body)
     }
 
-    @Test("Garbage or tampered signature strings throw .badSignature", arguments: [
-        "", "not base64 at all!", "AAAA", "====", String(repeating: "A", count: 344),
-    ])
+    @Test(
+        "Garbage or tampered signature strings throw .badSignature",
+        arguments: [
+            "", "not base64 at all!", "AAAA", "====", String(repeating: "A", count: 344),
+        ])
     func garbageSignature(signature: String) throws {
         var document = try SignedDocument.sign(try Self.profile(), with: TestKeys.login)
         document.signature = signature
@@ -75,7 +78,7 @@ struct SignedDocumentTests {
         #expect(data.last == 0x0a)
         let text = String(decoding: data, as: UTF8.self)
         #expect(text.contains("\"loginAddress\" : \"login.example:7000\""))
-        #expect(text.contains("http://updates.example:8080"))   // slashes are not escaped
+        #expect(text.contains("http://updates.example:8080"))  // slashes are not escaped
         let decoded = try SignedDocument<NetworkProfile>.decode(data)
         #expect(decoded.body == document.body)
         #expect(decoded.signature == document.signature)
@@ -90,9 +93,11 @@ struct SignedDocumentTests {
         #expect(try bareDecoded.verifiedBody(with: TestKeys.login.publicKey) == bare)
     }
 
-    @Test("Invalid JSON throws .malformed(\"not valid JSON\")", arguments: [
-        "", "{", "not json", "{\"body\": ", "{}}",
-    ])
+    @Test(
+        "Invalid JSON throws .malformed(\"not valid JSON\")",
+        arguments: [
+            "", "{", "not json", "{\"body\": ", "{}}",
+        ])
     func invalidJSON(text: String) {
         #expect(throws: DocumentError.malformed("not valid JSON")) { try SignedDocument<NetworkProfile>.decode(Data(text.utf8)) }
     }
@@ -161,9 +166,13 @@ struct SignedDocumentTests {
 
     @Test("Release manifests sign and verify the same way")
     func releaseManifest() throws {
-        let manifest = ReleaseManifest(version: "0.2.0", publishedAt: 1_700_000_000, expiresAt: 1_702_592_000, notes: "fixes",
-                                       files: [.init(name: "skylark.tar.gz", size: 1234, sha256: String(repeating: "ab", count: 32),
-                                                     path: "releases/0.2.0/skylark.tar.gz")])
+        let manifest = ReleaseManifest(
+            version: "0.2.0", publishedAt: 1_700_000_000, expiresAt: 1_702_592_000, notes: "fixes",
+            files: [
+                .init(
+                    name: "skylark.tar.gz", size: 1234, sha256: String(repeating: "ab", count: 32),
+                    path: "releases/0.2.0/skylark.tar.gz")
+            ])
         let document = try SignedDocument.sign(manifest, with: TestKeys.update)
         let decoded = try SignedDocument<ReleaseManifest>.decode(try document.encoded())
         #expect(try decoded.verifiedBody(with: TestKeys.update.publicKey) == manifest)

@@ -1,7 +1,7 @@
 import Foundation
 import SkylarkTestSupport
-import Testing
 import SkylarkWire
+import Testing
 
 @Suite("StateFiles")
 struct StateFilesTests {
@@ -49,8 +49,9 @@ struct StateFilesTests {
         #expect(try permissions(nested) == 0o700)
 
         let existing = folder + "/existing"
-        try FileManager.default.createDirectory(atPath: existing, withIntermediateDirectories: false,
-                                                attributes: [.posixPermissions: 0o755])
+        try FileManager.default.createDirectory(
+            atPath: existing, withIntermediateDirectories: false,
+            attributes: [.posixPermissions: 0o755])
         #expect(try permissions(existing) == 0o755)
         try StateFiles.makePrivateDirectory(existing)
         #expect(try permissions(existing) == 0o700)

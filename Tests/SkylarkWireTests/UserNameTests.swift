@@ -1,22 +1,26 @@
-import Testing
 import SkylarkWire
+import Testing
 
 @Suite("UserName and PasswordPolicy")
 struct UserNameTests {
-    @Test("Case and width variants of one name share one canonical form", arguments: [
-        "ALICE", "Alice", "alice", "aLiCe", "ａｌｉｃｅ", "ＡＬＩＣＥ", "Ａlice",
-    ])
+    @Test(
+        "Case and width variants of one name share one canonical form",
+        arguments: [
+            "ALICE", "Alice", "alice", "aLiCe", "ａｌｉｃｅ", "ＡＬＩＣＥ", "Ａlice",
+        ])
     func variantsCanonicalise(raw: String) throws {
         #expect(try UserName.canonical(raw) == "alice")
     }
 
-    @Test("Names in other scripts are accepted and lower-cased", arguments: [
-        ("Ωμέγα", "ωμέγα"),
-        ("Дмитрий", "дмитрий"),
-        ("ДМИТРИЙ", "дмитрий"),
-        ("山田太郎", "山田太郎"),
-        ("Zoë_2.0-x", "zoë_2.0-x"),
-    ])
+    @Test(
+        "Names in other scripts are accepted and lower-cased",
+        arguments: [
+            ("Ωμέγα", "ωμέγα"),
+            ("Дмитрий", "дмитрий"),
+            ("ДМИТРИЙ", "дмитрий"),
+            ("山田太郎", "山田太郎"),
+            ("Zoë_2.0-x", "zoë_2.0-x"),
+        ])
     func otherScripts(raw: String, expected: String) throws {
         #expect(try UserName.canonical(raw) == expected)
     }
@@ -36,22 +40,24 @@ struct UserNameTests {
         #expect(try UserName.canonical(cyrillic) == cyrillic)
     }
 
-    @Test("Refusals carry the right reason", arguments: [
-        ("", UserName.Invalid.tooShort(minimum: 3)),
-        ("ab", .tooShort(minimum: 3)),
-        ("ＡＢ", .tooShort(minimum: 3)),
-        ("a" + String(repeating: "b", count: 32), .tooLong(maximum: 32)),
-        ("1alice", .mustStartWithLetter),
-        ("_alice", .mustStartWithLetter),
-        (".alice", .mustStartWithLetter),
-        ("-alice", .mustStartWithLetter),
-        ("al ice", .forbiddenCharacter(" ")),
-        ("alice@example", .forbiddenCharacter("@")),
-        ("alice!", .forbiddenCharacter("!")),
-        ("ali/ce", .forbiddenCharacter("/")),
-        ("alice\n", .forbiddenCharacter("\n")),
-        ("ali\u{200B}ce", .forbiddenCharacter("\u{200B}")),  // zero-width space
-    ])
+    @Test(
+        "Refusals carry the right reason",
+        arguments: [
+            ("", UserName.Invalid.tooShort(minimum: 3)),
+            ("ab", .tooShort(minimum: 3)),
+            ("ＡＢ", .tooShort(minimum: 3)),
+            ("a" + String(repeating: "b", count: 32), .tooLong(maximum: 32)),
+            ("1alice", .mustStartWithLetter),
+            ("_alice", .mustStartWithLetter),
+            (".alice", .mustStartWithLetter),
+            ("-alice", .mustStartWithLetter),
+            ("al ice", .forbiddenCharacter(" ")),
+            ("alice@example", .forbiddenCharacter("@")),
+            ("alice!", .forbiddenCharacter("!")),
+            ("ali/ce", .forbiddenCharacter("/")),
+            ("alice\n", .forbiddenCharacter("\n")),
+            ("ali\u{200B}ce", .forbiddenCharacter("\u{200B}")),  // zero-width space
+        ])
     func refusals(raw: String, expected: UserName.Invalid) {
         #expect(throws: expected) { try UserName.canonical(raw) }
     }

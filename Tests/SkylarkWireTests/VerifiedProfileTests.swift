@@ -1,15 +1,16 @@
 import Foundation
-import SkylarkTestSupport
-import Testing
 import SkylarkCrypto
+import SkylarkTestSupport
 import SkylarkWire
+import Testing
 
 @Suite("VerifiedProfile")
 struct VerifiedProfileTests {
     static func profile(loginAddress: String = "login.example:7000", supernodes: [String] = ["sn.example:33033"]) throws -> NetworkProfile {
-        NetworkProfile(loginAddress: loginAddress, loginPublicKey: try TestKeys.login.publicKey.pem(),
-                       updateURL: "http://updates.example:8080", updatePublicKey: try TestKeys.update.publicKey.pem(),
-                       supernodes: supernodes, issuedAt: 1_700_000_000)
+        NetworkProfile(
+            loginAddress: loginAddress, loginPublicKey: try TestKeys.login.publicKey.pem(),
+            updateURL: "http://updates.example:8080", updatePublicKey: try TestKeys.update.publicKey.pem(),
+            supernodes: supernodes, issuedAt: 1_700_000_000)
     }
 
     @Test("A correctly signed profile verifies and exposes parsed keys and endpoint")

@@ -46,9 +46,11 @@ public final class LoginAuthority: Sendable {
         self.keyFingerprint = try key.publicKey.fingerprint()
         self.store = store
         self.configuration = configuration
-        self.guards = Mutex(Guards(names: FailureThrottle(policy: configuration.nameThrottle),
-                                   addresses: FailureThrottle(policy: configuration.addressThrottle),
-                                   replays: ReplayGuard(window: configuration.replayWindow)))
+        self.guards = Mutex(
+            Guards(
+                names: FailureThrottle(policy: configuration.nameThrottle),
+                addresses: FailureThrottle(policy: configuration.addressThrottle),
+                replays: ReplayGuard(window: configuration.replayWindow)))
         self.logger = logger
     }
 
@@ -61,7 +63,9 @@ public final class LoginAuthority: Sendable {
             opened = try LoginEnvelope.openRequest(sealed, with: key, fingerprint: keyFingerprint)
         } catch .keyMismatch {
             logger.notice("login request encrypted to another key", metadata: ["login.result": "key-mismatch"])
-            return plainError(.keyMismatch, "this login server holds key \(keyFingerprint.hexString.prefix(16)), not \(Array(sealed.serverKeyFingerprint).hexString.prefix(16))")
+            return plainError(
+                .keyMismatch,
+                "this login server holds key \(keyFingerprint.hexString.prefix(16)), not \(Array(sealed.serverKeyFingerprint).hexString.prefix(16))")
         } catch {
             logger.notice("undecryptable login request", metadata: ["login.result": "malformed"])
             return plainError(.malformed, "the request could not be decrypted")
@@ -73,7 +77,9 @@ public final class LoginAuthority: Sendable {
         case .fresh: break
         case .stale:
             logger.notice("stale login request", metadata: ["login.result": "stale"])
-            return sealedError(.stale, "the request's timestamp is more than \(Int(configuration.replayWindow)) s from the server's clock", payload: payload, sessionKey: opened.sessionKey, close: true)
+            return sealedError(
+                .stale, "the request's timestamp is more than \(Int(configuration.replayWindow)) s from the server's clock", payload: payload,
+                sessionKey: opened.sessionKey, close: true)
         case .replayed:
             logger.warning("replayed login request", metadata: ["login.result": "replayed"])
             return sealedError(.replayed, "this request was already received", payload: payload, sessionKey: opened.sessionKey, close: true)
@@ -145,7 +151,8 @@ public final class LoginAuthority: Sendable {
         }
         let matches: Bool
         do {
-            let hash = try Scrypt.derive(password: Array(request.password.utf8), salt: account.salt, parameters: account.parameters, outputByteCount: account.passwordHash.count)
+            let hash = try Scrypt.derive(
+                password: Array(request.password.utf8), salt: account.salt, parameters: account.parameters, outputByteCount: account.passwordHash.count)
             matches = constantTimeEquals(hash, account.passwordHash)
         } catch {
             logger.error("password hashing failed", metadata: ["login.error": "\(error)"])
@@ -163,8 +170,9 @@ public final class LoginAuthority: Sendable {
 
         do {
             let serial = try store.nextCredentialSerial()
-            let credential = try Credential.issue(name: name, userPublicKey: Array(request.userPublicKey), issuedAt: Int64(now),
-                                                  lifetime: configuration.credentialLifetime, serial: serial, signer: key)
+            let credential = try Credential.issue(
+                name: name, userPublicKey: Array(request.userPublicKey), issuedAt: Int64(now),
+                lifetime: configuration.credentialLifetime, serial: serial, signer: key)
             logger.info("logged in", metadata: ["login.name": "\(name)", "login.result": "ok", "login.serial": "\(serial)"])
             return .credential(credential)
         } catch {

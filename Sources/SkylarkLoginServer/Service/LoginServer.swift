@@ -26,8 +26,10 @@ public final class LoginServer: Service, Sendable {
     private let onBound: @Sendable (SocketAddress) -> Void
 
     /// `threadPool` runs the crypto; give it one thread per core the server may use.
-    public init(authority: LoginAuthority, configuration: Configuration, group: any EventLoopGroup, threadPool: NIOThreadPool,
-                logger: Logger, onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
+    public init(
+        authority: LoginAuthority, configuration: Configuration, group: any EventLoopGroup, threadPool: NIOThreadPool,
+        logger: Logger, onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }
+    ) {
         self.authority = authority
         self.configuration = configuration
         self.group = group
@@ -73,37 +75,37 @@ public final class LoginServer: Service, Sendable {
         let drain = ConnectionDrain(channel: channel.channel)
         do {
             try await withGracefulShutdownHandler {
-            try await channel.executeThenClose { inbound, outbound in
-                var iterator = inbound.makeAsyncIterator()
-                var pending: [LoginConnection.Action] = []
-                while true {
-                    // A read that completes no frame yields no action: keep reading.
-                    while pending.isEmpty {
-                        if let buffer = try await iterator.next() {
-                            pending = connection.receive(buffer.readableBytesView)
-                        } else {
-                            pending = connection.endOfInput()
-                            if pending.isEmpty { return }
+                try await channel.executeThenClose { inbound, outbound in
+                    var iterator = inbound.makeAsyncIterator()
+                    var pending: [LoginConnection.Action] = []
+                    while true {
+                        // A read that completes no frame yields no action: keep reading.
+                        while pending.isEmpty {
+                            if let buffer = try await iterator.next() {
+                                pending = connection.receive(buffer.readableBytesView)
+                            } else {
+                                pending = connection.endOfInput()
+                                if pending.isEmpty { return }
+                            }
                         }
-                    }
-                    let action = pending.removeFirst()
-                    switch action {
-                    case let .process(request):
-                        guard drain.begin() else { return }
-                        let authority = self.authority
-                        let outcome = try await self.threadPool.runIfActive {
-                            authority.handle(request, from: address, now: WallClock.now())
+                        let action = pending.removeFirst()
+                        switch action {
+                        case let .process(request):
+                            guard drain.begin() else { return }
+                            let authority = self.authority
+                            let outcome = try await self.threadPool.runIfActive {
+                                authority.handle(request, from: address, now: WallClock.now())
+                            }
+                            pending += connection.completed(outcome)
+                        case let .send(bytes):
+                            try await outbound.write(ByteBuffer(bytes: bytes))
+                            // The answer is out: a server shutting down closes the link here.
+                            if drain.end() { return }
+                        case .close:
+                            return
                         }
-                        pending += connection.completed(outcome)
-                    case let .send(bytes):
-                        try await outbound.write(ByteBuffer(bytes: bytes))
-                        // The answer is out: a server shutting down closes the link here.
-                        if drain.end() { return }
-                    case .close:
-                        return
                     }
                 }
-            }
             } onGracefulShutdown: {
                 drain.shutDown()
             }

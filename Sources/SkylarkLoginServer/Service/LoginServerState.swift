@@ -57,9 +57,10 @@ public struct LoginServerState: Sendable {
         try StateFiles.writePrivate(Array(try key.pem().utf8), to: keyPath)
         try StateFiles.write(Array(try key.publicKey.pem().utf8), to: publicKeyPath)
         _ = try SQLiteAccountStore(path: databasePath)
-        let profile = NetworkProfile(loginAddress: options.publicAddress, loginPublicKey: try key.publicKey.pem(),
-                                     updateURL: options.updateURL, updatePublicKey: options.updatePublicKeyPEM,
-                                     supernodes: options.supernodes, issuedAt: now)
+        let profile = NetworkProfile(
+            loginAddress: options.publicAddress, loginPublicKey: try key.publicKey.pem(),
+            updateURL: options.updateURL, updatePublicKey: options.updatePublicKeyPEM,
+            supernodes: options.supernodes, issuedAt: now)
         try StateFiles.write(Array(try SignedDocument.sign(profile, with: key).encoded()), to: profilePath)
         return profile
     }

@@ -56,7 +56,8 @@ public final class SQLiteAccountStore: AccountStore {
         do {
             database = try SQLiteDatabase(path: path)
             // WAL + synchronous=FULL: each commit is fsynced before it is acknowledged.
-            try database.executeScript("""
+            try database.executeScript(
+                """
                 PRAGMA journal_mode=WAL;
                 PRAGMA synchronous=FULL;
                 CREATE TABLE IF NOT EXISTS accounts (
@@ -80,8 +81,10 @@ public final class SQLiteAccountStore: AccountStore {
         do {
             try database.execute(
                 "INSERT INTO accounts (name, salt, password_hash, scrypt_n, scrypt_r, scrypt_p, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [.text(record.name), .blob(record.salt), .blob(record.passwordHash), .int(Int64(record.parameters.n)),
-                 .int(Int64(record.parameters.r)), .int(Int64(record.parameters.p)), .int(record.createdAt)])
+                [
+                    .text(record.name), .blob(record.salt), .blob(record.passwordHash), .int(Int64(record.parameters.n)),
+                    .int(Int64(record.parameters.r)), .int(Int64(record.parameters.p)), .int(record.createdAt),
+                ])
         } catch let failure as SQLiteDatabase.Failure where failure.isConstraintViolation {
             throw .nameTaken(record.name)
         } catch {
@@ -92,16 +95,18 @@ public final class SQLiteAccountStore: AccountStore {
     public func account(named name: String) throws(AccountStoreError) -> AccountRecord? {
         let rows: [[SQLiteDatabase.Value]]
         do {
-            rows = try database.execute("SELECT name, salt, password_hash, scrypt_n, scrypt_r, scrypt_p, created_at FROM accounts WHERE name = ?", [.text(name)])
+            rows = try database.execute(
+                "SELECT name, salt, password_hash, scrypt_n, scrypt_r, scrypt_p, created_at FROM accounts WHERE name = ?", [.text(name)])
         } catch {
             throw .unavailable("\(error)")
         }
         guard let row = rows.first, row.count == 7,
-              case let .text(stored) = row[0], case let .blob(salt) = row[1], case let .blob(hash) = row[2],
-              case let .int(n) = row[3], case let .int(r) = row[4], case let .int(p) = row[5], case let .int(created) = row[6]
+            case let .text(stored) = row[0], case let .blob(salt) = row[1], case let .blob(hash) = row[2],
+            case let .int(n) = row[3], case let .int(r) = row[4], case let .int(p) = row[5], case let .int(created) = row[6]
         else { return nil }
-        return AccountRecord(name: stored, salt: salt, passwordHash: hash,
-                             parameters: Scrypt.Parameters(n: UInt64(n), r: UInt64(r), p: UInt64(p)), createdAt: created)
+        return AccountRecord(
+            name: stored, salt: salt, passwordHash: hash,
+            parameters: Scrypt.Parameters(n: UInt64(n), r: UInt64(r), p: UInt64(p)), createdAt: created)
     }
 
     public func nextCredentialSerial() throws(AccountStoreError) -> UInt64 {

@@ -61,7 +61,8 @@ public struct WAVFile: Sendable, Equatable {
         guard let format else { throw .malformedWAV("no fmt chunk") }
         guard let data else { throw .malformedWAV("no data chunk") }
         guard format.sampleRate == Self.supportedSampleRate else {
-            throw .unsupportedWAV("sample rate \(format.sampleRate) Hz; only \(Self.supportedSampleRate) Hz is accepted (convert first, e.g. `sox in.wav -r 48000 out.wav`)")
+            throw .unsupportedWAV(
+                "sample rate \(format.sampleRate) Hz; only \(Self.supportedSampleRate) Hz is accepted (convert first, e.g. `sox in.wav -r 48000 out.wav`)")
         }
         let frameBytes = 2 * format.channels
         let frameCount = data.count / frameBytes

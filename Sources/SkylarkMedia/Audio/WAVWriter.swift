@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Writes a 16-bit PCM WAV file incrementally, keeping it valid at every moment.
@@ -55,8 +55,9 @@ public final class WAVWriter {
         }
         try FileIO.writeAll(descriptor, WAVFile.littleEndianBytes(samples), at: WAVFile.headerByteCount + sampleCount * 2, path: path)
         sampleCount = newCount
-        try FileIO.writeAll(descriptor, WAVFile.header(sampleRate: sampleRate, channels: channelCount, dataByteCount: UInt32(newCount * 2)),
-                            at: 0, path: path)
+        try FileIO.writeAll(
+            descriptor, WAVFile.header(sampleRate: sampleRate, channels: channelCount, dataByteCount: UInt32(newCount * 2)),
+            at: 0, path: path)
     }
 
     /// Closes the file. The file is already complete; this only releases the descriptor and

@@ -181,8 +181,10 @@ public final class ConferenceMixer {
                     remote.lastSent = .own
                 }
             } else if let sharedPayload {
-                result.outputs.append(Output(participant: entry.name, payload: sharedPayload, startsTalkspurt: remote.lastSent == .nothing || sharedStarts,
-                                             shared: true))
+                result.outputs.append(
+                    Output(
+                        participant: entry.name, payload: sharedPayload, startsTalkspurt: remote.lastSent == .nothing || sharedStarts,
+                        shared: true))
                 remote.lastSent = .shared
             } else {
                 remote.lastSent = .nothing
@@ -207,8 +209,9 @@ public final class ConferenceMixer {
     // MARK: - Internals
 
     private static func makeEncoder(_ configuration: Configuration) throws(MediaError) -> OpusEncoder {
-        try OpusEncoder(bitrate: configuration.bitrate, complexity: configuration.complexity, inbandFEC: true,
-                        expectedPacketLoss: configuration.expectedPacketLoss)
+        try OpusEncoder(
+            bitrate: configuration.bitrate, complexity: configuration.complexity, inbandFEC: true,
+            expectedPacketLoss: configuration.expectedPacketLoss)
     }
 
     private static func add(_ frame: [Int16], into total: UnsafeMutableBufferPointer<Int32>) {

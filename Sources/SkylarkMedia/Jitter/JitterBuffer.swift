@@ -64,14 +64,16 @@ public struct JitterBuffer: Sendable {
         /// see a fast packet through jitter, short enough to follow a route change).
         public var baselineWindow: Int
 
-        public init(minimumDelay: Double = 0.020, maximumDelay: Double = 0.200, frameDuration: Double = 0.020, clockRate: Int = 48_000,
-                    jitterMultiplier: Double = 2, shrinkRate: Double = 0.010, maximumConcealment: Double = 0.5, capacity: Int = 64, baselineWindow: Int = 100) {
+        public init(
+            minimumDelay: Double = 0.020, maximumDelay: Double = 0.200, frameDuration: Double = 0.020, clockRate: Int = 48_000,
+            jitterMultiplier: Double = 2, shrinkRate: Double = 0.010, maximumConcealment: Double = 0.5, capacity: Int = 64, baselineWindow: Int = 100
+        ) {
             self.minimumDelay = minimumDelay
             self.maximumDelay = max(maximumDelay, minimumDelay)
             self.frameDuration = frameDuration
             self.clockRate = clockRate
             self.jitterMultiplier = max(jitterMultiplier, 0)
-        self.shrinkRate = shrinkRate
+            self.shrinkRate = shrinkRate
             self.maximumConcealment = maximumConcealment
             self.capacity = max(capacity, 2)
             self.baselineWindow = max(baselineWindow, 1)

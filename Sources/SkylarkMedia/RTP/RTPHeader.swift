@@ -72,8 +72,10 @@ public struct RTPHeader: Equatable, Hashable, Sendable {
     public var csrcs: [UInt32]
     public var headerExtension: Extension?
 
-    public init(payloadType: UInt8 = RTPHeader.opusPayloadType, sequenceNumber: UInt16, timestamp: UInt32, ssrc: UInt32,
-                marker: Bool = false, padding: Bool = false, csrcs: [UInt32] = [], headerExtension: Extension? = nil) {
+    public init(
+        payloadType: UInt8 = RTPHeader.opusPayloadType, sequenceNumber: UInt16, timestamp: UInt32, ssrc: UInt32,
+        marker: Bool = false, padding: Bool = false, csrcs: [UInt32] = [], headerExtension: Extension? = nil
+    ) {
         self.payloadType = payloadType
         self.sequenceNumber = sequenceNumber
         self.timestamp = timestamp
@@ -144,14 +146,15 @@ public struct RTPHeader: Equatable, Hashable, Sendable {
             headerExtension = Extension(profile: profile, data: Array(bytes[offset..<end]))
             offset = end
         }
-        let header = RTPHeader(payloadType: bytes[1] & 0x7F,
-                               sequenceNumber: bytes.readBigEndianUInt16(at: 2),
-                               timestamp: bytes.readBigEndianUInt32(at: 4),
-                               ssrc: bytes.readBigEndianUInt32(at: 8),
-                               marker: bytes[1] & 0x80 != 0,
-                               padding: first & 0x20 != 0,
-                               csrcs: csrcs,
-                               headerExtension: headerExtension)
+        let header = RTPHeader(
+            payloadType: bytes[1] & 0x7F,
+            sequenceNumber: bytes.readBigEndianUInt16(at: 2),
+            timestamp: bytes.readBigEndianUInt32(at: 4),
+            ssrc: bytes.readBigEndianUInt32(at: 8),
+            marker: bytes[1] & 0x80 != 0,
+            padding: first & 0x20 != 0,
+            csrcs: csrcs,
+            headerExtension: headerExtension)
         return (header, offset)
     }
 

@@ -127,7 +127,8 @@ public struct MediaCipher: Sendable {
         let sealed: [UInt8]
         do {
             let nonce = Self.nonce(salt: sendKey.salt, ssrc: header.ssrc, index: index)
-            sealed = try sender?.seal(payload, nonce: nonce, authenticating: headerBytes)
+            sealed =
+                try sender?.seal(payload, nonce: nonce, authenticating: headerBytes)
                 ?? AESGCM.seal(payload, key: sendKey.key, nonce: nonce, authenticating: headerBytes)
         } catch {
             throw .crypto(String(describing: error))
@@ -168,7 +169,8 @@ public struct MediaCipher: Sendable {
         for index in candidates {
             let nonce = Self.nonce(salt: receiveKey.salt, ssrc: header.ssrc, index: index)
             do {
-                let payload = try receiver?.open(sealed, nonce: nonce, authenticating: aad)
+                let payload =
+                    try receiver?.open(sealed, nonce: nonce, authenticating: aad)
                     ?? AESGCM.open(sealed, key: receiveKey.key, nonce: nonce, authenticating: aad)
                 var updated = window
                 updated.accept(index)

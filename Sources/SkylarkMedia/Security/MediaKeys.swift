@@ -18,7 +18,9 @@ public struct MediaKeys: Sendable, Equatable {
 
         public init(key: [UInt8], salt: [UInt8]) throws(MediaCipherError) {
             guard key.count == AESGCM.keyByteCount else { throw .invalidKeyMaterial("media key must be \(AESGCM.keyByteCount) bytes, got \(key.count)") }
-            guard salt.count == MediaKeys.saltByteCount else { throw .invalidKeyMaterial("media salt must be \(MediaKeys.saltByteCount) bytes, got \(salt.count)") }
+            guard salt.count == MediaKeys.saltByteCount else {
+                throw .invalidKeyMaterial("media salt must be \(MediaKeys.saltByteCount) bytes, got \(salt.count)")
+            }
             self.key = key
             self.salt = salt
         }
@@ -57,8 +59,9 @@ public struct MediaKeys: Sendable, Equatable {
         func direction(_ label: [UInt8]) throws(MediaCipherError) -> Direction {
             let material: [UInt8]
             do {
-                material = try HKDF.sha256(inputKeyMaterial: sharedSecret, salt: callID, info: label,
-                                           outputByteCount: AESGCM.keyByteCount + saltByteCount)
+                material = try HKDF.sha256(
+                    inputKeyMaterial: sharedSecret, salt: callID, info: label,
+                    outputByteCount: AESGCM.keyByteCount + saltByteCount)
             } catch {
                 throw .crypto(String(describing: error))
             }

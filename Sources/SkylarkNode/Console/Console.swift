@@ -32,7 +32,9 @@ struct Console {
         lines.append("Skylark \(status.name)   role: \(status.role) (\(status.roleReason))")
         lines.append("supernode: \(status.supernode ?? "none")   login: \(status.loginPath)")
         lines.append("NAT: \(status.natType)\(status.publicEndpoint.map { "  public UDP \($0)" } ?? "")   presence: \(status.presence)")
-        if let clients = status.attachedClients { lines.append("serving \(clients) client(s), \(status.dhtContacts ?? 0) DHT contact(s), \(status.storedRecords ?? 0) record(s)") }
+        if let clients = status.attachedClients {
+            lines.append("serving \(clients) client(s), \(status.dhtContacts ?? 0) DHT contact(s), \(status.storedRecords ?? 0) record(s)")
+        }
         lines.append("")
         lines.append("buddies:")
         if status.buddies.isEmpty { lines.append("  (none — skylark buddy add NAME)") }

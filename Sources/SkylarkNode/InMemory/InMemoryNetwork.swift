@@ -45,8 +45,10 @@ public final class InMemoryNetwork: @unchecked Sendable {
     private var nextTick: Double
 
     /// `directory`: where the nodes keep their state folders (removed by `shutdown()`).
-    public init(profile: VerifiedProfile, login: @escaping LoginService, directory: String, latency: Double = 0.01,
-                startTime: Double = 1_750_000_000, logger: Logger = Logger(label: "skylark.memory") { _ in SwiftLogNoOpLogHandler() }) {
+    public init(
+        profile: VerifiedProfile, login: @escaping LoginService, directory: String, latency: Double = 0.01,
+        startTime: Double = 1_750_000_000, logger: Logger = Logger(label: "skylark.memory") { _ in SwiftLogNoOpLogHandler() }
+    ) {
         self.profile = profile
         self.login = login
         self.directory = directory
@@ -60,12 +62,15 @@ public final class InMemoryNetwork: @unchecked Sendable {
     /// Starts a node (as `skylark run NAME` would) at `address`; it logs in and attaches as the
     /// network runs. `configure` adjusts its configuration first.
     @discardableResult
-    public func start(_ name: String, password: String, address: String, port: Int = NodeConfiguration.defaultPort,
-                      reachability: Reachability = .public, supernode: PromotionPolicy.Mode,
-                      configure: (inout NodeConfiguration) -> Void = { _ in }) throws -> InMemoryNode {
-        var configuration = NodeConfiguration(name: name, password: password, profile: profile,
-                                              stateDirectory: "\(directory)/\(name)", listen: [HostPort(host: address, port: port)],
-                                              supernodeMode: supernode)
+    public func start(
+        _ name: String, password: String, address: String, port: Int = NodeConfiguration.defaultPort,
+        reachability: Reachability = .public, supernode: PromotionPolicy.Mode,
+        configure: (inout NodeConfiguration) -> Void = { _ in }
+    ) throws -> InMemoryNode {
+        var configuration = NodeConfiguration(
+            name: name, password: password, profile: profile,
+            stateDirectory: "\(directory)/\(name)", listen: [HostPort(host: address, port: port)],
+            supernodeMode: supernode)
         configure(&configuration)
         let node = try InMemoryNode(configuration: configuration, reachability: reachability, network: self, ids: ids, logger: logger)
         nodes.append(node)
@@ -191,12 +196,15 @@ public final class InMemoryNetwork: @unchecked Sendable {
     private func connect(_ node: InMemoryNode, id: LinkID, to target: InMemoryNode, endpoint: HostPort, role: SecureLink.Role) throws {
         // Behind a NAT the far end sees the NAT's address; the node itself its own.
         let port = node.ephemeralPort()
-        let dialler = MemoryLink(id: id, node: node, link: try SecureLink(role: role, identity: node.transport.identity, verifier: node.verifier),
-                                 remote: endpoint, local: HostPort(host: node.address, port: port))
-        let responder = MemoryLink(id: ids.make(), node: target,
-                                   link: try SecureLink(role: .responder(isSupernode: target.transport.isSupernode),
-                                                        identity: target.transport.identity, verifier: target.verifier),
-                                   remote: HostPort(host: node.publicAddress, port: port), local: endpoint)
+        let dialler = MemoryLink(
+            id: id, node: node, link: try SecureLink(role: role, identity: node.transport.identity, verifier: node.verifier),
+            remote: endpoint, local: HostPort(host: node.address, port: port))
+        let responder = MemoryLink(
+            id: ids.make(), node: target,
+            link: try SecureLink(
+                role: .responder(isSupernode: target.transport.isSupernode),
+                identity: target.transport.identity, verifier: target.verifier),
+            remote: HostPort(host: node.publicAddress, port: port), local: endpoint)
         dialler.other = responder
         responder.other = dialler
         node.transport.links[dialler.id] = dialler

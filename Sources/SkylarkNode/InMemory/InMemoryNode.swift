@@ -44,12 +44,14 @@ public final class InMemoryNode: @unchecked Sendable {
         let identity = try LocalIdentity(key: try files.client.loadOrCreateIdentity(), credential: nil)
         verifier = Verifier(loginKey: configuration.profile.loginKey)
         // The alternate UDP port answers "reply from another port" NAT probes, as a real node's does.
-        transport = MemoryTransport(identity: identity, ids: ids, relayTable: RelayTable(limits: configuration.relayLimits),
-                                    udpPorts: [listen.port, listen.port + 1])
+        transport = MemoryTransport(
+            identity: identity, ids: ids, relayTable: RelayTable(limits: configuration.relayLimits),
+            udpPorts: [listen.port, listen.port + 1])
         var logger = logger
         logger[metadataKey: "node.name"] = "\(configuration.name)"
-        reactor = Reactor(configuration: configuration, files: files, identity: identity, verifier: verifier, io: transport,
-                          clock: network.clock, listening: configuration.listen, sink: inbox, logger: logger, console: false)
+        reactor = Reactor(
+            configuration: configuration, files: files, identity: identity, verifier: verifier, io: transport,
+            clock: network.clock, listening: configuration.listen, sink: inbox, logger: logger, console: false)
         reactor.console.silent = true
         transport.node = self
     }
@@ -96,7 +98,8 @@ public final class InMemoryNode: @unchecked Sendable {
     /// A control request's typed result; nil when the node refused it or did not answer.
     public func result<Result: Codable & Sendable>(_ type: Result.Type, _ request: ControlRequest) -> Result? {
         guard let line = control(request),
-              let answer = try? JSONDecoder().decode(ControlAnswer<Result>.self, from: Data(line.utf8)), answer.ok else { return nil }
+            let answer = try? JSONDecoder().decode(ControlAnswer<Result>.self, from: Data(line.utf8)), answer.ok
+        else { return nil }
         return answer.result
     }
 

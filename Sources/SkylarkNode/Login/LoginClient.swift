@@ -6,9 +6,11 @@ import SkylarkWire
 
 /// The TCP adapter for `LoginClientExchange`: one connection, one request, one answer.
 public enum LoginClient {
-    public static func perform(_ request: LoginClientExchange.Request, profile: VerifiedProfile, group: any EventLoopGroup,
-                               timeout: Duration = .seconds(15), connectTimeout: Duration = .seconds(5),
-                               logger: Logger) async throws(LoginFailure) -> LoginClientExchange.Outcome {
+    public static func perform(
+        _ request: LoginClientExchange.Request, profile: VerifiedProfile, group: any EventLoopGroup,
+        timeout: Duration = .seconds(15), connectTimeout: Duration = .seconds(5),
+        logger: Logger
+    ) async throws(LoginFailure) -> LoginClientExchange.Outcome {
         let endpoint = profile.loginEndpoint
         let exchange: LoginClientExchange
         do {

@@ -29,8 +29,10 @@ public struct LoginClientExchange: Sendable {
     private var decoder = MessageDecoder<LoginServerFrame>()
     private var state = State.awaitingAnswer
 
-    public init(_ request: Request, serverKey: RSA.PublicKey, now: Double,
-                sessionKey: [UInt8] = AESGCM.makeKey(), requestID: [UInt8] = SecureRandom.bytes(16)) throws {
+    public init(
+        _ request: Request, serverKey: RSA.PublicKey, now: Double,
+        sessionKey: [UInt8] = AESGCM.makeKey(), requestID: [UInt8] = SecureRandom.bytes(16)
+    ) throws {
         self.request = request
         self.serverKey = serverKey
         self.sessionKey = sessionKey

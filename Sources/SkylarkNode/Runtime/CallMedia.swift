@@ -64,8 +64,10 @@ final class CallMedia {
     private var lastArrival: Double?
     private var longestGap: Double = 0
 
-    init(sharedSecret: [UInt8], callID: [UInt8], role: CallSession.Role, ssrc: UInt32, peerSSRC: UInt32, microphone: String, speaker: String?,
-         conferenceLeg: Bool = false, now: Double) throws {
+    init(
+        sharedSecret: [UInt8], callID: [UInt8], role: CallSession.Role, ssrc: UInt32, peerSSRC: UInt32, microphone: String, speaker: String?,
+        conferenceLeg: Bool = false, now: Double
+    ) throws {
         jitter = JitterBuffer(configuration: conferenceLeg ? ConferenceMixer.Configuration().jitter : JitterBuffer.Configuration())
         voiceActivity = conferenceLeg ? VoiceActivityDetector() : nil
         encoder = try OpusEncoder(bitrate: 32_000, complexity: 5, inbandFEC: true, expectedPacketLoss: 10)
@@ -166,10 +168,11 @@ final class CallMedia {
         let expected = stats.received + stats.lost - stats.late
         let recent = sentBytes.filter { now - $0.at <= 2 }
         let span = max(0.02, min(2, now - (recent.first?.at ?? now)))
-        return Statistics(lossPercent: expected > 0 ? 100 * Double(stats.lost) / Double(max(expected, 1)) : nil,
-                          jitterMilliseconds: stats.jitterMs,
-                          bitrateKbps: recent.isEmpty ? nil : Double(recent.reduce(0) { $0 + $1.bytes }) * 8 / span / 1000,
-                          packetsSent: packetsSent, packetsReceived: packetsReceived,
-                          longestGapMilliseconds: lastArrival == nil ? nil : longestGap * 1000)
+        return Statistics(
+            lossPercent: expected > 0 ? 100 * Double(stats.lost) / Double(max(expected, 1)) : nil,
+            jitterMilliseconds: stats.jitterMs,
+            bitrateKbps: recent.isEmpty ? nil : Double(recent.reduce(0) { $0 + $1.bytes }) * 8 / span / 1000,
+            packetsSent: packetsSent, packetsReceived: packetsReceived,
+            longestGapMilliseconds: lastArrival == nil ? nil : longestGap * 1000)
     }
 }

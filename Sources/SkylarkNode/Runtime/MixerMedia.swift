@@ -59,7 +59,8 @@ final class MixerMedia {
     /// An incoming packet on leg `id`; false when it is not that leg's or fails authentication.
     func receive(_ packet: [UInt8], leg id: String, now: Double) -> Bool {
         guard var leg = legs[id], let (header, _) = try? RTPHeader.decode(packet), header.ssrc == leg.peerSSRC,
-              let (opened, payload) = try? leg.cipher.open(packet) else { return false }
+            let (opened, payload) = try? leg.cipher.open(packet)
+        else { return false }
         leg.packetsReceived += 1
         legs[id] = leg
         mixer.receive(from: leg.participant, sequence: opened.sequenceNumber, timestamp: opened.timestamp, payload: payload, now: now)

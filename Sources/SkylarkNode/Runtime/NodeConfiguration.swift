@@ -44,8 +44,10 @@ public struct NodeConfiguration: Sendable {
     /// Re-running NAT type detection; it also refreshes the public UDP mapping.
     public var natRecheckInterval: Double = 300
 
-    public init(name: String, password: String, profile: VerifiedProfile, stateDirectory: String, listen: [HostPort],
-                supernodeMode: PromotionPolicy.Mode) {
+    public init(
+        name: String, password: String, profile: VerifiedProfile, stateDirectory: String, listen: [HostPort],
+        supernodeMode: PromotionPolicy.Mode
+    ) {
         self.name = name
         self.password = password
         self.profile = profile

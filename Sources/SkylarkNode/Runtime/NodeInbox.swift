@@ -1,7 +1,7 @@
-import Synchronization
 import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
+import Synchronization
 
 /// Everything on its way to the reactor, with a bound on all that a remote party can fill.
 ///

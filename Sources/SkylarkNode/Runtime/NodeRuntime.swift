@@ -64,8 +64,10 @@ public final class NodeRuntime: Service, Sendable {
         public var controlSocket: String
     }
 
-    public init(configuration: NodeConfiguration, group: any EventLoopGroup, logger: Logger, console: Bool,
-                onReady: @escaping @Sendable (ReadyInfo) -> Void = { _ in }) {
+    public init(
+        configuration: NodeConfiguration, group: any EventLoopGroup, logger: Logger, console: Bool,
+        onReady: @escaping @Sendable (ReadyInfo) -> Void = { _ in }
+    ) {
         self.configuration = configuration
         self.group = group
         self.logger = logger
@@ -85,8 +87,9 @@ public final class NodeRuntime: Service, Sendable {
         let verifier = Verifier(loginKey: configuration.profile.loginKey)
         let role = RoleFlag()
         let relay = RelayForwarder(table: RelayTable(limits: configuration.relayLimits), sink: sink)
-        let sockets = NodeSockets(group: group, identity: identity, verifier: verifier, role: role, ids: LinkIDs(), sink: sink,
-                                  idleTimeout: .seconds(Int64(configuration.linkIdleTimeout)), relay: relay, logger: logger)
+        let sockets = NodeSockets(
+            group: group, identity: identity, verifier: verifier, role: role, ids: LinkIDs(), sink: sink,
+            idleTimeout: .seconds(Int64(configuration.linkIdleTimeout)), relay: relay, logger: logger)
 
         // Sockets first: a port that cannot be bound is a clear error before anything else.
         var listeners: [any Channel] = []
@@ -132,8 +135,9 @@ public final class NodeRuntime: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     let transport = NIOTransport(sockets: sockets, udp: udpChannels, jobs: jobSink, mediaClock: mediaClock, logger: logger)
-                    let reactor = Reactor(configuration: configuration, files: files, identity: identity.current, verifier: verifier,
-                                          io: transport, listening: bound, sink: sink, logger: logger, console: console)
+                    let reactor = Reactor(
+                        configuration: configuration, files: files, identity: identity.current, verifier: verifier,
+                        io: transport, listening: bound, sink: sink, logger: logger, console: console)
                     let outcome = await reactor.run(sink)
                     outcomeBox.value.withLock { $0 = outcome }
                     jobSink.finish()

@@ -38,8 +38,9 @@ extension Reactor {
         }
         if let busy = busyText() { return promise.succeed(Self.failure(busy)) }
         do {
-            let call = try CallSession(calling: name, candidates: ownMediaCandidates(), natType: natType, peerNAT: buddy.natType ?? .unknown,
-                                       ssrc: UInt32.random(in: 1...UInt32.max), relayFirst: relayFirst, configuration: configuration.call, now: now)
+            let call = try CallSession(
+                calling: name, candidates: ownMediaCandidates(), natType: natType, peerNAT: buddy.natType ?? .unknown,
+                ssrc: UInt32.random(in: 1...UInt32.max), relayFirst: relayFirst, configuration: configuration.call, now: now)
             let id = call.callID.hexString
             calls[id] = CallEntry(session: call, startedAt: now)
             console.note("calling \(name) (call \(id.prefix(8)))")
@@ -122,8 +123,9 @@ extension Reactor {
             return
         }
         do {
-            let call = try CallSession(offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
-                                       ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
+            let call = try CallSession(
+                offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
+                ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
             calls[id] = CallEntry(session: call, startedAt: now)
             console.note("incoming call from \(peer) (call \(id.prefix(8)))\(configuration.autoAnswer ? ", answering" : " — skylark answer")")
             logger.info("call ringing", metadata: ["call.id": "\(id)", "call.peer": "\(peer)"])
@@ -139,8 +141,12 @@ extension Reactor {
 
     func pathCheckArrived(_ check: OvPathCheck, from source: HostPort, circuit: [UInt8]?, overTCP: Bool, now: Double) {
         let id = Array(check.callID).hexString
-        logger.trace("path check in", metadata: ["call.id": "\(id)", "peer.address": "\(source)", "call.known": "\(calls[id] != nil)",
-                                                 "call.response": "\(check.response)", "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")"])
+        logger.trace(
+            "path check in",
+            metadata: [
+                "call.id": "\(id)", "peer.address": "\(source)", "call.known": "\(calls[id] != nil)",
+                "call.response": "\(check.response)", "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")",
+            ])
         guard calls[id] != nil else { return }
         calls[id]!.session.handleCheck(check, from: source, circuit: circuit, overTCP: overTCP, now: now)
         drainCall(id, now: now)
@@ -149,7 +155,9 @@ extension Reactor {
     /// A relay packet for this node (not one to forward): its payload is a path check or media.
     func relayPacketArrived(_ packet: [UInt8], from source: HostPort, overTCP: Bool, now: Double) {
         guard let (leg, payload) = RelayCircuits.parse(packet), !payload.isEmpty else { return }
-        if DatagramKind(Array(payload)) == .overlay, let datagram = try? OvDatagram(serializedBytes: Array(payload.dropFirst())), case let .pathCheck(check)? = datagram.body {
+        if DatagramKind(Array(payload)) == .overlay, let datagram = try? OvDatagram(serializedBytes: Array(payload.dropFirst())),
+            case let .pathCheck(check)? = datagram.body
+        {
             return pathCheckArrived(check, from: source, circuit: leg, overTCP: overTCP, now: now)
         }
         mediaArrived(Array(payload), via: leg, from: source, now: now)
@@ -157,20 +165,24 @@ extension Reactor {
 
     /// Encrypted RTP from the peer, straight or out of a circuit.
     func mediaArrived(_ packet: [UInt8], via leg: [UInt8]?, from source: HostPort, now: Double) {
-        guard let id = calls.first(where: { entry in
-            guard let path = entry.value.session.path else { return false }
-            if let media = entry.value.media {
-                return leg != nil ? path.circuit == leg : path.endpoint == source || media.accepts(packet)
-            }
-            // A leg we mix: its audio goes to the conference's mixer.
-            guard let conference = entry.value.conference, conference.weMix,
-                  let mixer = conferences[conference.conferenceID]?.mixerMedia, mixer.hasLeg(entry.key) else { return false }
-            return leg != nil ? path.circuit == leg : path.endpoint == source || mixer.leg(for: packet) == entry.key
-        })?.key else { return }
+        guard
+            let id = calls.first(where: { entry in
+                guard let path = entry.value.session.path else { return false }
+                if let media = entry.value.media {
+                    return leg != nil ? path.circuit == leg : path.endpoint == source || media.accepts(packet)
+                }
+                // A leg we mix: its audio goes to the conference's mixer.
+                guard let conference = entry.value.conference, conference.weMix,
+                    let mixer = conferences[conference.conferenceID]?.mixerMedia, mixer.hasLeg(entry.key)
+                else { return false }
+                return leg != nil ? path.circuit == leg : path.endpoint == source || mixer.leg(for: packet) == entry.key
+            })?.key
+        else { return }
         if let media = calls[id]!.media {
             if media.receive(packet, now: now) { calls[id]!.session.mediaArrived(now: now) }
         } else if let conference = calls[id]!.conference, let mixer = conferences[conference.conferenceID]?.mixerMedia,
-                  mixer.receive(packet, leg: id, now: now) {
+            mixer.receive(packet, leg: id, now: now)
+        {
             calls[id]!.session.mediaArrived(now: now)
         }
     }
@@ -195,8 +207,12 @@ extension Reactor {
                     logger.warning("cannot signal the call", metadata: ["call.error": "\(error)"])
                 }
             case let .sendCheck(check, target, circuit, overTCP):
-                logger.trace("path check out", metadata: ["call.id": "\(id)", "peer.address": "\(target)", "call.response": "\(check.response)",
-                                                          "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")"])
+                logger.trace(
+                    "path check out",
+                    metadata: [
+                        "call.id": "\(id)", "peer.address": "\(target)", "call.response": "\(check.response)",
+                        "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")",
+                    ])
                 var datagram = OvDatagram()
                 datagram.pathCheck = check
                 guard let body = try? datagram.serializedBytes() as [UInt8] else { continue }
@@ -289,8 +305,9 @@ extension Reactor {
             }
             if entry.media == nil, let secret = entry.session.sharedSecret, let peerSSRC = entry.session.peerSSRC {
                 do {
-                    entry.media = try CallMedia(sharedSecret: secret, callID: entry.session.callID, role: entry.session.role, ssrc: entry.session.ssrc,
-                                                peerSSRC: peerSSRC, microphone: configuration.microphone, speaker: speakerPath(for: entry.session), now: now)
+                    entry.media = try CallMedia(
+                        sharedSecret: secret, callID: entry.session.callID, role: entry.session.role, ssrc: entry.session.ssrc,
+                        peerSSRC: peerSSRC, microphone: configuration.microphone, speaker: speakerPath(for: entry.session), now: now)
                 } catch {
                     logger.error("cannot start the call's audio", metadata: ["call.error": "\(error)"])
                     entry.session.hangUp()
@@ -344,8 +361,12 @@ extension Reactor {
                 }
                 if media.playOut(now: now), entry.firstAudioAt == nil {
                     calls[id]?.firstAudioAt = now
-                    logger.info("first audio", metadata: ["call.id": "\(id)", "call.setup_ms": "\(Int((now - entry.startedAt) * 1000))",
-                                                          "call.path": "\(entry.session.path.map(Self.describe) ?? "-")"])
+                    logger.info(
+                        "first audio",
+                        metadata: [
+                            "call.id": "\(id)", "call.setup_ms": "\(Int((now - entry.startedAt) * 1000))",
+                            "call.path": "\(entry.session.path.map(Self.describe) ?? "-")",
+                        ])
                 }
             }
             // Ended calls are kept a minute for `skylark calls`.

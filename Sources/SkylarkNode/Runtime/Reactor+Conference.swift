@@ -47,9 +47,11 @@ extension Reactor {
         if let busy = busyText() { return promise.succeed(Self.failure(busy)) }
         // Besides the invitees and their supernodes, a few supernodes we know are asked too.
         let own = ownMixerCapability()
-        let known = Set((Array(knownSupernodes.values) + (supernode?.dht.routing.allContacts ?? [])).map(\.name)).subtracting([own.name, own.supernodeName, ""]).sorted()
-        let conference = ConferenceSession(inviting: names, own: own, alsoAsking: Array(known.shuffled().prefix(Self.extraMixerCandidates)),
-                                           configuration: configuration.conference, now: now)
+        let known = Set((Array(knownSupernodes.values) + (supernode?.dht.routing.allContacts ?? [])).map(\.name)).subtracting([own.name, own.supernodeName, ""])
+            .sorted()
+        let conference = ConferenceSession(
+            inviting: names, own: own, alsoAsking: Array(known.shuffled().prefix(Self.extraMixerCandidates)),
+            configuration: configuration.conference, now: now)
         let id = conference.conferenceID.hexString
         conferences[id] = ConferenceEntry(session: conference)
         console.note("conference \(id.prefix(8)) with \(names.joined(separator: ", ")): asking who can mix")
@@ -135,8 +137,12 @@ extension Reactor {
             var answer = OvConferenceSignal()
             answer.conferenceID = signal.conferenceID
             answer.capability = ownMixerCapability()
-            logger.info("mixer capability asked", metadata: ["conference.id": "\(id)", "peer.name": "\(peer)",
-                                                             "conference.room": "\(answer.capability.room)", "conference.idle_cores": "\(answer.capability.idleCores)"])
+            logger.info(
+                "mixer capability asked",
+                metadata: [
+                    "conference.id": "\(id)", "peer.name": "\(peer)",
+                    "conference.room": "\(answer.capability.room)", "conference.idle_cores": "\(answer.capability.idleCores)",
+                ])
             try? session?.sendConferenceSignal(answer, to: peer, now: now)
         case let .invite(invite)?:
             guard conferences[id] == nil, let own = identity.name else { return }
@@ -147,8 +153,9 @@ extension Reactor {
                 try? session?.sendConferenceSignal(decline, to: peer, now: now)
                 return
             }
-            var conference = ConferenceSession(invite: invite, id: Array(signal.conferenceID), from: peer, ownName: own,
-                                               configuration: configuration.conference, now: now)
+            var conference = ConferenceSession(
+                invite: invite, id: Array(signal.conferenceID), from: peer, ownName: own,
+                configuration: configuration.conference, now: now)
             if configuration.autoAnswer { conference.answer(now: now) }
             conferences[id] = ConferenceEntry(session: conference)
             drainConference(id, now: now)
@@ -180,8 +187,11 @@ extension Reactor {
             return
         }
         let mixedForOthers = conferences.values.filter { $0.session.isMixing && !$0.session.participating }.count
-        if conferences[id] == nil, mixedForOthers < configuration.conference.maximumMixedForOthers, let mixing = ConferenceSession(mixingFor: leg, id: hexBytes(id), ownName: own, configuration: configuration.conference,
-                                                                  now: now) {
+        if conferences[id] == nil, mixedForOthers < configuration.conference.maximumMixedForOthers,
+            let mixing = ConferenceSession(
+                mixingFor: leg, id: hexBytes(id), ownName: own, configuration: configuration.conference,
+                now: now)
+        {
             conferences[id] = ConferenceEntry(session: mixing)
         }
         let decision = conferences[id]?.session.legOffered(from: peer, leg, now: now) ?? .refuse("\(own) does not mix this conference", moved: nil)
@@ -189,13 +199,15 @@ extension Reactor {
         switch decision {
         case .accept:
             do {
-                var call = try CallSession(offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
-                                           ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
+                var call = try CallSession(
+                    offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
+                    ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
                 call.answer(now: now)
                 var template = OvConferenceLeg()
                 template.epoch = leg.epoch
-                calls[callID] = CallEntry(session: call, startedAt: now, answeredAt: now,
-                                          conference: ConferenceLegInfo(conferenceID: id, weMix: true, template: template))
+                calls[callID] = CallEntry(
+                    session: call, startedAt: now, answeredAt: now,
+                    conference: ConferenceLegInfo(conferenceID: id, weMix: true, template: template))
                 logger.info("conference leg accepted", metadata: ["conference.id": "\(id)", "call.id": "\(callID)", "call.peer": "\(peer)"])
                 drainCall(callID, now: now)
             } catch {
@@ -230,8 +242,9 @@ extension Reactor {
             case let .ring(from):
                 let answered = conferences[id]!.session.phase != .ringing
                 let others = conferences[id]!.session.invited.filter { $0 != identity.name }
-                console.note("conference invitation from \(from)\(others.isEmpty ? "" : " (with \(others.joined(separator: ", ")))")"
-                             + (answered ? ", joining" : " — skylark answer to join, skylark conf leave to decline"))
+                console.note(
+                    "conference invitation from \(from)\(others.isEmpty ? "" : " (with \(others.joined(separator: ", ")))")"
+                        + (answered ? ", joining" : " — skylark answer to join, skylark conf leave to decline"))
                 logger.info("conference ringing", metadata: ["conference.id": "\(id)", "conference.from": "\(from)"])
             case let .openLeg(mixer, leg):
                 openLeg(id, to: mixer, leg: leg, now: now)
@@ -265,13 +278,18 @@ extension Reactor {
     func openLeg(_ id: String, to mixer: String, leg: OvConferenceLeg, now: Double) {
         let peerNAT = leg.mixers.first { $0.name == mixer }.map { $0.capability.supernode ? .open : NATType(reported: $0.capability.natType) } ?? .unknown
         do {
-            let call = try CallSession(calling: mixer, candidates: ownMediaCandidates(), natType: natType, peerNAT: peerNAT,
-                                       ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
+            let call = try CallSession(
+                calling: mixer, candidates: ownMediaCandidates(), natType: natType, peerNAT: peerNAT,
+                ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
             let callID = call.callID.hexString
             calls[callID] = CallEntry(session: call, startedAt: now, conference: ConferenceLegInfo(conferenceID: id, weMix: false, template: leg))
             conferences[id]?.legID = callID
-            logger.info("conference leg opened", metadata: ["conference.id": "\(id)", "call.id": "\(callID)", "conference.mixer": "\(mixer)",
-                                                            "conference.epoch": "\(leg.epoch)"])
+            logger.info(
+                "conference leg opened",
+                metadata: [
+                    "conference.id": "\(id)", "call.id": "\(callID)", "conference.mixer": "\(mixer)",
+                    "conference.epoch": "\(leg.epoch)",
+                ])
             drainCall(callID, now: now)
         } catch {
             conferences[id]?.session.legEnded("cannot open a leg: \(error)", now: now)
@@ -283,8 +301,9 @@ extension Reactor {
         guard let conference = conferences[id], conference.mixerMedia == nil else { return }
         let local = conference.session.participating ? conference.session.ownName : nil
         do {
-            conferences[id]!.mixerMedia = try MixerMedia(localName: local, microphone: configuration.microphone,
-                                                         speaker: local == nil ? nil : conferenceSpeakerPath(id, mixer: conference.session.ownName), now: now)
+            conferences[id]!.mixerMedia = try MixerMedia(
+                localName: local, microphone: configuration.microphone,
+                speaker: local == nil ? nil : conferenceSpeakerPath(id, mixer: conference.session.ownName), now: now)
             logger.info("mixing", metadata: ["conference.id": "\(id)", "conference.epoch": "\(conference.session.epoch)"])
         } catch {
             logger.error("cannot start mixing", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
@@ -307,13 +326,15 @@ extension Reactor {
     /// A leg's path works: its audio starts (ours to the mixer, or one more at our mixer).
     func conferenceLegConnected(_ callID: String, now: Double) {
         guard let entry = calls[callID], let leg = entry.conference, let secret = entry.session.sharedSecret,
-              let peerSSRC = entry.session.peerSSRC, conferences[leg.conferenceID] != nil else { return }
+            let peerSSRC = entry.session.peerSSRC, conferences[leg.conferenceID] != nil
+        else { return }
         let id = leg.conferenceID
         if leg.weMix {
             guard let media = conferences[id]!.mixerMedia, !media.hasLeg(callID) else { return }
             do {
-                try media.addLeg(callID, participant: entry.session.peer, sharedSecret: secret, callID: entry.session.callID, ssrc: entry.session.ssrc,
-                                 peerSSRC: peerSSRC)
+                try media.addLeg(
+                    callID, participant: entry.session.peer, sharedSecret: secret, callID: entry.session.callID, ssrc: entry.session.ssrc,
+                    peerSSRC: peerSSRC)
                 conferences[id]!.session.memberJoined(entry.session.peer, now: now)
             } catch {
                 logger.error("cannot mix a leg", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
@@ -323,9 +344,10 @@ extension Reactor {
         } else {
             guard entry.media == nil, conferences[id]!.legID == callID else { return }
             do {
-                calls[callID]!.media = try CallMedia(sharedSecret: secret, callID: entry.session.callID, role: .caller, ssrc: entry.session.ssrc,
-                                                     peerSSRC: peerSSRC, microphone: configuration.microphone,
-                                                     speaker: conferenceSpeakerPath(id, mixer: entry.session.peer), conferenceLeg: true, now: now)
+                calls[callID]!.media = try CallMedia(
+                    sharedSecret: secret, callID: entry.session.callID, role: .caller, ssrc: entry.session.ssrc,
+                    peerSSRC: peerSSRC, microphone: configuration.microphone,
+                    speaker: conferenceSpeakerPath(id, mixer: entry.session.peer), conferenceLeg: true, now: now)
                 conferences[id]!.session.legConnected(now: now)
             } catch {
                 logger.error("cannot start the conference audio", metadata: ["conference.error": "\(error)"])
@@ -388,7 +410,6 @@ extension Reactor {
         configuration.speaker.map { $0.replacingOccurrences(of: "{peer}", with: "conference-\(mixer)").replacingOccurrences(of: "{call}", with: id) }
     }
 
-
     // MARK: - Reports
 
     func conferenceReport(_ id: String, now: Double) -> ControlResults.Conference {
@@ -406,9 +427,11 @@ extension Reactor {
         if let media = entry.mixerMedia {
             for (callID, call) in calls where call.conference?.conferenceID == id && call.conference?.weMix == true && !call.session.isEnded {
                 let stats = media.legStatistics(callID)
-                legs.append(ControlResults.ConferenceLeg(participant: call.session.peer, path: call.session.path.map(Self.describe),
-                                                         packetsSent: stats?.sent ?? 0, packetsReceived: stats?.received ?? 0,
-                                                         lossPercent: stats?.loss, jitterMilliseconds: stats?.jitter))
+                legs.append(
+                    ControlResults.ConferenceLeg(
+                        participant: call.session.peer, path: call.session.path.map(Self.describe),
+                        packetsSent: stats?.sent ?? 0, packetsReceived: stats?.received ?? 0,
+                        lossPercent: stats?.loss, jitterMilliseconds: stats?.jitter))
             }
             legs.sort { $0.participant < $1.participant }
         }
@@ -421,8 +444,11 @@ extension Reactor {
             mixerHistory: core.mixerHistory.map { ControlResults.MixerTurn(name: $0.name, epoch: $0.epoch, atMs: ($0.at * 1000).rounded()) },
             leg: entry.legID.flatMap { calls[$0] != nil ? callReport($0, now: now) : nil },
             legs: legs,
-            mixing: counters.map { ControlResults.MixingCounters(ticks: $0.ticks, decodes: $0.decodes, encodes: $0.encodes, sharedEncodes: $0.sharedEncodes,
-                                                                 packetsOut: $0.packetsOut) },
+            mixing: counters.map {
+                ControlResults.MixingCounters(
+                    ticks: $0.ticks, decodes: $0.decodes, encodes: $0.encodes, sharedEncodes: $0.sharedEncodes,
+                    packetsOut: $0.packetsOut)
+            },
             audioSinceMs: (entry.mixerMedia.map(\.firstLocalAudioAt) ?? entry.legID.flatMap { calls[$0]?.firstAudioAt }).map { ($0 * 1000).rounded() },
             startedAtMs: (core.startedAt * 1000).rounded(), ended: entry.endReason)
     }
@@ -439,7 +465,8 @@ enum UplinkSpeed {
             let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
             guard fields.count > 2, fields[1] == "00000000" else { continue }
             guard let text = try? String(contentsOfFile: "/sys/class/net/\(fields[0])/speed", encoding: .utf8),
-                  let megabits = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), megabits > 0 else { return nil }
+                let megabits = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), megabits > 0
+            else { return nil }
             return megabits * 1000
         }
         return nil

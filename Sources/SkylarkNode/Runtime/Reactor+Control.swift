@@ -57,7 +57,9 @@ extension Reactor {
                 let reports = conferences.sorted { $0.value.session.startedAt < $1.value.session.startedAt }.map { conferenceReport($0.key, now: now) }
                 promise.succeed(Self.answer(reports))
             case .calls:
-                let reports = calls.filter { $0.value.conference == nil }.sorted { $0.value.startedAt < $1.value.startedAt }.map { callReport($0.key, entry: $0.value, now: now) }
+                let reports = calls.filter { $0.value.conference == nil }.sorted { $0.value.startedAt < $1.value.startedAt }.map {
+                    callReport($0.key, entry: $0.value, now: now)
+                }
                 promise.succeed(Self.answer(reports))
             }
         } catch {
@@ -91,15 +93,18 @@ extension Reactor {
 
     func searchAnswer(_ answer: ClientSession.SearchAnswer) -> String {
         if let error = answer.error { return Self.failure("search failed: \(error)") }
-        return Self.answer(ControlResults.Search(name: answer.name, found: answer.found, status: answer.status.rawValue, supernode: answer.supernode,
-                                                 natType: answer.natType, publicEndpoint: answer.publicEndpoint,
-                                                 privateEndpoints: answer.privateEndpoints, hops: answer.hops))
+        return Self.answer(
+            ControlResults.Search(
+                name: answer.name, found: answer.found, status: answer.status.rawValue, supernode: answer.supernode,
+                natType: answer.natType, publicEndpoint: answer.publicEndpoint,
+                privateEndpoints: answer.privateEndpoints, hops: answer.hops))
     }
 
     func buddyEntries() -> [ControlResults.BuddyEntry] {
         (session?.state.buddies.values.sorted { $0.name < $1.name } ?? []).map {
-            ControlResults.BuddyEntry(name: $0.name, state: $0.state.rawValue, presence: $0.state == .confirmed ? $0.presence.rawValue : "-",
-                                      supernode: $0.supernode, natType: $0.natType, requestText: $0.requestText)
+            ControlResults.BuddyEntry(
+                name: $0.name, state: $0.state.rawValue, presence: $0.state == .confirmed ? $0.presence.rawValue : "-",
+                supernode: $0.supernode, natType: $0.natType, requestText: $0.requestText)
         }
     }
 
@@ -114,9 +119,13 @@ extension Reactor {
 
     func statusReport(now: Double) -> ControlResults.Status {
         let supernodeName: String?
-        if let supernode { supernodeName = "self (\(supernode.contact.endpoints.map(\.description).joined(separator: ", ")))" }
-        else if let link = supernodeLink, let entry = links[link] { supernodeName = "\(entry.peer?.name ?? "?") (\(entry.dialled?.description ?? "?"))" }
-        else { supernodeName = nil }
+        if let supernode {
+            supernodeName = "self (\(supernode.contact.endpoints.map(\.description).joined(separator: ", ")))"
+        } else if let link = supernodeLink, let entry = links[link] {
+            supernodeName = "\(entry.peer?.name ?? "?") (\(entry.dialled?.description ?? "?"))"
+        } else {
+            supernodeName = nil
+        }
         return ControlResults.Status(
             name: identity.name ?? configuration.name,
             nodeID: identity.nodeID?.hex ?? "",

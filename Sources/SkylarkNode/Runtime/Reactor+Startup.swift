@@ -52,7 +52,9 @@ extension Reactor {
     static let bootstrapConnectTimeout = 1.0
 
     func start(now: Double) {
-        console.note("\(configuration.name): listening on \(listening.map(\.description).joined(separator: ", ")), supernode mode \(configuration.supernodeMode.rawValue)")
+        console.note(
+            "\(configuration.name): listening on \(listening.map(\.description).joined(separator: ", ")), supernode mode \(configuration.supernodeMode.rawValue)"
+        )
         startBootstrap(now: now, reason: "start")
         startDirectLogin()
     }
@@ -248,8 +250,9 @@ extension Reactor {
         guard let link = supernodeLink, let publicKey = try? identity.key.publicKey().rawRepresentation() else { return }
         let exchange: LoginClientExchange
         do {
-            exchange = try LoginClientExchange(.login(name: configuration.name, password: configuration.password, userPublicKey: publicKey),
-                                               serverKey: configuration.profile.loginKey, now: now)
+            exchange = try LoginClientExchange(
+                .login(name: configuration.name, password: configuration.password, userPublicKey: publicKey),
+                serverKey: configuration.profile.loginKey, now: now)
         } catch {
             return fail("cannot build the login request: \(error)", exitCode: 1)
         }
@@ -299,8 +302,9 @@ extension Reactor {
             try files.client.save(credential)
             identity = try LocalIdentity(key: identity.key, credential: credential)
             io.setIdentity(identity)
-            session = try ClientSession(identity: identity, verifier: verifier, messageKey: try files.loadOrCreateMessageKey(),
-                                        state: try files.loadSession(), configuration: configuration.session)
+            session = try ClientSession(
+                identity: identity, verifier: verifier, messageKey: try files.loadOrCreateMessageKey(),
+                state: try files.loadSession(), configuration: configuration.session)
         } catch {
             return fail("cannot start the session: \(error)", exitCode: 1)
         }
@@ -348,8 +352,6 @@ extension Reactor {
     }
 
     static func isUnspecified(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" || host == "[::]" }
-
-
 
     // MARK: - NAT type
 
@@ -421,8 +423,11 @@ extension Reactor {
     func checkReachability(now: Double) {
         nextReachabilityCheck = now + configuration.reachabilityCheckInterval
         if let check = reachability {
-            if let answered = check.answeredAt, now - answered >= 0.5 { finishReachabilityCheck(now: now) }
-            else if now - check.startedAt > 8 { finishReachabilityCheck(now: now) }
+            if let answered = check.answeredAt, now - answered >= 0.5 {
+                finishReachabilityCheck(now: now)
+            } else if now - check.startedAt > 8 {
+                finishReachabilityCheck(now: now)
+            }
             nextReachabilityCheck = now + 0.25
             return
         }

@@ -9,8 +9,9 @@ extension Reactor {
         guard supernode == nil, let nodeID = identity.nodeID, let name = identity.name else { return }
         let endpoints = advertisedTCP()
         let contact = Contact(nodeID: nodeID, name: name, endpoints: endpoints, udpEndpoint: advertisedUDP())
-        var core = SupernodeCore(identity: identity, verifier: verifier, contact: contact, configuration: configuration.supernode,
-                                 seed: UInt64.random(in: 1...UInt64.max), now: now, relays: io.relayTable)
+        var core = SupernodeCore(
+            identity: identity, verifier: verifier, contact: contact, configuration: configuration.supernode,
+            seed: UInt64.random(in: 1...UInt64.max), now: now, relays: io.relayTable)
         if io.udpPorts.count > 1 { core.alternateUDPPort = UInt32(io.udpPorts[1]) }
         var seeds: [Contact] = []
         // Seeds' UDP endpoints are not known yet (a cached address may be TCP 443): the DHT learns
@@ -20,7 +21,9 @@ extension Reactor {
         }
         let own = ownEndpoints
         for entry in hostCache.ranked(now: now) {
-            guard let hex = entry.nodeID, let bytes = [UInt8](hexString: hex), let endpoint = HostPort(entry.endpoint), !own.contains(endpoint) else { continue }
+            guard let hex = entry.nodeID, let bytes = [UInt8](hexString: hex), let endpoint = HostPort(entry.endpoint), !own.contains(endpoint) else {
+                continue
+            }
             let id = NodeID(bytes: bytes)
             guard id != nodeID, !seeds.contains(where: { $0.nodeID == id }) else { continue }
             seeds.append(Contact(nodeID: id, name: "", endpoints: [endpoint], udpEndpoint: nil))
@@ -38,7 +41,11 @@ extension Reactor {
         session?.linkDown(now: now)
         session?.linkUp(now: now)
         nextNATCheck = now + 1
-        logger.notice("now a supernode", metadata: ["role.reason": "\(reason)", "supernode.endpoints": "\(endpoints.map(\.description).joined(separator: ","))", "dht.seeds": "\(seeds.count)"])
+        logger.notice(
+            "now a supernode",
+            metadata: [
+                "role.reason": "\(reason)", "supernode.endpoints": "\(endpoints.map(\.description).joined(separator: ","))", "dht.seeds": "\(seeds.count)",
+            ])
         console.note("now a supernode (\(reason)), advertising \(endpoints.map(\.description).joined(separator: ", "))")
     }
 
@@ -128,8 +135,11 @@ extension Reactor {
             dialBackProbeDone(token: token, tcpReached: check.tcpReached)
         }
         if reachability != nil, configuration.supernodeMode == .auto {
-            if let answered = reachability?.answeredAt, now - answered >= 0.5 { finishReachabilityCheck(now: now) }
-            else if let started = reachability?.startedAt, now - started > 8 { finishReachabilityCheck(now: now) }
+            if let answered = reachability?.answeredAt, now - answered >= 0.5 {
+                finishReachabilityCheck(now: now)
+            } else if let started = reachability?.startedAt, now - started > 8 {
+                finishReachabilityCheck(now: now)
+            }
         }
     }
 }

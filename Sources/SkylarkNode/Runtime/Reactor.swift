@@ -135,8 +135,10 @@ final class Reactor {
     var nextHostCacheSave: Double = 0
     var random = SystemRandomNumberGenerator()
 
-    init(configuration: NodeConfiguration, files: NodeStateFiles, identity: LocalIdentity, verifier: Verifier,
-         io: any NodeTransport, clock: any NodeClock = WallClock(), listening: [HostPort], sink: NodeEventSink, logger: Logger, console: Bool) {
+    init(
+        configuration: NodeConfiguration, files: NodeStateFiles, identity: LocalIdentity, verifier: Verifier,
+        io: any NodeTransport, clock: any NodeClock = WallClock(), listening: [HostPort], sink: NodeEventSink, logger: Logger, console: Bool
+    ) {
         self.configuration = configuration
         self.files = files
         self.identity = identity
@@ -266,7 +268,9 @@ final class Reactor {
                 perform(action)
             }
         }
-        if let probe = natProbe, let result = probe.result { natFinished(result, mapped: probe.mappedAddress, comparedTwoSupernodes: probe.secondary != nil, now: now) }
+        if let probe = natProbe, let result = probe.result {
+            natFinished(result, mapped: probe.mappedAddress, comparedTwoSupernodes: probe.secondary != nil, now: now)
+        }
     }
 
     // MARK: - Links
@@ -565,7 +569,8 @@ final class Reactor {
             if supernode != nil, let answer = STUNResponder.respond(to: bytes, from: source, software: "skylark \(SkylarkVersion.current)") {
                 io.sendDatagram(answer, to: source, socket: socket)
             } else if let message = try? STUNMessage.decode(bytes), message.messageClass == .successResponse,
-                      let mapped = (try? message.xorMappedAddress()) ?? (try? message.mappedAddress()) ?? nil {
+                let mapped = (try? message.xorMappedAddress()) ?? (try? message.mappedAddress()) ?? nil
+            {
                 natProbe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now)
             }
             return

@@ -41,9 +41,10 @@ public struct ClientState: Sendable {
     }
 
     public func save(_ credential: Credential) throws {
-        let stored = StoredCredential(name: credential.name, nodeID: credential.nodeID.hexString, issuedAt: credential.issuedAt,
-                                      expiresAt: credential.expiresAt, serial: credential.serial,
-                                      body: credential.signed.body.base64EncodedString(), signature: credential.signed.signature.base64EncodedString())
+        let stored = StoredCredential(
+            name: credential.name, nodeID: credential.nodeID.hexString, issuedAt: credential.issuedAt,
+            expiresAt: credential.expiresAt, serial: credential.serial,
+            body: credential.signed.body.base64EncodedString(), signature: credential.signed.signature.base64EncodedString())
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try StateFiles.makePrivateDirectory(directory)

@@ -1,6 +1,8 @@
 /// Runs `operation`, cancelling it and throwing `onTimeout()` if it takes longer than `limit`.
-func withTimeout<T: Sendable>(_ limit: Duration, onTimeout: @escaping @Sendable () -> any Error,
-                              _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+func withTimeout<T: Sendable>(
+    _ limit: Duration, onTimeout: @escaping @Sendable () -> any Error,
+    _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
     try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await operation() }
         group.addTask {

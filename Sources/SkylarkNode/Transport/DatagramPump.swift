@@ -7,7 +7,7 @@ import SkylarkWire
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Reads one of the node's UDP sockets on a thread of its own, up to 32 datagrams per system
@@ -167,9 +167,10 @@ private final class PumpLoop: @unchecked Sendable {
         sendMessages.initialize(repeating: msghdr(), count: slots)
         for slot in 0..<slots {
             receiveVectors[slot] = iovec(iov_base: buffer + slot * Self.slotBytes, iov_len: Self.slotBytes)
-            receiveMessages[slot] = msghdr(msg_name: UnsafeMutableRawPointer(sources + slot), msg_namelen: 0,
-                                           msg_iov: receiveVectors + slot, msg_iovlen: 1,
-                                           msg_control: nil, msg_controllen: 0, msg_flags: 0)
+            receiveMessages[slot] = msghdr(
+                msg_name: UnsafeMutableRawPointer(sources + slot), msg_namelen: 0,
+                msg_iov: receiveVectors + slot, msg_iovlen: 1,
+                msg_control: nil, msg_controllen: 0, msg_flags: 0)
         }
     }
 
@@ -222,11 +223,14 @@ private final class PumpLoop: @unchecked Sendable {
         for slot in 0..<received {
             // Larger than a slot: cut short by the kernel, dropped (no protocol here sends them).
             guard receiveMessages[slot].msg_flags & Int32(MSG_TRUNC) == 0,
-                  let source = peer(at: sources + slot) else { continue }
+                let source = peer(at: sources + slot)
+            else { continue }
             let packet = UnsafeMutableRawBufferPointer(start: buffer + slot * Self.slotBytes, count: Int(lengths[slot]))
             if packet.count > RelayCircuits.headerByteCount, packet[0] == RelayCircuits.packetMarker,
-               let forward = relay.table.route(leg: RelayCircuits.LegKey(legIDAt: UnsafeRawBufferPointer(rebasing: packet[1...])),
-                                               from: .udp(source), byteCount: packet.count, now: now) {
+                let forward = relay.table.route(
+                    leg: RelayCircuits.LegKey(legIDAt: UnsafeRawBufferPointer(rebasing: packet[1...])),
+                    from: .udp(source), byteCount: packet.count, now: now)
+            {
                 // Admission gives every leg a 16-byte id (SupernodeCore); anything else cannot be
                 // written into this packet format.
                 guard forward.legID.count == RelayCircuits.legIDByteCount else { continue }
@@ -236,9 +240,10 @@ private final class PumpLoop: @unchecked Sendable {
                     guard let address = targetAddress(of: target, now: now) else { continue }
                     targets[sends] = address.storage
                     sendVectors[sends] = iovec(iov_base: packet.baseAddress, iov_len: packet.count)
-                    sendMessages[sends] = msghdr(msg_name: UnsafeMutableRawPointer(targets + sends), msg_namelen: address.length,
-                                                 msg_iov: sendVectors + sends, msg_iovlen: 1,
-                                                 msg_control: nil, msg_controllen: 0, msg_flags: 0)
+                    sendMessages[sends] = msghdr(
+                        msg_name: UnsafeMutableRawPointer(targets + sends), msg_namelen: address.length,
+                        msg_iov: sendVectors + sends, msg_iovlen: 1,
+                        msg_control: nil, msg_controllen: 0, msg_flags: 0)
                     sends += 1
                 case let .link(id):
                     relay.sendOverLink(id, packet: Array(packet))

@@ -33,11 +33,12 @@ final class NIOTransport: NodeTransport {
     func dial(_ id: LinkID, endpoints: [HostPort], role: SecureLink.Role, connectTimeout: Double) {
         let sockets = self.sockets
         let timeout = TimeAmount.milliseconds(Int64(connectTimeout * 1000))
-        jobs.yield(NodeJob {
-            if let failure = await sockets.dial(endpoints, role: role, id: id, connectTimeout: timeout) {
-                sockets.sink.yield(.dialFailed(id, reason: failure))
-            }
-        })
+        jobs.yield(
+            NodeJob {
+                if let failure = await sockets.dial(endpoints, role: role, id: id, connectTimeout: timeout) {
+                    sockets.sink.yield(.dialFailed(id, reason: failure))
+                }
+            })
     }
 
     func send(_ message: OvLinkMessage, on link: LinkID) { sockets.relay.handle(link)?.send(message) }
@@ -60,29 +61,31 @@ final class NIOTransport: NodeTransport {
         let logger = self.logger
         let sink = sockets.sink
         let limit = Duration.milliseconds(Int64(timeout * 1000))
-        jobs.yield(NodeJob {
-            do {
-                let outcome = try await LoginClient.perform(request, profile: profile, group: group, timeout: limit, connectTimeout: limit, logger: logger)
-                guard case let .loggedIn(credential) = outcome else {
-                    sink.yield(.directLoginFinished(.failure(.protocolViolation("unexpected answer"))))
-                    return
+        jobs.yield(
+            NodeJob {
+                do {
+                    let outcome = try await LoginClient.perform(request, profile: profile, group: group, timeout: limit, connectTimeout: limit, logger: logger)
+                    guard case let .loggedIn(credential) = outcome else {
+                        sink.yield(.directLoginFinished(.failure(.protocolViolation("unexpected answer"))))
+                        return
+                    }
+                    sink.yield(.directLoginFinished(.success(credential)))
+                } catch let failure as LoginFailure {
+                    sink.yield(.directLoginFinished(.failure(failure)))
+                } catch {
+                    sink.yield(.directLoginFinished(.failure(.serverError("\(error)"))))
                 }
-                sink.yield(.directLoginFinished(.success(credential)))
-            } catch let failure as LoginFailure {
-                sink.yield(.directLoginFinished(.failure(failure)))
-            } catch {
-                sink.yield(.directLoginFinished(.failure(.serverError("\(error)"))))
-            }
-        })
+            })
     }
 
     func forwardLogin(_ request: [UInt8], to endpoint: HostPort, link: LinkID, requestID: UInt64) {
         let group = sockets.group
         let sink = sockets.sink
-        jobs.yield(NodeJob {
-            let answer = await LoginRelay.forward(request, to: endpoint, group: group, timeout: .seconds(10))
-            sink.yield(.loginRelayDone(link: link, requestID: requestID, answer: answer))
-        })
+        jobs.yield(
+            NodeJob {
+                let answer = await LoginRelay.forward(request, to: endpoint, group: group, timeout: .seconds(10))
+                sink.yield(.loginRelayDone(link: link, requestID: requestID, answer: answer))
+            })
     }
 
     func setIdentity(_ identity: LocalIdentity) { sockets.identity.current = identity }

@@ -27,7 +27,8 @@ public struct HTTPFetcher: Sendable {
     /// Splits http://HOST[:PORT][/PATH] into its parts; nil for anything else.
     public static func parse(_ url: String) -> (host: String, port: Int, path: String)? {
         guard let components = URLComponents(string: url), components.scheme?.lowercased() == "http",
-              let host = components.host, !host.isEmpty else { return nil }
+            let host = components.host, !host.isEmpty
+        else { return nil }
         let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
         let query = components.percentEncodedQuery.map { "?" + $0 } ?? ""
         return (host, components.port ?? 80, path + query)
@@ -57,7 +58,9 @@ public struct HTTPFetcher: Sendable {
                     headers.add(name: "user-agent", value: "skylark")
                     // One write: the server answers and closes as soon as it has the head, so a
                     // separate write of the end could meet a closed connection.
-                    try await outbound.write(contentsOf: [.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: target.path, headers: headers)), .end(nil)])
+                    try await outbound.write(contentsOf: [
+                        .head(HTTPRequestHead(version: .http1_1, method: .GET, uri: target.path, headers: headers)), .end(nil),
+                    ])
                     var status = 0
                     var body: [UInt8] = []
                     for try await part in inbound {
@@ -82,4 +85,3 @@ public struct HTTPFetcher: Sendable {
         }
     }
 }
-

@@ -38,7 +38,8 @@ public struct UpdateClient: Sendable {
             case let .unreachable(reason): throw .unreachable(url: url, reason: reason)
             case .timedOut: throw .unreachable(url: url, reason: "no answer in time")
             case .tooLarge:
-                throw path == "/manifest.json" ? .malformed("manifest larger than \(limit) bytes") : .fileSizeMismatch(name: String(path.split(separator: "/").last ?? ""))
+                throw path == "/manifest.json"
+                    ? .malformed("manifest larger than \(limit) bytes") : .fileSizeMismatch(name: String(path.split(separator: "/").last ?? ""))
             }
         }
         guard response.status == 200 else { throw .httpStatus(response.status, url: url) }

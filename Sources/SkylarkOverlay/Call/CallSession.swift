@@ -141,8 +141,10 @@ public struct CallSession: Sendable {
     /// Starts a call to `peer`. `peerNAT` is the type in the peer's presence, if known.
     /// `relayFirst`: start on a relay circuit and only then look for a UDP path (and move to it)
     /// — a diagnostic that exercises switching paths mid-call.
-    public init(calling peer: String, callID: [UInt8] = SecureRandom.bytes(16), candidates: [OvMediaCandidate], natType: NATType,
-                peerNAT: NATType, ssrc: UInt32, relayFirst: Bool = false, configuration: Configuration = .init(), now: Double) throws {
+    public init(
+        calling peer: String, callID: [UInt8] = SecureRandom.bytes(16), candidates: [OvMediaCandidate], natType: NATType,
+        peerNAT: NATType, ssrc: UInt32, relayFirst: Bool = false, configuration: Configuration = .init(), now: Double
+    ) throws {
         self.configuration = configuration
         self.callID = callID
         self.role = .caller
@@ -170,8 +172,10 @@ public struct CallSession: Sendable {
     }
 
     /// An incoming call: rings until `answer`, `decline` or the ring timeout.
-    public init(offer: OvCallOffer, callID: [UInt8], from peer: String, candidates: [OvMediaCandidate], natType: NATType,
-                ssrc: UInt32, configuration: Configuration = .init(), now: Double) throws {
+    public init(
+        offer: OvCallOffer, callID: [UInt8], from peer: String, candidates: [OvMediaCandidate], natType: NATType,
+        ssrc: UInt32, configuration: Configuration = .init(), now: Double
+    ) throws {
         self.configuration = configuration
         self.callID = callID
         self.role = .callee
@@ -204,7 +208,8 @@ public struct CallSession: Sendable {
         var deadline = phaseDeadline
         for pair in pairs where !pair.failed { deadline = min(deadline, pair.nextCheck) }
         if phase == .active || phase == .connecting, let path, let pair = pairs.first(where: { $0.endpoint == path.endpoint && $0.circuit == path.circuit }),
-           let last = pair.lastAnswer {
+            let last = pair.lastAnswer
+        {
             deadline = min(deadline, last + configuration.deadAfter)
         }
         return deadline
@@ -310,8 +315,10 @@ public struct CallSession: Sendable {
         relayRequested = false
         usedRelays = granted.relays
         // We send into our end; the peer sends into the far end.
-        pairs.append(Pair(endpoint: ownEnd, kind: .relayed, circuit: Array(granted.legID), relays: granted.relays, overTCP: overTCP,
-                          createdAt: now, nextCheck: now))
+        pairs.append(
+            Pair(
+                endpoint: ownEnd, kind: .relayed, circuit: Array(granted.legID), relays: granted.relays, overTCP: overTCP,
+                createdAt: now, nextCheck: now))
         var candidate = OvMediaCandidate()
         candidate.kind = .relay
         candidate.endpoint = far.description
@@ -372,8 +379,9 @@ public struct CallSession: Sendable {
         self.peerEphemeral = peerEphemeral
         let shared = try ephemeral.sharedSecret(with: peerEphemeral)
         let (callerKey, calleeKey) = role == .caller ? (ephemeralPublic, peerEphemeral) : (peerEphemeral, ephemeralPublic)
-        let material = try HKDF.sha256(inputKeyMaterial: shared, salt: callID, info: Array("skylark-call-v1".utf8) + callerKey + calleeKey,
-                                       outputByteCount: 64)
+        let material = try HKDF.sha256(
+            inputKeyMaterial: shared, salt: callID, info: Array("skylark-call-v1".utf8) + callerKey + calleeKey,
+            outputByteCount: 64)
         sharedSecret = Array(material[0..<32])
         checkKey = Array(material[32..<64])
     }
@@ -392,8 +400,10 @@ public struct CallSession: Sendable {
                 // The peer's relay ends at our supernode side: we send into it there.
                 let circuit = Array(candidate.circuitID)
                 guard circuit.count == 16, !pairs.contains(where: { $0.circuit == circuit }) else { continue }
-                pairs.append(Pair(endpoint: endpoint, kind: .relayed, circuit: circuit, relays: candidate.relays,
-                                  overTCP: Self.relayOverTCP(ownNAT), createdAt: now, nextCheck: now))
+                pairs.append(
+                    Pair(
+                        endpoint: endpoint, kind: .relayed, circuit: circuit, relays: candidate.relays,
+                        overTCP: Self.relayOverTCP(ownNAT), createdAt: now, nextCheck: now))
             case .UNRECOGNIZED:
                 continue
             }
@@ -440,7 +450,8 @@ public struct CallSession: Sendable {
         }
         // Only move to a path that is better, or away from one that died.
         if let current = path, let candidate = best, let currentPair = pairs.first(where: { $0.endpoint == current.endpoint && $0.circuit == current.circuit }),
-           currentPair.succeeded && !currentPair.failed && candidate.priority <= currentPair.priority {
+            currentPair.succeeded && !currentPair.failed && candidate.priority <= currentPair.priority
+        {
             return
         }
         path = newPath

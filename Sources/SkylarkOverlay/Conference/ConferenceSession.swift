@@ -106,8 +106,10 @@ public struct ConferenceSession: Sendable {
 
     /// We start a conference with `invitees`; `own` is our capability, measured now.
     /// `alsoAsking`: nodes outside the conference worth asking too (supernodes we know).
-    public init(inviting invitees: [String], own: OvMixerCapability, alsoAsking: [String] = [], id: [UInt8] = SecureRandom.bytes(16),
-                configuration: Configuration = .init(), now: Double) {
+    public init(
+        inviting invitees: [String], own: OvMixerCapability, alsoAsking: [String] = [], id: [UInt8] = SecureRandom.bytes(16),
+        configuration: Configuration = .init(), now: Double
+    ) {
         self.configuration = configuration
         conferenceID = id
         ownName = own.name

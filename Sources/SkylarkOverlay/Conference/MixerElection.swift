@@ -1,5 +1,5 @@
-import SkylarkWire
 import SkylarkTraversal
+import SkylarkWire
 
 /// Orders the candidates for mixing a conference, best first: the first is the mixer, the rest
 /// the failover order every participant holds (so when the mixer goes, everyone moves to the
@@ -55,8 +55,9 @@ public enum MixerElection {
         let scored = capabilities.compactMap { capability -> Scored? in
             guard !capability.name.isEmpty, seen.insert(capability.name).inserted else { return nil }
             let room = room(of: capability)
-            return Scored(capability: capability, fits: room >= size, reach: reachability(of: capability),
-                          participant: participants.contains(capability.name), roomBucket: min(room / size, 4), room: room)
+            return Scored(
+                capability: capability, fits: room >= size, reach: reachability(of: capability),
+                participant: participants.contains(capability.name), roomBucket: min(room / size, 4), room: room)
         }
         let ordered = scored.sorted { a, b in
             if a.fits != b.fits { return a.fits }
@@ -86,7 +87,8 @@ public enum MixerElection {
             }
         }
         let cores = (capability.idleCores * 10).rounded() / 10
-        var text = "\(reach), \(participant ? "in the conference" : "outside the conference"), \(cores) idle cores, \(capability.upstreamKbps) kb/s up: room for \(room)"
+        var text =
+            "\(reach), \(participant ? "in the conference" : "outside the conference"), \(cores) idle cores, \(capability.upstreamKbps) kb/s up: room for \(room)"
         if !fits { text += " (too little for this conference)" }
         return text
     }

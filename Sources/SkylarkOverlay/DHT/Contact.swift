@@ -20,8 +20,9 @@ public struct Contact: Hashable, Sendable, CustomStringConvertible {
         guard message.nodeID.count == NodeID.byteCount else { return nil }
         let endpoints = message.endpoints.prefix(8).compactMap(HostPort.init)
         guard !endpoints.isEmpty else { return nil }
-        self.init(nodeID: NodeID(bytes: message.nodeID), name: String(message.name.prefix(64)), endpoints: Array(endpoints),
-                  udpEndpoint: message.udpEndpoint.isEmpty ? nil : HostPort(message.udpEndpoint))
+        self.init(
+            nodeID: NodeID(bytes: message.nodeID), name: String(message.name.prefix(64)), endpoints: Array(endpoints),
+            udpEndpoint: message.udpEndpoint.isEmpty ? nil : HostPort(message.udpEndpoint))
     }
 
     public var message: OvContact {

@@ -1,5 +1,5 @@
-import SkylarkWire
 import Foundation
+import SkylarkWire
 
 /// The supernodes' Kademlia DHT, as a sans-I/O core (quinn-style): requests and answers in via
 /// `handleRequest` / `handleResponse`, failures via `handleUnreachable`, time via
@@ -387,8 +387,9 @@ public struct DHTCore: Sendable {
         case .findValue, .findNodes:
             // Our own copy counts too: this supernode may be one of the replicas.
             let records = lookup.records + store.records(for: lookup.target, now: now)
-            let outcome = LookupOutcome(target: lookup.target, records: best(records, now: now), closest: lookup.closestAnswered,
-                                        hops: lookup.hops, requests: lookup.requestsSent, elapsed: now - lookup.startedAt)
+            let outcome = LookupOutcome(
+                target: lookup.target, records: best(records, now: now), closest: lookup.closestAnswered,
+                hops: lookup.hops, requests: lookup.requestsSent, elapsed: now - lookup.startedAt)
             actions.append(.lookupFinished(id, outcome))
         case .store:
             actions.append(.storeFinished(id, replicas: acknowledged))
@@ -502,7 +503,6 @@ public struct DHTCore: Sendable {
         }
         nextMaintenance = now + min(configuration.refreshInterval, configuration.republishInterval) / 4
     }
-
 
     private mutating func makeID() -> UInt64 {
         defer { nextID += 1 }

@@ -1,4 +1,5 @@
 import SkylarkWire
+
 /// One iterative Kademlia lookup: keep `alpha` requests in flight to the closest contacts not yet
 /// asked; stop when the `k` closest known contacts have all answered (or failed), or — for a
 /// value — once a value has been found and the requests already in flight have come back (so the

@@ -1,5 +1,5 @@
-import SkylarkWire
 import SkylarkCrypto
+import SkylarkWire
 
 /// A 160-bit identifier in the DHT's XOR metric space: node ids (from credentials, never chosen
 /// freely) and record keys (hashes of names) share it.
@@ -71,9 +71,10 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible {
         let flipBit = Self.mask(leadingOnes: prefix + 1).distance(to: keepMask)
         func pick(_ a: UInt64, _ b: UInt64, _ keep: UInt64, _ flip: UInt64) -> UInt64 { (a & keep) | (b & ~keep & ~flip) | ((a ^ flip) & flip) }
         func pick32(_ a: UInt32, _ b: UInt32, _ keep: UInt32, _ flip: UInt32) -> UInt32 { (a & keep) | (b & ~keep & ~flip) | ((a ^ flip) & flip) }
-        return NodeID(high: pick(high, randomWord.high, keepMask.high, flipBit.high),
-                      middle: pick(middle, randomWord.middle, keepMask.middle, flipBit.middle),
-                      low: pick32(low, randomWord.low, keepMask.low, flipBit.low))
+        return NodeID(
+            high: pick(high, randomWord.high, keepMask.high, flipBit.high),
+            middle: pick(middle, randomWord.middle, keepMask.middle, flipBit.middle),
+            low: pick32(low, randomWord.low, keepMask.low, flipBit.low))
     }
 
     static func mask(leadingOnes count: Int) -> NodeID {

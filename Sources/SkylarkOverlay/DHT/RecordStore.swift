@@ -1,5 +1,5 @@
-import SkylarkWire
 import Foundation
+import SkylarkWire
 
 /// What a validator learnt about a record it accepted.
 public struct RecordInfo: Sendable, Equatable {

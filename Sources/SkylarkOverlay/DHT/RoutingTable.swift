@@ -1,4 +1,5 @@
 import SkylarkWire
+
 /// Kademlia's routing table: bucket i holds up to `k` contacts whose ids share exactly i leading
 /// bits with ours, least recently seen first. A full bucket keeps newcomers in a small
 /// replacement list and promotes one when a member stops answering, so long-lived contacts are

@@ -323,7 +323,8 @@ public struct SecureLink: Sendable {
             answer.refused = .init(code: .notAllowed, reason: "the link is already authenticated")
             outcome = nil
         } else if let credential = try? verifier.credential(authenticate.credential, now: now),
-                  verifier.signature(Array(authenticate.signature), by: credential, over: Self.signingInput("upgrade", transcript)) {
+            verifier.signature(Array(authenticate.signature), by: credential, over: Self.signingInput("upgrade", transcript))
+        {
             answer.ack = OvAck()
             outcome = PeerIdentity(credential: credential)
             peer = outcome

@@ -196,9 +196,10 @@ public struct PromotionPolicy: Sendable {
         if let last = recentEvidence.last, !last.reachedBoth {
             blockers.append("not reachable: " + Self.describeFailure(last))
         } else if trailingSuccesses < configuration.requiredSuccesses {
-            blockers.append(trailingSuccesses == 0
-                ? "waiting: no dial-back yet"
-                : "waiting: \(trailingSuccesses) of \(configuration.requiredSuccesses) dial-backs confirmed public TCP and UDP")
+            blockers.append(
+                trailingSuccesses == 0
+                    ? "waiting: no dial-back yet"
+                    : "waiting: \(trailingSuccesses) of \(configuration.requiredSuccesses) dial-backs confirmed public TCP and UDP")
         }
         return blockers
     }

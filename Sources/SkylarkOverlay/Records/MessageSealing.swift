@@ -1,6 +1,6 @@
-import SkylarkWire
 import Foundation
 import SkylarkCrypto
+import SkylarkWire
 
 /// End-to-end encryption of message text: only the recipient's X25519 message key opens it;
 /// supernodes relaying or storing the envelope see ciphertext.
@@ -19,8 +19,9 @@ public enum MessageSealing {
     public static func seal(_ text: String, to recipientKey: [UInt8], from: String, to: String, id: [UInt8]) throws -> OvSealedText {
         let ephemeral = try X25519.PrivateKey()
         let ephemeralPublic = try ephemeral.publicKey()
-        let key = try deriveKey(shared: try ephemeral.sharedSecret(with: recipientKey), ephemeral: ephemeralPublic,
-                                recipient: recipientKey, from: from, to: to, id: id)
+        let key = try deriveKey(
+            shared: try ephemeral.sharedSecret(with: recipientKey), ephemeral: ephemeralPublic,
+            recipient: recipientKey, from: from, to: to, id: id)
         let nonce = AESGCM.makeNonce()
         var sealed = OvSealedText()
         sealed.ephemeralKey = Data(ephemeralPublic)

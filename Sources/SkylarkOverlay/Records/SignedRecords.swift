@@ -49,10 +49,14 @@ public enum SignedRecords {
 
     /// The record and its owner's credential, if the owner signed it, the login server vouches
     /// for the owner, and it is current at `now` (Unix seconds).
-    public static func verifyPresence(_ signed: OvSignedPresence, verifier: Verifier, now: Double) throws(RecordError) -> (record: OvPresenceRecord, credential: Credential) {
+    public static func verifyPresence(_ signed: OvSignedPresence, verifier: Verifier, now: Double) throws(RecordError) -> (
+        record: OvPresenceRecord, credential: Credential
+    ) {
         let credential: Credential
         do { credential = try verifier.credential(signed.credential, now: now) } catch { throw .credential(error) }
-        guard verifier.signature(Array(signed.signature), by: credential, over: Array("skylark-presence-v1".utf8) + Array(signed.record)) else { throw .badSignature }
+        guard verifier.signature(Array(signed.signature), by: credential, over: Array("skylark-presence-v1".utf8) + Array(signed.record)) else {
+            throw .badSignature
+        }
         guard let record = try? OvPresenceRecord(serializedBytes: signed.record) else { throw .malformed("presence record") }
         guard record.name == credential.name else { throw .nameMismatch }
         // In Double, so hostile timestamps (Int64.max, negative) cannot overflow the arithmetic.
@@ -66,8 +70,10 @@ public enum SignedRecords {
 
     // MARK: Envelopes
 
-    public static func makeEnvelope(kind: OvEnvelopeKind, to recipient: String, payload: [UInt8], id: [UInt8] = SecureRandom.bytes(16),
-                                    identity: LocalIdentity, now: Double) throws -> OvEnvelope {
+    public static func makeEnvelope(
+        kind: OvEnvelopeKind, to recipient: String, payload: [UInt8], id: [UInt8] = SecureRandom.bytes(16),
+        identity: LocalIdentity, now: Double
+    ) throws -> OvEnvelope {
         guard let credential = identity.credential else { throw RecordError.malformed("not logged in") }
         var envelope = OvEnvelope()
         envelope.id = Data(id)
@@ -164,17 +170,21 @@ public struct OverlayRecordValidator: RecordValidator {
         switch record.kind {
         case .presence:
             guard let signed = try? OvSignedPresence(serializedBytes: record.value),
-                  let (presence, _) = try? SignedRecords.verifyPresence(signed, verifier: verifier, now: now),
-                  key == NodeID.presenceKey(for: presence.name) else { return nil }
+                let (presence, _) = try? SignedRecords.verifyPresence(signed, verifier: verifier, now: now),
+                key == NodeID.presenceKey(for: presence.name)
+            else { return nil }
             let supernode = presence.supernode.nodeID.count == NodeID.byteCount ? NodeID(bytes: presence.supernode.nodeID) : nil
-            return RecordInfo(key: key, kind: .presence, sequence: presence.sequence, itemID: [],
-                              expiresAt: Double(presence.expiresAtMs) / 1000, owner: presence.name, supernode: supernode)
+            return RecordInfo(
+                key: key, kind: .presence, sequence: presence.sequence, itemID: [],
+                expiresAt: Double(presence.expiresAtMs) / 1000, owner: presence.name, supernode: supernode)
         case .mailboxItem:
             guard let envelope = try? OvEnvelope(serializedBytes: record.value), Self.storableKinds.contains(envelope.kind),
-                  (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now)) != nil,
-                  key == NodeID.mailboxKey(for: envelope.to) else { return nil }
-            return RecordInfo(key: key, kind: .mailboxItem, sequence: 0, itemID: Array(envelope.id),
-                              expiresAt: Double(envelope.sentAtMs) / 1000 + SignedRecords.mailboxLifetime, owner: envelope.to, supernode: nil)
+                (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now)) != nil,
+                key == NodeID.mailboxKey(for: envelope.to)
+            else { return nil }
+            return RecordInfo(
+                key: key, kind: .mailboxItem, sequence: 0, itemID: Array(envelope.id),
+                expiresAt: Double(envelope.sentAtMs) / 1000 + SignedRecords.mailboxLifetime, owner: envelope.to, supernode: nil)
         default:
             return nil
         }

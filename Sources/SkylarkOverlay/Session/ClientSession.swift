@@ -1,7 +1,7 @@
 import Foundation
 import SkylarkCrypto
-import SkylarkWire
 import SkylarkTraversal
+import SkylarkWire
 
 /// A logged-in user's session with its supernode, as a sans-I/O core: buddies (with consent),
 /// presence (publishing our own, following our buddies', confirming a departure before showing
@@ -120,7 +120,8 @@ public struct ClientSession: Sendable {
     private var actions: [Action] = []
     private var nextID: UInt64 = 1
 
-    public init(identity: LocalIdentity, verifier: Verifier, messageKey: X25519.PrivateKey, state: SessionState, configuration: Configuration = .init()) throws {
+    public init(identity: LocalIdentity, verifier: Verifier, messageKey: X25519.PrivateKey, state: SessionState, configuration: Configuration = .init()) throws
+    {
         precondition(identity.credential != nil, "a session needs a credential")
         self.identity = identity
         self.verifier = verifier
@@ -165,8 +166,13 @@ public struct ClientSession: Sendable {
         // Searches the user is waiting for get an answer now rather than never.
         for (kind, _) in pending.values {
             if case let .search(token, name, .user) = kind {
-                actions.append(.event(.searchFinished(token: token, SearchAnswer(name: name, found: false, status: .unknown, privateEndpoints: [], hops: 0,
-                                                                                 error: "the supernode link was lost; try again"))))
+                actions.append(
+                    .event(
+                        .searchFinished(
+                            token: token,
+                            SearchAnswer(
+                                name: name, found: false, status: .unknown, privateEndpoints: [], hops: 0,
+                                error: "the supernode link was lost; try again"))))
             }
         }
         pending = [:]
@@ -248,12 +254,14 @@ public struct ClientSession: Sendable {
     public mutating func sendMessage(to rawName: String, text: String, now: Double) throws(CommandError) -> String {
         let name = try canonical(rawName)
         guard let buddy = state.buddies[name], buddy.state == .confirmed, let keyHex = buddy.messageKey,
-              let key = [UInt8](hexString: keyHex) else { throw .notABuddy(name) }
+            let key = [UInt8](hexString: keyHex)
+        else { throw .notABuddy(name) }
         let id = SecureRandom.bytes(16)
         guard let sealed = try? MessageSealing.seal(text, to: key, from: self.name, to: name, id: id),
-              let payload = try? sealed.serializedBytes() as [UInt8],
-              let envelope = try? SignedRecords.makeEnvelope(kind: .message, to: name, payload: payload, id: id, identity: identity, now: now),
-              let bytes = try? envelope.serializedBytes() as [UInt8] else {
+            let payload = try? sealed.serializedBytes() as [UInt8],
+            let envelope = try? SignedRecords.makeEnvelope(kind: .message, to: name, payload: payload, id: id, identity: identity, now: now),
+            let bytes = try? envelope.serializedBytes() as [UInt8]
+        else {
             actions.append(.event(.warning("could not seal a message for \(name)")))
             return ""
         }
@@ -286,7 +294,11 @@ public struct ClientSession: Sendable {
         let name = try canonical(rawName)
         let token = nextID
         if !isAttached {
-            actions.append(.event(.searchFinished(token: token, SearchAnswer(name: name, found: false, status: .unknown, privateEndpoints: [], hops: 0, error: "not attached to a supernode"))))
+            actions.append(
+                .event(
+                    .searchFinished(
+                        token: token,
+                        SearchAnswer(name: name, found: false, status: .unknown, privateEndpoints: [], hops: 0, error: "not attached to a supernode"))))
             nextID += 1
             return token
         }
@@ -424,7 +436,8 @@ public struct ClientSession: Sendable {
             }
         case .buddyAccept:
             guard var buddy = state.buddies[from], buddy.state == .requested || buddy.state == .confirmed,
-                  let card = try? OvBuddyCard(serializedBytes: envelope.payload), card.messageKey.count == X25519.keyByteCount else { return }
+                let card = try? OvBuddyCard(serializedBytes: envelope.payload), card.messageKey.count == X25519.keyByteCount
+            else { return }
             let wasConfirmed = buddy.state == .confirmed
             buddy.state = .confirmed
             buddy.messageKey = Array(card.messageKey).hexString
@@ -437,8 +450,9 @@ public struct ClientSession: Sendable {
             if state.buddies.removeValue(forKey: from) != nil { actions.append(.event(.buddyRemoved(name: from))) }
         case .message:
             guard state.buddies[from]?.state == .confirmed,
-                  let sealed = try? OvSealedText(serializedBytes: envelope.payload),
-                  let text = try? MessageSealing.open(sealed, with: messageKey, from: from, to: name, id: Array(envelope.id)) else { return }
+                let sealed = try? OvSealedText(serializedBytes: envelope.payload),
+                let text = try? MessageSealing.open(sealed, with: messageKey, from: from, to: name, id: Array(envelope.id))
+            else { return }
             let message = InboxMessage(id: idHex, from: from, text: text, sentAt: Double(envelope.sentAtMs) / 1000, receivedAt: now)
             state.inbox.append(message)
             if state.inbox.count > configuration.maximumInbox { state.inbox.removeFirst(state.inbox.count - configuration.maximumInbox) }
@@ -455,9 +469,10 @@ public struct ClientSession: Sendable {
             }
         case .presence:
             guard var buddy = state.buddies[from], buddy.state == .confirmed,
-                  let signed = try? OvSignedPresence(serializedBytes: envelope.payload),
-                  let (record, _) = try? SignedRecords.verifyPresence(signed, verifier: verifier, now: now),
-                  record.name == from, record.sequence > buddy.presenceSequence else { return }
+                let signed = try? OvSignedPresence(serializedBytes: envelope.payload),
+                let (record, _) = try? SignedRecords.verifyPresence(signed, verifier: verifier, now: now),
+                record.name == from, record.sequence > buddy.presenceSequence
+            else { return }
             confirming[from] = nil
             misses[from] = nil
             apply(record, to: &buddy, now: now)
@@ -474,8 +489,9 @@ public struct ClientSession: Sendable {
         case .departure:
             // Sent by the supernode the buddy was attached to. Believed only after a second look.
             guard let departure = try? OvDeparture(serializedBytes: envelope.payload),
-                  let buddy = state.buddies[departure.subject], buddy.state == .confirmed, buddy.presence != .offline,
-                  buddy.supernode == from, departure.lastSequence >= buddy.presenceSequence else { return }
+                let buddy = state.buddies[departure.subject], buddy.state == .confirmed, buddy.presence != .offline,
+                buddy.supernode == from, departure.lastSequence >= buddy.presenceSequence
+            else { return }
             confirming[departure.subject] = (now + configuration.departureConfirmDelay, departure.lastSequence)
         default:
             return
@@ -538,7 +554,8 @@ public struct ClientSession: Sendable {
         }
     }
 
-    private mutating func searchAnswered(token: UInt64, name: String, purpose: SearchPurpose, found: OvPresenceRecord?, hops: Int, error: String?, now: Double) {
+    private mutating func searchAnswered(token: UInt64, name: String, purpose: SearchPurpose, found: OvPresenceRecord?, hops: Int, error: String?, now: Double)
+    {
         switch purpose {
         case .user:
             var answer = SearchAnswer(name: name, found: found != nil, status: .offline, privateEndpoints: [], hops: hops, error: error)
@@ -602,7 +619,9 @@ public struct ClientSession: Sendable {
     // MARK: - Sending
 
     private mutating func send(kind: OvEnvelopeKind, to recipient: String, payload: [UInt8], store: Bool, now: Double) {
-        guard isAttached, let envelope = try? SignedRecords.makeEnvelope(kind: kind, to: recipient, payload: payload, identity: identity, now: now) else { return }
+        guard isAttached, let envelope = try? SignedRecords.makeEnvelope(kind: kind, to: recipient, payload: payload, identity: identity, now: now) else {
+            return
+        }
         deliver(envelope, store: store, messageID: nil, now: now)
     }
 

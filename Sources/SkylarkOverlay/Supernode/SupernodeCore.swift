@@ -134,8 +134,10 @@ public struct SupernodeCore: Sendable {
     /// Set by `depart`: the node is leaving and starts nothing new in the overlay.
     public private(set) var hasDeparted = false
 
-    public init(identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Double,
-                relays: RelayTable = RelayTable()) {
+    public init(
+        identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Double,
+        relays: RelayTable = RelayTable()
+    ) {
         self.relays = relays
         self.identity = identity
         self.verifier = verifier
@@ -251,7 +253,9 @@ public struct SupernodeCore: Sendable {
                 return refuse(link, message.id, .invalid, "presence refused: \(error)")
             }
             guard verified.record.name == peer.name else { return refuse(link, message.id, .invalid, "presence for another user") }
-            guard NodeID(bytes: verified.record.supernode.nodeID) == contact.nodeID else { return refuse(link, message.id, .invalid, "presence names another supernode") }
+            guard NodeID(bytes: verified.record.supernode.nodeID) == contact.nodeID else {
+                return refuse(link, message.id, .invalid, "presence names another supernode")
+            }
             guard let record = try? OvDHTRecord.presence(publish.presence, name: peer.name), let operation = dht.store(record, now: now) else {
                 return refuse(link, message.id, .invalid, "presence refused")
             }
@@ -268,7 +272,9 @@ public struct SupernodeCore: Sendable {
             guard envelope.from == peer.name, (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now)) != nil else {
                 return refuse(link, message.id, .invalid, "envelope refused: not signed by the sender")
             }
-            guard let recipient = try? UserName.canonical(envelope.to), recipient == envelope.to else { return refuse(link, message.id, .invalid, "bad recipient") }
+            guard let recipient = try? UserName.canonical(envelope.to), recipient == envelope.to else {
+                return refuse(link, message.id, .invalid, "bad recipient")
+            }
             startDelivery(envelope, storeIfOffline: deliver.storeIfOffline, origin: .client(link: link, requestID: message.id), now: now)
 
         case .fetchMailbox?:
@@ -355,7 +361,8 @@ public struct SupernodeCore: Sendable {
         case let .forward(forward)?:
             let envelope = forward.envelope
             guard (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now)) != nil,
-                  let target = linkByName[envelope.to] else {
+                let target = linkByName[envelope.to]
+            else {
                 var answer = OvLinkMessage()
                 answer.id = message.id
                 answer.forwarded = OvForwarded()
@@ -363,8 +370,9 @@ public struct SupernodeCore: Sendable {
                 break
             }
             let id = makeID()
-            deliveries[id] = Delivery(origin: .peer(link: link, requestID: message.id), envelope: envelope, storeIfOffline: false,
-                                      stage: .awaitingClient(link: target, requestID: id), deadline: now + configuration.clientDeliveryTimeout)
+            deliveries[id] = Delivery(
+                origin: .peer(link: link, requestID: message.id), envelope: envelope, storeIfOffline: false,
+                stage: .awaitingClient(link: target, requestID: id), deadline: now + configuration.clientDeliveryTimeout)
             actions.append(.send(link: target, message: incoming(envelope, id: id)))
         case let .dialBackOrder(order)?:
             let token = makeID()
@@ -513,8 +521,9 @@ public struct SupernodeCore: Sendable {
     private mutating func startDelivery(_ envelope: OvEnvelope, storeIfOffline: Bool, origin: Origin, now: Double) {
         let id = makeID()
         if let target = linkByName[envelope.to] {
-            deliveries[id] = Delivery(origin: origin, envelope: envelope, storeIfOffline: storeIfOffline,
-                                      stage: .awaitingClient(link: target, requestID: id), deadline: now + configuration.clientDeliveryTimeout)
+            deliveries[id] = Delivery(
+                origin: origin, envelope: envelope, storeIfOffline: storeIfOffline,
+                stage: .awaitingClient(link: target, requestID: id), deadline: now + configuration.clientDeliveryTimeout)
             actions.append(.send(link: target, message: incoming(envelope, id: id)))
             return
         }
@@ -603,14 +612,17 @@ public struct SupernodeCore: Sendable {
 
     // MARK: - Relay circuits
 
-    private mutating func relayLookupFinished(_ lookup: (link: LinkID, requestID: UInt64, callee: String, avoid: Set<NodeID>),
-                                              _ outcome: DHTCore.LookupOutcome, now: Double) {
+    private mutating func relayLookupFinished(
+        _ lookup: (link: LinkID, requestID: UInt64, callee: String, avoid: Set<NodeID>),
+        _ outcome: DHTCore.LookupOutcome, now: Double
+    ) {
         let presence = outcome.records.first.flatMap { try? OvSignedPresence(serializedBytes: $0.value) }
             .flatMap { try? SignedRecords.verifyPresence($0, verifier: verifier, now: now).record }
         guard let presence, presence.status != .offline, let far = Contact(presence.supernode), far.udpEndpoint != nil else {
             return refuse(lookup.link, lookup.requestID, .unavailable, "\(lookup.callee) is not online")
         }
-        buildCircuit(.client(link: lookup.link, requestID: lookup.requestID, callee: lookup.callee, calleeSupernode: far, attempt: 1, avoid: lookup.avoid), now: now)
+        buildCircuit(
+            .client(link: lookup.link, requestID: lookup.requestID, callee: lookup.callee, calleeSupernode: far, attempt: 1, avoid: lookup.avoid), now: now)
     }
 
     /// Our end of a circuit for a client: a leg facing the client, bound by its first packet,
@@ -637,7 +649,9 @@ public struct SupernodeCore: Sendable {
         }
         let first = chain[0]
         do {
-            try relays.admit(towardCaller: .init(id: ownLeg, endpoint: nil), towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: first.udpEndpoint.map { .udp($0) }), now: now)
+            try relays.admit(
+                towardCaller: .init(id: ownLeg, endpoint: nil),
+                towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: first.udpEndpoint.map { .udp($0) }), now: now)
         } catch {
             return refuse(link, requestID, .overloaded, error.description)
         }
@@ -692,8 +706,9 @@ public struct SupernodeCore: Sendable {
         }
         guard let next = remaining.first, let nextUDP = next.udpEndpoint else { return refuse(link, requestID, .invalid, "bad circuit setup") }
         do {
-            try relays.admit(towardCaller: inbound, towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: .udp(nextUDP)),
-                             bandwidth: Double(setup.bandwidth), now: now)
+            try relays.admit(
+                towardCaller: inbound, towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: .udp(nextUDP)),
+                bandwidth: Double(setup.bandwidth), now: now)
         } catch {
             return refuse(link, requestID, .overloaded, error.description)
         }
@@ -716,8 +731,9 @@ public struct SupernodeCore: Sendable {
             answer.circuitReady = forward
             actions.append(.send(link: link, message: answer))
         case let .client(link, requestID, _, _, _, _):
-            grant(link: link, requestID: requestID, ownLeg: setup.ownLeg, farLeg: Array(ready.farLegID), relays: [name] + ready.relays,
-                  farEndpoint: HostPort(ready.farEndpoint))
+            grant(
+                link: link, requestID: requestID, ownLeg: setup.ownLeg, farLeg: Array(ready.farLegID), relays: [name] + ready.relays,
+                farEndpoint: HostPort(ready.farEndpoint))
         }
     }
 
@@ -757,7 +773,9 @@ public struct SupernodeCore: Sendable {
         departure.lastSequence = client.presenceSequence ?? 0
         guard let payload = try? departure.serializedBytes() as [UInt8] else { return }
         for watcher in client.watchers {
-            guard let envelope = try? SignedRecords.makeEnvelope(kind: .departure, to: watcher, payload: payload, identity: identity, now: now) else { continue }
+            guard let envelope = try? SignedRecords.makeEnvelope(kind: .departure, to: watcher, payload: payload, identity: identity, now: now) else {
+                continue
+            }
             startDelivery(envelope, storeIfOffline: false, origin: .notice, now: now)
         }
         log("announced departure", ["client.name": client.peer.name, "client.watchers": "\(client.watchers.count)"])
@@ -796,7 +814,11 @@ public struct SupernodeCore: Sendable {
                 } else if case let .publish(link, requestID, _, _)? = pendingByOperation.removeValue(forKey: operation) {
                     var answer = OvLinkMessage()
                     answer.id = requestID
-                    if replicas > 0 { answer.stored = OvStored() } else { answer.refused = .init(code: .unavailable, reason: "no supernode stored the presence record") }
+                    if replicas > 0 {
+                        answer.stored = OvStored()
+                    } else {
+                        answer.refused = .init(code: .unavailable, reason: "no supernode stored the presence record")
+                    }
                     actions.append(.send(link: link, message: answer))
                 }
             case let .broadcastFinished(operation, _):
@@ -868,4 +890,3 @@ public struct SupernodeCore: Sendable {
         return nextID
     }
 }
-

@@ -191,7 +191,8 @@ public struct NATProbe: Sendable {
     /// A probe from the other supernode (test II) or the other port (test IV) arrived.
     public mutating func handleProbeArrived(transactionID: [UInt8], now: Double) {
         guard case .probing = state, let test = runningTest(transactionID),
-              test == .otherNode || test == .otherPort else { return }
+            test == .otherNode || test == .otherPort
+        else { return }
         trials[test.rawValue].outcome = .answered(mapped: nil)
         decide(now: now)
     }
@@ -254,11 +255,15 @@ public struct NATProbe: Sendable {
     }
 
     private mutating func startFollowUps(mapped m1: HostPort, translated: Bool, now: Double) {
-        begin(.otherNode, .requestReplyFromOtherNode(
-            via: primary, transactionID: trials[Test.otherNode.rawValue].transactionID, replyTo: m1), now: now)
+        begin(
+            .otherNode,
+            .requestReplyFromOtherNode(
+                via: primary, transactionID: trials[Test.otherNode.rawValue].transactionID, replyTo: m1), now: now)
         guard translated else { return }  // no NAT: only the filtering is left to find out
-        begin(.otherPort, .requestReplyFromOtherPort(
-            via: primary, transactionID: trials[Test.otherPort.rawValue].transactionID, replyTo: m1), now: now)
+        begin(
+            .otherPort,
+            .requestReplyFromOtherPort(
+                via: primary, transactionID: trials[Test.otherPort.rawValue].transactionID, replyTo: m1), now: now)
     }
 
     private mutating func finish(_ type: NATType) {

@@ -258,7 +258,8 @@ public final class RelayTable: Sendable {
     /// nil when it belongs to no circuit carried here from `source` (it is for this node).
     public func forward(_ packet: [UInt8], from source: RelayCircuits.Endpoint, now: Double) -> (packet: [UInt8], to: RelayCircuits.Endpoint)? {
         guard let (leg, _) = RelayCircuits.parse(packet),
-              let forward = route(leg: leg, from: source, byteCount: packet.count, now: now) else { return nil }
+            let forward = route(leg: leg, from: source, byteCount: packet.count, now: now)
+        else { return nil }
         return (RelayCircuits.packet(leg: forward.legID, payload: Array(packet[RelayCircuits.headerByteCount...])), forward.endpoint)
     }
 

@@ -31,7 +31,8 @@ public enum IPAddressText {
         var result: [UInt8] = []
         for part in parts {
             guard (1...3).contains(part.count), part.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let value = UInt8(part) else { return nil }
+                let value = UInt8(part)
+            else { return nil }
             result.append(value)
         }
         return result
@@ -60,7 +61,8 @@ public enum IPAddressText {
                 result += v4
             } else {
                 guard (1...4).contains(part.count), part.allSatisfy(\.isHexDigit), part.allSatisfy(\.isASCII),
-                      let value = UInt16(part, radix: 16) else { return nil }
+                    let value = UInt16(part, radix: 16)
+                else { return nil }
                 result += [UInt8(value >> 8), UInt8(value & 0xFF)]
             }
         }

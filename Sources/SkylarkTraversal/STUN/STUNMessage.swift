@@ -247,8 +247,9 @@ public struct STUNMessage: Sendable, Equatable {
                 guard readUInt32(bytes, at: valueStart) == expected else { throw .badFingerprint }
                 message.hasFingerprint = true
             } else {
-                message.attributes.append(Attribute(
-                    type: AttributeType(attributeType), value: Array(bytes[valueStart..<(valueStart + length)])))
+                message.attributes.append(
+                    Attribute(
+                        type: AttributeType(attributeType), value: Array(bytes[valueStart..<(valueStart + length)])))
             }
             offset = valueStart + padded(length)
         }

@@ -23,12 +23,14 @@ public enum STUNResponder {
     /// otherwise there is nothing to report and nil is returned.
     public static func respond(to request: [UInt8], from source: HostPort, software: String) -> [UInt8]? {
         guard let message = try? STUNMessage.decode(request),
-              message.messageClass == .request, message.method == .binding else { return nil }
+            message.messageClass == .request, message.method == .binding
+        else { return nil }
 
         var unknown: [STUNMessage.AttributeType] = []
         for attribute in message.attributes
         where attribute.type.isComprehensionRequired && !understoodAttributes.contains(attribute.type)
-            && !unknown.contains(attribute.type) {
+            && !unknown.contains(attribute.type)
+        {
             unknown.append(attribute.type)
         }
 
