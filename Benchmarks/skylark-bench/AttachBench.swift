@@ -78,7 +78,8 @@ struct AttachBench: AsyncParsableCommand {
         for tool in [skylark, login] where !FileManager.default.isExecutableFile(atPath: tool) {
             throw AttachFailure("\(tool) is missing: build it (swift build -c release --product \(URL(fileURLWithPath: tool).lastPathComponent))")
         }
-        let descriptors = try raiseDescriptorLimit(clients: clients)
+        // This process (N client sockets) and the supernode it spawns (N accepted sockets).
+        let descriptors = try BenchSetup.raiseDescriptorLimit(wanted: 2 * clients + 1024, needed: clients + 512)
         attachProgress("descriptor limit (inherited by the supernode): \(descriptors)")
 
         let work = try supervisor.makeDirectory()
@@ -99,29 +100,19 @@ struct AttachBench: AsyncParsableCommand {
     {
 
         // Login server.
-        let loginPort = try await freePort(group: group)
-        let loginState = work + "/login"
-        _ = try supervisor.runTool(login, ["init", "--state", loginState, "--public-address", "127.0.0.1:\(loginPort)", "--key-bits", "\(keyBits)"])
-        let loginServer = try supervisor.spawn(
-            "skylark-login", login, ["serve", "--state", loginState, "--listen", "127.0.0.1:\(loginPort)", "--log-level", "warning"],
-            log: work + "/login.log")
-        try await supervisor.waitFor("the login server to listen", timeout: 30, process: loginServer) {
-            ((try? String(contentsOfFile: work + "/login.log", encoding: .utf8)) ?? "").contains("listening")
-        }
-        let profile = loginState + "/network.json"
         let password = "idle-bench-password"
-        _ = try supervisor.runTool(
-            skylark, ["register", "idlesn", "--network", profile, "--state", work + "/sn-register"],
-            environment: ["SKYLARK_PASSWORD": password])
+        let loginServer = try await BenchSetup.startLoginServer(
+            supervisor: supervisor, group: group, work: work, skylark: skylark, login: login, keyBits: keyBits, supernode: "idlesn", password: password)
+        let profile = loginServer.profile
+        let signer = loginServer.signer
 
         // Client credentials, signed here with the login server's key.
-        let signer = try RSA.PrivateKey(pem: String(contentsOfFile: loginState + "/login-key.pem", encoding: .utf8))
         let issueStart = Date()
-        let identities = try issueIdentities(count: clients, signer: signer)
+        let identities = try BenchSetup.issueIdentities(names: (1...clients).map { String(format: "idle%05d", $0) }, signer: signer)
         attachProgress("issued \(clients) credentials in \(attachFormat(Date().timeIntervalSince(issueStart), 1)) s")
 
         // The supernode.
-        let port = try await freePort(group: group)
+        let port = try await BenchSetup.freePort(group: group)
         let snState = work + "/sn"
         let supernode = try supervisor.spawn(
             "skylark run idlesn", skylark,
@@ -274,61 +265,6 @@ struct AttachBench: AsyncParsableCommand {
             attached.fail(error)  // never left pending
             return .failure(AttachFailure("\(identity.name ?? "?"): connect: \(error)"))
         }
-    }
-
-    /// N fresh Ed25519 identities with credentials signed by the login server's key, on every core.
-    private func issueIdentities(count: Int, signer: RSA.PrivateKey) throws -> [LocalIdentity] {
-        let issuedAt = Int64(Date().timeIntervalSince1970) - 60
-        let base = UInt64.random(in: 1...(UInt64.max >> 16)) << 16
-        let workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let results = AttachIdentityBox(count: count)
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var index = worker
-            while index < count {
-                do {
-                    let key = try Ed25519.PrivateKey()
-                    let publicKey = try key.publicKey().rawRepresentation()
-                    let signed = try Credential.issue(
-                        name: String(format: "idle%05d", index + 1), userPublicKey: publicKey, issuedAt: issuedAt,
-                        lifetime: 24 * 3600, serial: base + UInt64(index), signer: signer)
-                    let credential = try Credential.verify(signed, issuer: signer.publicKey, now: Int64(Date().timeIntervalSince1970))
-                    results.set(index, .success(try LocalIdentity(key: key, credential: credential)))
-                } catch {
-                    results.set(index, .failure(AttachFailure("credential \(index + 1): \(error)")))
-                }
-                index += workers
-            }
-        }
-        return try results.values()
-    }
-
-    /// Raises RLIMIT_NOFILE so this process (N client sockets) and the supernode it spawns (N
-    /// accepted sockets; it inherits the limit) both fit, with room to spare: 2N + 1024 if the
-    /// hard limit allows or can be raised, and at least N + 512.
-    private func raiseDescriptorLimit(clients: Int) throws -> Int {
-        let wanted = rlim_t(2 * clients + 1024)
-        let needed = rlim_t(clients + 512)
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { throw AttachFailure("getrlimit(RLIMIT_NOFILE) failed: errno \(errno)") }
-        if limit.rlim_cur >= wanted { return Int(limit.rlim_cur) }
-        var raised = rlimit(rlim_cur: wanted, rlim_max: max(limit.rlim_max, wanted))
-        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return Int(wanted) }
-        // Not allowed to raise the hard limit: go as far as it allows.
-        raised = rlimit(rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max)
-        if limit.rlim_max >= needed, setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return Int(limit.rlim_max) }
-        throw AttachFailure(
-            """
-            \(clients) clients need at least \(needed) open files per process (this one and the supernode); \
-            the hard limit is \(limit.rlim_max) and cannot be raised here (ulimit -Hn, or run as root / raise it in limits.conf)
-            """)
-    }
-
-    private func freePort(group: MultiThreadedEventLoopGroup) async throws -> Int {
-        let channel = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        guard port > 0 else { throw AttachFailure("no free port on 127.0.0.1") }
-        return port
     }
 }
 

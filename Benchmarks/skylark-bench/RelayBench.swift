@@ -139,7 +139,7 @@ struct RelayBench: AsyncParsableCommand {
         }
         self.pinning = pinning
         let maximum = counts.max() ?? 0
-        let limit = try raiseDescriptorLimit(wanted: 4 * maximum + 1024)
+        let limit = try BenchSetup.raiseDescriptorLimit(wanted: 4 * maximum + 1024, needed: 2 * maximum + 512)
         relayProgress("descriptor limit (inherited by the servers): \(limit)")
 
         let work = try supervisor.makeDirectory()
@@ -200,23 +200,13 @@ struct RelayBench: AsyncParsableCommand {
         supervisor: AttachSupervisor, group: MultiThreadedEventLoopGroup, work: String, skylark: String, login: String,
         maximum: Int
     ) async throws -> Context {
-        let loginPort = try await freePort(group: group)
-        let loginState = work + "/login"
-        _ = try supervisor.runTool(login, ["init", "--state", loginState, "--public-address", "127.0.0.1:\(loginPort)", "--key-bits", "\(keyBits)"])
-        let loginServer = try supervisor.spawn(
-            "skylark-login", login, ["serve", "--state", loginState, "--listen", "127.0.0.1:\(loginPort)", "--log-level", "warning"],
-            log: work + "/login.log")
-        try await supervisor.waitFor("the login server to listen", timeout: 30, process: loginServer) {
-            ((try? String(contentsOfFile: work + "/login.log", encoding: .utf8)) ?? "").contains("listening")
-        }
-        let profile = loginState + "/network.json"
         let password = "relay-bench-password"
-        _ = try supervisor.runTool(
-            skylark, ["register", "relaysn", "--network", profile, "--state", work + "/sn-register"],
-            environment: ["SKYLARK_PASSWORD": password])
-        let signer = try RSA.PrivateKey(pem: String(contentsOfFile: loginState + "/login-key.pem", encoding: .utf8))
+        let loginServer = try await BenchSetup.startLoginServer(
+            supervisor: supervisor, group: group, work: work, skylark: skylark, login: login, keyBits: keyBits, supernode: "relaysn", password: password)
+        let profile = loginServer.profile
+        let signer = loginServer.signer
         let issueStart = Date()
-        let identities = try Self.issueIdentities(
+        let identities = try BenchSetup.issueIdentities(
             names: (1...maximum).flatMap { [String(format: "rcaller%05d", $0), String(format: "rcallee%05d", $0)] },
             signer: signer)
         relayProgress("issued \(identities.count) credentials in \(relayFormat(Date().timeIntervalSince(issueStart), 1)) s")
@@ -305,7 +295,7 @@ struct RelayBench: AsyncParsableCommand {
         count: Int, context: Context, receivers: [LoadReceiver], phase: UInt32, baseline: PhaseResult, supervisor: AttachSupervisor,
         group: MultiThreadedEventLoopGroup, work: String, skylark: String
     ) async throws -> RelayRow {
-        let port = try await freePort(group: group)
+        let port = try await BenchSetup.freePort(group: group)
         let state = work + "/sn-\(count)-\(phase)"
         let (snExecutable, snArguments) = pinned(
             skylark,
@@ -527,71 +517,12 @@ struct RelayBench: AsyncParsableCommand {
 
     // MARK: - Helpers
 
-    static func issueIdentities(names: [String], signer: RSA.PrivateKey) throws -> [LocalIdentity] {
-        let issuedAt = Int64(Date().timeIntervalSince1970) - 60
-        let base = UInt64.random(in: 1...(UInt64.max >> 16)) << 16
-        let workers = max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let results = AttachIdentityBox(count: names.count)
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var index = worker
-            while index < names.count {
-                do {
-                    let key = try Ed25519.PrivateKey()
-                    let signed = try Credential.issue(
-                        name: names[index], userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: issuedAt,
-                        lifetime: 24 * 3600, serial: base + UInt64(index), signer: signer)
-                    let credential = try Credential.verify(signed, issuer: signer.publicKey, now: Int64(Date().timeIntervalSince1970))
-                    results.set(index, .success(try LocalIdentity(key: key, credential: credential)))
-                } catch {
-                    results.set(index, .failure(AttachFailure("credential \(names[index]): \(error)")))
-                }
-                index += workers
-            }
-        }
-        return try results.values()
-    }
-
-    private func raiseDescriptorLimit(wanted: Int) throws -> Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { throw LoadFailure("getrlimit failed") }
-        let target = rlim_t(wanted)
-        if limit.rlim_cur >= target { return Int(limit.rlim_cur) }
-        var raised = rlimit(rlim_cur: target, rlim_max: max(limit.rlim_max, target))
-        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return wanted }
-        raised = rlimit(rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max)
-        guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0, limit.rlim_max >= target / 2 else {
-            throw LoadFailure("need \(wanted) open files; the hard limit is \(limit.rlim_max)")
-        }
-        return Int(limit.rlim_max)
-    }
-
-    private func freePort(group: MultiThreadedEventLoopGroup) async throws -> Int {
-        // Free for TCP and for UDP (the supernode listens on both).
-        for _ in 0..<20 {
-            let channel = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-            let port = channel.localAddress?.port ?? 0
-            try await channel.close()
-            if port > 0, bindable(udp: port) { return port }
-        }
-        throw LoadFailure("no free port on 127.0.0.1")
-    }
-
-    private func bindable(udp port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = UDPSocket.loopback(port: port)
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        } == 0
-    }
-
     /// A UDP port below the ephemeral range (so the bench's own sockets cannot take it while the
     /// server starts) and above coturn's relay ports (10000-19999).
     private func freeUDPPort() async throws -> Int {
         for _ in 0..<200 {
             let port = Int.random(in: 20_000..<30_000)
-            if bindable(udp: port) { return port }
+            if BenchSetup.bindable(udp: port) { return port }
         }
         throw LoadFailure("no free UDP port in 20000-29999")
     }
