@@ -139,22 +139,25 @@ struct CallSessionTests {
                             } else {
                                 run.caller.handleSignal(signal, now: run.now)
                             }
-                        case let .sendCheck(check, target, circuit, overTCP):
+                        case let .sendCheck(check, route):
+                            let (target, circuit, overTCP) = (route.endpoint, route.circuit, route.overTCP)
                             if let circuit {
                                 guard network.relayWorks, let leg = network.relayLegs[circuit] else { continue }
                                 let farEnd = HostPort(host: "203.0.113.2\(leg.host == "alice" ? 1 : 2)", port: 7100)
                                 if leg.host == "alice" {
-                                    run.caller.handleCheck(check, from: farEnd, circuit: leg.otherLeg, overTCP: overTCP, now: run.now + 0.03)
+                                    run.caller.handleCheck(
+                                        check, arrivedVia: MediaRoute(endpoint: farEnd, circuit: leg.otherLeg, overTCP: overTCP), now: run.now + 0.03)
                                 } else {
-                                    run.callee?.handleCheck(check, from: farEnd, circuit: leg.otherLeg, overTCP: overTCP, now: run.now + 0.03)
+                                    run.callee?.handleCheck(
+                                        check, arrivedVia: MediaRoute(endpoint: farEnd, circuit: leg.otherLeg, overTCP: overTCP), now: run.now + 0.03)
                                 }
                             } else {
                                 guard let source = network.send(from: side, to: target), let owner = network.owner(of: target, from: source), owner == other
                                 else { continue }
                                 if other == "alice" {
-                                    run.caller.handleCheck(check, from: source, circuit: nil, overTCP: false, now: run.now + 0.01)
+                                    run.caller.handleCheck(check, arrivedVia: .udp(source), now: run.now + 0.01)
                                 } else {
-                                    run.callee?.handleCheck(check, from: source, circuit: nil, overTCP: false, now: run.now + 0.01)
+                                    run.callee?.handleCheck(check, arrivedVia: .udp(source), now: run.now + 0.01)
                                 }
                             }
                         case let .requestRelay(avoid):
@@ -255,7 +258,7 @@ struct CallSessionTests {
         forged.tag = Data([UInt8](repeating: 0, count: 16))
         let (run, _) = try Self.call(.udpBlocked, .udpBlocked, seconds: 0.5) { run, network in
             network.relayWorks = false
-            run.caller.handleCheck(forged, from: HostPort(host: "192.0.2.66", port: 1), circuit: nil, overTCP: false, now: run.now)
+            run.caller.handleCheck(forged, arrivedVia: .udp(HostPort(host: "192.0.2.66", port: 1)), now: run.now)
         }
         #expect(run.caller.path == nil)
     }

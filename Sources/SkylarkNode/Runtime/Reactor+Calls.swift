@@ -139,16 +139,16 @@ extension Reactor {
         }
     }
 
-    func pathCheckArrived(_ check: OvPathCheck, from source: HostPort, circuit: [UInt8]?, overTCP: Bool, now: Double) {
+    func pathCheckArrived(_ check: OvPathCheck, via route: MediaRoute, now: Double) {
         let id = Array(check.callID).hexString
         logger.trace(
             "path check in",
             metadata: [
-                "call.id": "\(id)", "peer.address": "\(source)", "call.known": "\(calls[id] != nil)",
-                "call.response": "\(check.response)", "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")",
+                "call.id": "\(id)", "peer.address": "\(route.endpoint)", "call.known": "\(calls[id] != nil)",
+                "call.response": "\(check.response)", "call.circuit": "\(route.circuit?.hexString.prefix(8) ?? "-")",
             ])
         guard calls[id] != nil else { return }
-        calls[id]!.session.handleCheck(check, from: source, circuit: circuit, overTCP: overTCP, now: now)
+        calls[id]!.session.handleCheck(check, arrivedVia: route, now: now)
         drainCall(id, now: now)
     }
 
@@ -158,7 +158,7 @@ extension Reactor {
         if DatagramKind(Array(payload)) == .overlay, let datagram = try? OvDatagram(serializedBytes: Array(payload.dropFirst())),
             case let .pathCheck(check)? = datagram.body
         {
-            return pathCheckArrived(check, from: source, circuit: leg, overTCP: overTCP, now: now)
+            return pathCheckArrived(check, via: MediaRoute(endpoint: source, circuit: leg, overTCP: overTCP), now: now)
         }
         mediaArrived(Array(payload), via: leg, from: source, now: now)
     }
@@ -206,17 +206,17 @@ extension Reactor {
                 do { try session?.sendCallSignal(signal, to: peer, now: now) } catch {
                     logger.warning("cannot signal the call", metadata: ["call.error": "\(error)"])
                 }
-            case let .sendCheck(check, target, circuit, overTCP):
+            case let .sendCheck(check, route):
                 logger.trace(
                     "path check out",
                     metadata: [
-                        "call.id": "\(id)", "peer.address": "\(target)", "call.response": "\(check.response)",
-                        "call.circuit": "\(circuit?.hexString.prefix(8) ?? "-")",
+                        "call.id": "\(id)", "peer.address": "\(route.endpoint)", "call.response": "\(check.response)",
+                        "call.circuit": "\(route.circuit?.hexString.prefix(8) ?? "-")",
                     ])
                 var datagram = OvDatagram()
                 datagram.pathCheck = check
                 guard let body = try? datagram.serializedBytes() as [UInt8] else { continue }
-                sendCallPacket(DatagramKind.overlay(body), to: target, circuit: circuit, overTCP: overTCP)
+                sendCallPacket(DatagramKind.overlay(body), via: route)
             case let .requestRelay(avoid):
                 requestRelay(for: id, avoid: avoid, now: now)
             case let .pathChanged(path):
@@ -229,22 +229,22 @@ extension Reactor {
 
     /// Sends a call packet (path check or media) straight over UDP, or into a relay circuit:
     /// over UDP to our supernode's relay port, or over our TCP link when UDP is blocked.
-    func sendCallPacket(_ payload: [UInt8], to target: HostPort, circuit: [UInt8]?, overTCP: Bool) {
-        guard let circuit else {
-            io.sendDatagram(payload, to: target, socket: 0)
+    func sendCallPacket(_ payload: [UInt8], via route: MediaRoute) {
+        guard let circuit = route.circuit else {
+            io.sendDatagram(payload, to: route.endpoint, socket: 0)
             return
         }
         let packet = RelayCircuits.packet(leg: circuit, payload: payload)
         if supernode != nil {
             // Our end of the circuit is in our own table.
             io.relayFromLocal(packet)
-        } else if overTCP, let link = supernodeLink {
+        } else if route.overTCP, let link = supernodeLink {
             var message = OvLinkMessage()
             message.relayData = OvRelayData()
             message.relayData.packet = Data(packet)
             send(message, on: link)
         } else {
-            io.sendDatagram(packet, to: target, socket: 0)
+            io.sendDatagram(packet, to: route.endpoint, socket: 0)
         }
     }
 
@@ -357,7 +357,7 @@ extension Reactor {
             }
             if let path = entry.session.path, let media = entry.media {
                 for packet in media.packetsDue(now: now) {
-                    sendCallPacket(packet, to: path.endpoint, circuit: path.circuit, overTCP: path.overTCP)
+                    sendCallPacket(packet, via: path.route)
                 }
                 if media.playOut(now: now), entry.firstAudioAt == nil {
                     calls[id]?.firstAudioAt = now

@@ -377,7 +377,7 @@ extension Reactor {
         for media in conferences.values.compactMap(\.mixerMedia) {
             for (legID, packet) in media.tick(now: now) {
                 guard let path = calls[legID]?.session.path else { continue }
-                sendCallPacket(packet, to: path.endpoint, circuit: path.circuit, overTCP: path.overTCP)
+                sendCallPacket(packet, via: path.route)
             }
         }
     }

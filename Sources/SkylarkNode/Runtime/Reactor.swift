@@ -582,7 +582,7 @@ final class Reactor {
         guard let datagram = try? OvDatagram(serializedBytes: Array(bytes.dropFirst())) else { return }
         switch datagram.body {
         case let .pathCheck(check)?:
-            pathCheckArrived(check, from: source, circuit: nil, overTCP: false, now: now)
+            pathCheckArrived(check, via: .udp(source), now: now)
         case let .hostCacheQuery(query)?:
             guard let supernode, query.nonce.count <= 32 else { return }
             var answer = OvDatagram()

@@ -54,13 +54,15 @@ public struct CallSession: Sendable {
 
     public struct Path: Sendable, Equatable {
         public var kind: PathKind
-        /// Where to send: the peer's UDP address, or (relayed) our end of the circuit.
-        public var endpoint: HostPort
-        public var circuit: [UInt8]?
+        /// Where and how to send.
+        public var route: MediaRoute
         public var relays: [String]
-        /// Relayed over our TCP link to our supernode (UDP blocked).
-        public var overTCP: Bool
         public var rtt: Double?
+
+        public var endpoint: HostPort { route.endpoint }
+        public var circuit: [UInt8]? { route.circuit }
+        /// Relayed over our TCP link to our supernode (UDP blocked).
+        public var overTCP: Bool { route.overTCP }
     }
 
     public enum Phase: Equatable, Sendable {
@@ -76,7 +78,7 @@ public struct CallSession: Sendable {
         case signal(OvCallSignal)
         /// Send a path check: straight to `to` over UDP, or wrapped in a relay packet for `circuit`
         /// (to our supernode's UDP port, or over our TCP link when `overTCP`).
-        case sendCheck(OvPathCheck, to: HostPort, circuit: [UInt8]?, overTCP: Bool)
+        case sendCheck(OvPathCheck, via: MediaRoute)
         /// Ask our supernode for a relay circuit toward the peer, avoiding these relays.
         case requestRelay(avoid: [String])
         /// Media should go this way from now on (nil: no path).
@@ -85,11 +87,9 @@ public struct CallSession: Sendable {
     }
 
     private struct Pair: Sendable {
-        var endpoint: HostPort
+        var route: MediaRoute
         var kind: PathKind
-        var circuit: [UInt8]?
         var relays: [String]
-        var overTCP: Bool
         var createdAt: Double
         var nextCheck: Double
         var pending: [UInt64: Double] = [:]
@@ -98,15 +98,18 @@ public struct CallSession: Sendable {
         var lastAnswer: Double?
         var rtt: Double?
 
+        var endpoint: HostPort { route.endpoint }
+        var circuit: [UInt8]? { route.circuit }
+
         var priority: Int {
-            switch (kind, overTCP) {
+            switch (kind, route.overTCP) {
             case (.direct, _), (.punched, _): return 3
             case (.relayed, false): return 2
             case (.relayed, true): return 1
             }
         }
 
-        func sameRoute(as other: Pair) -> Bool { endpoint == other.endpoint && circuit == other.circuit }
+        func sameRoute(as other: Pair) -> Bool { route.sameWay(as: other.route) }
     }
 
     public let configuration: Configuration
@@ -277,9 +280,10 @@ public struct CallSession: Sendable {
         }
     }
 
-    /// A path check (or its answer) that arrived from `source` — over UDP, or out of a relay
-    /// circuit (`circuit`).
-    public mutating func handleCheck(_ check: OvPathCheck, from source: HostPort, circuit: [UInt8]?, overTCP: Bool, now: Double) {
+    /// A path check (or its answer) that arrived by `route` — over UDP from its endpoint, or out
+    /// of a relay circuit.
+    public mutating func handleCheck(_ check: OvPathCheck, arrivedVia route: MediaRoute, now: Double) {
+        let source = route.endpoint
         guard Array(check.callID) == callID, let checkKey, !isEnded, constantTimeEquals(Self.tag(check, key: checkKey), Array(check.tag)) else { return }
         if check.response {
             guard let index = pairs.firstIndex(where: { $0.pending[check.transaction] != nil }) else { return }
@@ -302,9 +306,9 @@ public struct CallSession: Sendable {
             answer.response = true
             answer.seenFrom = source.description
             answer.tag = Data(Self.tag(answer, key: checkKey))
-            actions.append(.sendCheck(answer, to: source, circuit: circuit, overTCP: overTCP))
-            if circuit == nil, !pairs.contains(where: { $0.circuit == nil && $0.endpoint == source }) {
-                pairs.append(Pair(endpoint: source, kind: udpKind(), circuit: nil, relays: [], overTCP: false, createdAt: now, nextCheck: now))
+            actions.append(.sendCheck(answer, via: route))
+            if !route.isRelayed, !pairs.contains(where: { $0.circuit == nil && $0.endpoint == source }) {
+                pairs.append(Pair(route: .udp(source), kind: udpKind(), relays: [], createdAt: now, nextCheck: now))
             }
         }
     }
@@ -317,7 +321,7 @@ public struct CallSession: Sendable {
         // We send into our end; the peer sends into the far end.
         pairs.append(
             Pair(
-                endpoint: ownEnd, kind: .relayed, circuit: Array(granted.legID), relays: granted.relays, overTCP: overTCP,
+                route: MediaRoute(endpoint: ownEnd, circuit: Array(granted.legID), overTCP: overTCP), kind: .relayed, relays: granted.relays,
                 createdAt: now, nextCheck: now))
         var candidate = OvMediaCandidate()
         candidate.kind = .relay
@@ -395,15 +399,15 @@ public struct CallSession: Sendable {
                 // Nothing to send over UDP when ours is blocked.
                 guard !Self.udpBlocked(ownNAT) else { continue }
                 guard !pairs.contains(where: { $0.circuit == nil && $0.endpoint == endpoint }) else { continue }
-                pairs.append(Pair(endpoint: endpoint, kind: udpKind(), circuit: nil, relays: [], overTCP: false, createdAt: now, nextCheck: now))
+                pairs.append(Pair(route: .udp(endpoint), kind: udpKind(), relays: [], createdAt: now, nextCheck: now))
             case .relay:
                 // The peer's relay ends at our supernode side: we send into it there.
                 let circuit = Array(candidate.circuitID)
                 guard circuit.count == 16, !pairs.contains(where: { $0.circuit == circuit }) else { continue }
                 pairs.append(
                     Pair(
-                        endpoint: endpoint, kind: .relayed, circuit: circuit, relays: candidate.relays,
-                        overTCP: Self.relayOverTCP(ownNAT), createdAt: now, nextCheck: now))
+                        route: MediaRoute(endpoint: endpoint, circuit: circuit, overTCP: Self.relayOverTCP(ownNAT)), kind: .relayed,
+                        relays: candidate.relays, createdAt: now, nextCheck: now))
             case .UNRECOGNIZED:
                 continue
             }
@@ -436,14 +440,14 @@ public struct CallSession: Sendable {
         pairs[index].pending[check.transaction] = now
         if pairs[index].pending.count > 64 { pairs[index].pending.removeAll() }
         pairs[index].nextCheck = now + (pairs[index].succeeded ? configuration.keepaliveInterval : configuration.checkInterval)
-        actions.append(.sendCheck(check, to: pairs[index].endpoint, circuit: pairs[index].circuit, overTCP: pairs[index].overTCP))
+        actions.append(.sendCheck(check, via: pairs[index].route))
     }
 
     private mutating func choosePath(now: Double) {
         let best = pairs.filter { $0.succeeded && !$0.failed }.max { a, b in
             a.priority != b.priority ? a.priority < b.priority : (a.rtt ?? .infinity) > (b.rtt ?? .infinity)
         }
-        let newPath = best.map { Path(kind: $0.kind, endpoint: $0.endpoint, circuit: $0.circuit, relays: $0.relays, overTCP: $0.overTCP, rtt: $0.rtt) }
+        let newPath = best.map { Path(kind: $0.kind, route: $0.route, relays: $0.relays, rtt: $0.rtt) }
         guard newPath?.endpoint != path?.endpoint || newPath?.circuit != path?.circuit else {
             if let newPath { path?.rtt = newPath.rtt }
             return
