@@ -22,7 +22,7 @@ final class MixerMedia {
     }
 
     private let mixer: ConferenceMixer
-    private var legs: [String: Leg] = [:]
+    private var legs: [CallID: Leg] = [:]
     private var source: (any AudioSource)?
     private var voiceActivity = VoiceActivityDetector()
     private let sink: WAVFileSink?
@@ -42,22 +42,22 @@ final class MixerMedia {
 
     var counters: ConferenceMixer.Counters { mixer.counters }
 
-    func addLeg(_ id: String, participant: String, sharedSecret: [UInt8], callID: [UInt8], ssrc: UInt32, peerSSRC: UInt32) throws {
+    func addLeg(_ id: CallID, participant: String, sharedSecret: [UInt8], callID: [UInt8], ssrc: UInt32, peerSSRC: UInt32) throws {
         let keys = try MediaKeys.derive(sharedSecret: sharedSecret, callID: callID)
         // The participant opened the leg: it is the leg's caller, the mixer its callee.
         legs[id] = Leg(participant: participant, cipher: MediaCipher(keys: keys, role: .callee), ssrc: ssrc, peerSSRC: peerSSRC)
         try mixer.addRemote(participant)
     }
 
-    func removeLeg(_ id: String) {
+    func removeLeg(_ id: CallID) {
         guard let leg = legs.removeValue(forKey: id) else { return }
         if !legs.values.contains(where: { $0.participant == leg.participant }) { mixer.removeRemote(leg.participant) }
     }
 
-    func hasLeg(_ id: String) -> Bool { legs[id] != nil }
+    func hasLeg(_ id: CallID) -> Bool { legs[id] != nil }
 
     /// An incoming packet on leg `id`; false when it is not that leg's or fails authentication.
-    func receive(_ packet: [UInt8], leg id: String, now: Double) -> Bool {
+    func receive(_ packet: [UInt8], leg id: CallID, now: Double) -> Bool {
         guard var leg = legs[id], let (header, _) = try? RTPHeader.decode(packet), header.ssrc == leg.peerSSRC,
             let (opened, payload) = try? leg.cipher.open(packet)
         else { return false }
@@ -68,16 +68,16 @@ final class MixerMedia {
     }
 
     /// Whether `packet` is RTP from one of our legs (by SSRC), and which.
-    func leg(for packet: [UInt8]) -> String? {
+    func leg(for packet: [UInt8]) -> CallID? {
         guard let (header, _) = try? RTPHeader.decode(packet) else { return nil }
         return legs.first { $0.value.peerSSRC == header.ssrc }?.key
     }
 
     /// Mixes the slots due by `now`; the sealed packets to send, per leg id.
-    func tick(now: Double) -> [(leg: String, packet: [UInt8])] {
+    func tick(now: Double) -> [(leg: CallID, packet: [UInt8])] {
         let due = Int((now - start) / CallMedia.frame) + 1
         if due - slots > CallMedia.maximumCatchUp { slots = due - 1 }
-        var out: [(String, [UInt8])] = []
+        var out: [(CallID, [UInt8])] = []
         while slots < due {
             // Each slot is mixed at the time it was due: after a late tick the jitter buffers
             // must not see several slots at one instant (they would take the later ones as
@@ -112,7 +112,7 @@ final class MixerMedia {
         return out
     }
 
-    func legStatistics(_ id: String) -> (sent: Int, received: Int, loss: Double?, jitter: Double?)? {
+    func legStatistics(_ id: CallID) -> (sent: Int, received: Int, loss: Double?, jitter: Double?)? {
         guard let leg = legs[id] else { return nil }
         let stats = mixer.statistics(of: leg.participant)
         let expected = (stats?.received ?? 0) + (stats?.lost ?? 0) - (stats?.late ?? 0)

@@ -41,9 +41,9 @@ extension Reactor {
             let call = try CallSession(
                 calling: name, candidates: ownMediaCandidates(), natType: natType, peerNAT: buddy.natType ?? .unknown,
                 ssrc: UInt32.random(in: 1...UInt32.max), relayFirst: relayFirst, configuration: configuration.call, now: now)
-            let id = call.callID.hexString
+            let id = call.id
             calls[id] = CallEntry(session: call, startedAt: now)
-            console.note("calling \(name) (call \(id.prefix(8)))")
+            console.note("calling \(name) (call \(id.hex.prefix(8)))")
             logger.info("call started", metadata: ["call.id": "\(id)", "call.peer": "\(name)"])
             drainCall(id, now: now)
             promise.succeed(Self.answer(callReport(id, now: now)))
@@ -52,10 +52,10 @@ extension Reactor {
         }
     }
 
-    func answerCall(_ id: String?, promise: ControlReply, now: Double) {
-        guard let id = resolveCall(id, where: { $0.session.phase == .ringing }) else {
-            if id == nil, answerConference(promise: promise, now: now) { return }
-            return promise.succeed(Self.failure(id == nil ? "no call is ringing" : "no ringing call \(id!)"))
+    func answerCall(_ prefix: String?, promise: ControlReply, now: Double) {
+        guard let id = resolveCall(prefix, where: { $0.session.phase == .ringing }) else {
+            if prefix == nil, answerConference(promise: promise, now: now) { return }
+            return promise.succeed(Self.failure(prefix.map { "no ringing call \($0)" } ?? "no call is ringing"))
         }
         calls[id]?.session.answer(now: now)
         calls[id]?.answeredAt = now
@@ -63,19 +63,19 @@ extension Reactor {
         promise.succeed(Self.answer(callReport(id, now: now)))
     }
 
-    func hangUp(_ id: String?, promise: ControlReply, now: Double) {
-        guard let id = resolveCall(id, where: { !$0.session.isEnded }) else {
-            return promise.succeed(Self.failure(id == nil ? "no call in progress" : "no call \(id!)"))
+    func hangUp(_ prefix: String?, promise: ControlReply, now: Double) {
+        guard let id = resolveCall(prefix, where: { !$0.session.isEnded }) else {
+            return promise.succeed(Self.failure(prefix.map { "no call \($0)" } ?? "no call in progress"))
         }
         if calls[id]?.session.phase == .ringing { calls[id]?.session.decline() } else { calls[id]?.session.hangUp() }
         drainCall(id, now: now)
         promise.succeed(Self.answer(callReport(id, now: now)))
     }
 
-    /// A call by (a prefix of) its id, or the only call matching `filter`.
-    func resolveCall(_ id: String?, where filter: (CallEntry) -> Bool) -> String? {
+    /// A call by (a prefix of) its hex id, or the only call matching `filter`.
+    func resolveCall(_ prefix: String?, where filter: (CallEntry) -> Bool) -> CallID? {
         let userCalls = calls.filter { $0.value.conference == nil }
-        if let id { return userCalls.keys.first { $0.hasPrefix(id.lowercased()) && filter(userCalls[$0]!) } }
+        if let prefix { return userCalls.keys.first { $0.hex.hasPrefix(prefix.lowercased()) && filter(userCalls[$0]!) } }
         let matching = userCalls.filter { filter($0.value) }.map(\.key)
         return matching.count == 1 ? matching[0] : matching.sorted { calls[$0]!.startedAt > calls[$1]!.startedAt }.first
     }
@@ -102,7 +102,7 @@ extension Reactor {
     // MARK: - Signalling and checks in
 
     func callSignalArrived(from peer: String, _ signal: OvCallSignal, now: Double) {
-        let id = Array(signal.callID).hexString
+        let id = CallID(Array(signal.callID))
         guard signal.callID.count == 16 else { return }
         if calls[id] != nil {
             guard calls[id]!.session.peer == peer else { return }
@@ -127,7 +127,7 @@ extension Reactor {
                 offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
                 ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
             calls[id] = CallEntry(session: call, startedAt: now)
-            console.note("incoming call from \(peer) (call \(id.prefix(8)))\(configuration.autoAnswer ? ", answering" : " — skylark answer")")
+            console.note("incoming call from \(peer) (call \(id.hex.prefix(8)))\(configuration.autoAnswer ? ", answering" : " — skylark answer")")
             logger.info("call ringing", metadata: ["call.id": "\(id)", "call.peer": "\(peer)"])
             if configuration.autoAnswer {
                 calls[id]!.session.answer(now: now)
@@ -140,7 +140,7 @@ extension Reactor {
     }
 
     func pathCheckArrived(_ check: OvPathCheck, via route: MediaRoute, now: Double) {
-        let id = Array(check.callID).hexString
+        let id = CallID(Array(check.callID))
         logger.trace(
             "path check in",
             metadata: [
@@ -189,7 +189,7 @@ extension Reactor {
 
     // MARK: - Actions out
 
-    func drainCall(_ id: String, now: Double) {
+    func drainCall(_ id: CallID, now: Double) {
         while let action = calls[id]?.session.poll() {
             switch action {
             case let .signal(signal):
@@ -197,7 +197,7 @@ extension Reactor {
                 if let conference = calls[id]?.conference {
                     // A leg's signalling travels inside conference messages (the mixer need not be a buddy).
                     var wrapped = OvConferenceSignal()
-                    wrapped.conferenceID = Data(hexBytes(conference.conferenceID))
+                    wrapped.conferenceID = Data(conference.conferenceID.bytes)
                     wrapped.leg = conference.template
                     wrapped.leg.call = signal
                     try? session?.sendConferenceSignal(wrapped, to: peer, now: now)
@@ -248,10 +248,10 @@ extension Reactor {
         }
     }
 
-    func requestRelay(for id: String, avoid: [String], now: Double) {
+    func requestRelay(for id: CallID, avoid: [String], now: Double) {
         guard let peer = calls[id]?.session.peer else { return }
         var request = OvRelayRequest()
-        request.callID = Data(hexBytes(id))
+        request.callID = Data(id.bytes)
         request.callee = peer
         // Relays of a circuit that died are avoided by node id (the core names them).
         let contacts = Array(knownSupernodes.values) + (supernode?.dht.routing.allContacts ?? [])
@@ -271,7 +271,7 @@ extension Reactor {
         logger.info("relay requested", metadata: ["call.id": "\(id)", "call.avoid": "\(avoid.joined(separator: ","))"])
     }
 
-    func relayAnswered(callID id: String, _ message: OvLinkMessage, now: Double) {
+    func relayAnswered(callID id: CallID, _ message: OvLinkMessage, now: Double) {
         guard calls[id] != nil else { return }
         switch message.body {
         case let .relayGranted(granted)?:
@@ -291,7 +291,7 @@ extension Reactor {
         drainCall(id, now: now)
     }
 
-    func callPathChanged(_ id: String, _ path: CallSession.Path?, now: Double) {
+    func callPathChanged(_ id: CallID, _ path: CallSession.Path?, now: Double) {
         guard var entry = calls[id] else { return }
         if let path {
             let text = Self.describe(path)
@@ -320,7 +320,7 @@ extension Reactor {
         drainCall(id, now: now)
     }
 
-    func callEnded(_ id: String, reason: OvCallEndReason, detail: String, now: Double) {
+    func callEnded(_ id: CallID, reason: OvCallEndReason, detail: String, now: Double) {
         guard var entry = calls[id] else { return }
         entry.endedAt = now
         entry.endReason = detail
@@ -379,11 +379,11 @@ extension Reactor {
 
     // MARK: - Reports
 
-    func callReport(_ id: String, now: Double) -> ControlResults.Call {
+    func callReport(_ id: CallID, now: Double) -> ControlResults.Call {
         callReport(id, entry: calls[id]!, now: now)
     }
 
-    func callReport(_ id: String, entry: CallEntry, now: Double) -> ControlResults.Call {
+    func callReport(_ id: CallID, entry: CallEntry, now: Double) -> ControlResults.Call {
         let state: String
         switch entry.session.phase {
         case .calling: state = "calling"
@@ -394,7 +394,7 @@ extension Reactor {
         }
         let stats = entry.media?.statistics(now: now)
         return ControlResults.Call(
-            id: id, peer: entry.session.peer, direction: entry.session.role == .caller ? "outgoing" : "incoming", state: state,
+            id: id.hex, peer: entry.session.peer, direction: entry.session.role == .caller ? "outgoing" : "incoming", state: state,
             path: entry.session.path.map { $0.kind.rawValue }, relays: entry.session.path?.relays ?? [], overTCP: entry.session.path?.overTCP ?? false,
             pathDetail: entry.session.path.map(Self.describe), pathHistory: entry.pathHistory,
             rttMilliseconds: entry.session.path?.rtt.map { ($0 * 1000).rounded() },

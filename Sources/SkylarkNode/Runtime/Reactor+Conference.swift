@@ -8,15 +8,15 @@ import SkylarkWire
 struct ConferenceEntry {
     var session: ConferenceSession
     var mixerMedia: MixerMedia?
-    /// Our leg to the mixer (hex call id), while we have one.
-    var legID: String?
+    /// Our leg to the mixer, while we have one.
+    var legID: CallID?
     var endedAt: Double?
     var endReason: String?
 }
 
 /// A leg of a conference, as a `CallEntry` knows it.
 struct ConferenceLegInfo {
-    var conferenceID: String
+    var conferenceID: ConferenceID
     /// We opened the leg (we take part; the peer mixes) or we serve it (we mix).
     var weMix: Bool
     /// The wrapper for the leg's call signalling.
@@ -52,9 +52,9 @@ extension Reactor {
         let conference = ConferenceSession(
             inviting: names, own: own, alsoAsking: Array(known.shuffled().prefix(Self.extraMixerCandidates)),
             configuration: configuration.conference, now: now)
-        let id = conference.conferenceID.hexString
+        let id = conference.id
         conferences[id] = ConferenceEntry(session: conference)
-        console.note("conference \(id.prefix(8)) with \(names.joined(separator: ", ")): asking who can mix")
+        console.note("conference \(id.hex.prefix(8)) with \(names.joined(separator: ", ")): asking who can mix")
         logger.info("conference started", metadata: ["conference.id": "\(id)", "conference.invited": "\(names.joined(separator: ","))"])
         drainConference(id, now: now)
         promise.succeed(Self.answer(conferenceReport(id, now: now)))
@@ -94,11 +94,11 @@ extension Reactor {
     }
 
     /// The conference we take part in (not one we only mix for others).
-    func currentConference() -> String? {
+    func currentConference() -> ConferenceID? {
         conferences.first { !$0.value.session.isEnded && $0.value.session.participating && $0.value.session.phase != .ringing }?.key
     }
 
-    func ringingConference() -> String? {
+    func ringingConference() -> ConferenceID? {
         conferences.first { $0.value.session.phase == .ringing }?.key
     }
 
@@ -131,7 +131,7 @@ extension Reactor {
 
     func conferenceSignalArrived(from peer: String, _ signal: OvConferenceSignal, now: Double) {
         guard signal.conferenceID.count == 16 else { return }
-        let id = Array(signal.conferenceID).hexString
+        let id = ConferenceID(Array(signal.conferenceID))
         switch signal.body {
         case .query?:
             var answer = OvConferenceSignal()
@@ -169,10 +169,10 @@ extension Reactor {
     }
 
     /// Call signalling of a leg: for a leg we have, or an offer naming us as the mixer.
-    func legSignalArrived(from peer: String, _ leg: OvConferenceLeg, conferenceID id: String, mayHold: Bool = true, now: Double) {
+    func legSignalArrived(from peer: String, _ leg: OvConferenceLeg, conferenceID id: ConferenceID, mayHold: Bool = true, now: Double) {
         let signal = leg.call
         guard signal.callID.count == 16 else { return }
-        let callID = Array(signal.callID).hexString
+        let callID = CallID(Array(signal.callID))
         if let entry = calls[callID] {
             guard entry.session.peer == peer, entry.conference?.conferenceID == id else { return }
             calls[callID]!.session.handleSignal(signal, now: now)
@@ -189,7 +189,7 @@ extension Reactor {
         let mixedForOthers = conferences.values.filter { $0.session.isMixing && !$0.session.participating }.count
         if conferences[id] == nil, mixedForOthers < configuration.conference.maximumMixedForOthers,
             let mixing = ConferenceSession(
-                mixingFor: leg, id: hexBytes(id), ownName: own, configuration: configuration.conference,
+                mixingFor: leg, id: id.bytes, ownName: own, configuration: configuration.conference,
                 now: now)
         {
             conferences[id] = ConferenceEntry(session: mixing)
@@ -215,7 +215,7 @@ extension Reactor {
             }
         case let .refuse(reason, moved):
             var end = OvConferenceSignal()
-            end.conferenceID = Data(hexBytes(id))
+            end.conferenceID = Data(id.bytes)
             end.leg.epoch = leg.epoch
             end.leg.call.callID = signal.callID
             end.leg.call.end.reason = .declined
@@ -223,7 +223,7 @@ extension Reactor {
             try? session?.sendConferenceSignal(end, to: peer, now: now)
             if let moved {
                 var signal = OvConferenceSignal()
-                signal.conferenceID = Data(hexBytes(id))
+                signal.conferenceID = Data(id.bytes)
                 signal.moved = moved
                 try? session?.sendConferenceSignal(signal, to: peer, now: now)
             }
@@ -232,7 +232,7 @@ extension Reactor {
 
     // MARK: - Actions out
 
-    func drainConference(_ id: String, now: Double) {
+    func drainConference(_ id: ConferenceID, now: Double) {
         while let action = conferences[id]?.session.poll() {
             switch action {
             case let .signal(signal, to):
@@ -269,19 +269,19 @@ extension Reactor {
                     calls[legID]?.session.hangUp()
                     drainCall(legID, now: now)
                 }
-                if conferences[id]!.session.participating { console.note("conference \(id.prefix(8)) ended: \(reason)") }
+                if conferences[id]!.session.participating { console.note("conference \(id.hex.prefix(8)) ended: \(reason)") }
                 logger.info("conference ended", metadata: ["conference.id": "\(id)", "conference.reason": "\(reason)"])
             }
         }
     }
 
-    func openLeg(_ id: String, to mixer: String, leg: OvConferenceLeg, now: Double) {
+    func openLeg(_ id: ConferenceID, to mixer: String, leg: OvConferenceLeg, now: Double) {
         let peerNAT = leg.mixers.first { $0.name == mixer }.map { $0.capability.supernode ? .open : NATType(reported: $0.capability.natType) } ?? .unknown
         do {
             let call = try CallSession(
                 calling: mixer, candidates: ownMediaCandidates(), natType: natType, peerNAT: peerNAT,
                 ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
-            let callID = call.callID.hexString
+            let callID = call.id
             calls[callID] = CallEntry(session: call, startedAt: now, conference: ConferenceLegInfo(conferenceID: id, weMix: false, template: leg))
             conferences[id]?.legID = callID
             logger.info(
@@ -297,7 +297,7 @@ extension Reactor {
         }
     }
 
-    func startMixing(_ id: String, now: Double) {
+    func startMixing(_ id: ConferenceID, now: Double) {
         guard let conference = conferences[id], conference.mixerMedia == nil else { return }
         let local = conference.session.participating ? conference.session.ownName : nil
         do {
@@ -311,7 +311,7 @@ extension Reactor {
         }
     }
 
-    func stopMixing(_ id: String, reason: String, now: Double) {
+    func stopMixing(_ id: ConferenceID, reason: String, now: Double) {
         for (callID, entry) in calls where entry.conference?.conferenceID == id && entry.conference?.weMix == true && !entry.session.isEnded {
             calls[callID]!.session.hangUp()
             drainCall(callID, now: now)
@@ -324,7 +324,7 @@ extension Reactor {
     // MARK: - Legs (called from the call code)
 
     /// A leg's path works: its audio starts (ours to the mixer, or one more at our mixer).
-    func conferenceLegConnected(_ callID: String, now: Double) {
+    func conferenceLegConnected(_ callID: CallID, now: Double) {
         guard let entry = calls[callID], let leg = entry.conference, let secret = entry.session.sharedSecret,
             let peerSSRC = entry.session.peerSSRC, conferences[leg.conferenceID] != nil
         else { return }
@@ -359,7 +359,7 @@ extension Reactor {
     }
 
     /// A leg ended: a member left our mix, or we lost our mixer (unless we closed the leg).
-    func conferenceLegEnded(_ callID: String, detail: String, now: Double) {
+    func conferenceLegEnded(_ callID: CallID, detail: String, now: Double) {
         guard let leg = calls[callID]?.conference, let peer = calls[callID]?.session.peer, conferences[leg.conferenceID] != nil else { return }
         let id = leg.conferenceID
         if leg.weMix {
@@ -406,13 +406,13 @@ extension Reactor {
 
     /// `--speaker` for conference audio: "{peer}" becomes "conference-MIXER", so each mixer's
     /// audio (before and after a failover) is its own file; "{call}" the conference id.
-    func conferenceSpeakerPath(_ id: String, mixer: String) -> String? {
-        configuration.speaker.map { $0.replacingOccurrences(of: "{peer}", with: "conference-\(mixer)").replacingOccurrences(of: "{call}", with: id) }
+    func conferenceSpeakerPath(_ id: ConferenceID, mixer: String) -> String? {
+        configuration.speaker.map { $0.replacingOccurrences(of: "{peer}", with: "conference-\(mixer)").replacingOccurrences(of: "{call}", with: id.hex) }
     }
 
     // MARK: - Reports
 
-    func conferenceReport(_ id: String, now: Double) -> ControlResults.Conference {
+    func conferenceReport(_ id: ConferenceID, now: Double) -> ControlResults.Conference {
         let entry = conferences[id]!
         let core = entry.session
         let state: String
@@ -437,7 +437,7 @@ extension Reactor {
         }
         let counters = entry.mixerMedia?.counters
         return ControlResults.Conference(
-            id: id, initiator: core.initiator, state: state, participating: core.participating,
+            id: id.hex, initiator: core.initiator, state: state, participating: core.participating,
             mixer: core.mixer?.name, mixerReason: core.mixer?.reason, weMix: core.isMixing, epoch: core.epoch,
             candidates: core.mixers.map { ControlResults.MixerCandidate(name: $0.name, reason: $0.reason) },
             members: core.members, invited: core.invited,

@@ -46,7 +46,7 @@ final class Reactor {
         case hostCache
         case authenticate
         case dialBack
-        case relay(callID: String)
+        case relay(callID: CallID)
     }
 
     enum Phase: Equatable {
@@ -113,12 +113,12 @@ final class Reactor {
     var nextRelayExpiry: Double = 0
 
     // Calls (and conference legs), by hex call id.
-    var calls: [String: CallEntry] = [:]
+    var calls: [CallID: CallEntry] = [:]
     // Conferences, by hex conference id; the idle CPU share mixer elections are told about.
-    var conferences: [String: ConferenceEntry] = [:]
+    var conferences: [ConferenceID: ConferenceEntry] = [:]
     /// Legs offered for a conference we have not heard of but are invited to (the leg says so):
     /// held a moment, since our own invitation may still be on its way.
-    var heldLegOffers: [String: [(peer: String, leg: OvConferenceLeg, at: Double)]] = [:]
+    var heldLegOffers: [ConferenceID: [(peer: String, leg: OvConferenceLeg, at: Double)]] = [:]
     var conferenceCPU = CPUSampler()
     var idleCPUShare = 1.0
     var nextCPUSample: Double = 0
@@ -517,9 +517,6 @@ final class Reactor {
     }
 
     var ownPeer: PeerIdentity? { identity.credential.map(PeerIdentity.init(credential:)) }
-
-    /// The bytes of a hex id (call and conference ids are kept as hex strings).
-    func hexBytes(_ id: String) -> [UInt8] { [UInt8](hexString: id) ?? [] }
 
     func sessionEvent(_ event: ClientSession.Event, now: Double) {
         switch event {
