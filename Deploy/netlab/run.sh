@@ -687,6 +687,17 @@ flood_probe() {
   echo "$took $ok ${heard:--}" >"$1.tmp" && mv "$1.tmp" "$1"
 }
 
+# flood_count_probe FILE: adds a finished probe's answer to scenario_flood's tallies (its
+# locals slowest, unanswered and probes) and to the samples log.
+flood_count_probe() {
+  local took ok heard
+  read -r took ok heard <"$1"
+  [ "$took" -gt "$slowest" ] && slowest=$took
+  [ "$ok" = 1 ] || unanswered=$((unanswered + 1))
+  probes=$((probes + 1))
+  echo "  probe: status ${took} ms (answered: $ok), heard ${heard}" >>"$work/flood-samples.log"
+}
+
 scenario_flood() {
   # A flood of garbage and plausible-looking datagrams (STUN, RTP, relay and overlay-datagram
   # markers) at pub's UDP port for 20 s, from 8 sockets on the internet segment, during a direct
@@ -720,11 +731,7 @@ scenario_flood() {
     samples=$((samples + 1))
     if [ -z "$probe_pid" ] || ! kill -0 "$probe_pid" 2>/dev/null; then
       if [ -f "$probe" ]; then
-        read -r took ok heard <"$probe"
-        [ "$took" -gt "$slowest" ] && slowest=$took
-        [ "$ok" = 1 ] || unanswered=$((unanswered + 1))
-        probes=$((probes + 1))
-        echo "  probe: status ${took} ms (answered: $ok), heard ${heard}" >>"$work/flood-samples.log"
+        flood_count_probe "$probe"
         rm -f "$probe"
       fi
       flood_probe "$probe" &
@@ -768,13 +775,7 @@ scenario_flood() {
   # The probe in flight when the flood ended: its answer, or at least how long it has waited.
   if [ -n "$probe_pid" ]; then
     wait "$probe_pid" || true
-    if [ -f "$probe" ]; then
-      read -r took ok heard <"$probe"
-      [ "$took" -gt "$slowest" ] && slowest=$took
-      [ "$ok" = 1 ] || unanswered=$((unanswered + 1))
-      probes=$((probes + 1))
-      echo "  probe: status ${took} ms (answered: $ok), heard ${heard}" >>"$work/flood-samples.log"
-    fi
+    [ -f "$probe" ] && flood_count_probe "$probe"
   fi
   wait "$heard_pid" || true
   flood_helpers=()

@@ -1,8 +1,8 @@
 import SkylarkCrypto
 
-/// A call's id: random bytes chosen by the caller, carried in every signal and path check, and
-/// shown (and typed, `skylark answer ID`) as hex.
-public struct CallID: Hashable, Comparable, Sendable, CustomStringConvertible {
+/// An id of random bytes, shown (and typed, `skylark answer ID`) as hex; `Kind` keeps ids of
+/// different things apart in the type system.
+public struct HexID<Kind>: Hashable, Comparable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
 
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
@@ -20,23 +20,13 @@ public struct CallID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static func < (a: Self, b: Self) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
 }
 
-/// A conference's id: random bytes chosen by its initiator, shown as hex.
-public struct ConferenceID: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public let bytes: [UInt8]
+public enum CallIDKind {}
+public enum ConferenceIDKind {}
 
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    public init?(hex: String) {
-        guard let bytes = [UInt8](hexString: hex) else { return nil }
-        self.bytes = bytes
-    }
-
-    public var hex: String { bytes.hexString }
-    public var description: String { hex }
-
-    /// The order of their hex forms.
-    public static func < (a: Self, b: Self) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
-}
+/// A call's id: chosen by the caller, carried in every signal and path check.
+public typealias CallID = HexID<CallIDKind>
+/// A conference's id: chosen by its initiator.
+public typealias ConferenceID = HexID<ConferenceIDKind>
 
 extension CallSession {
     public var id: CallID { CallID(callID) }
