@@ -138,13 +138,19 @@ import Testing
 
     @Test func eventsAndDatagramsTakeTurns() async {
         let inbox = NodeInbox()
+        // A full queue of datagrams, then five messages of one link: served alternately, so the
+        // messages are out within the first ten, not after the thousand datagrams.
         for index in 0..<1000 { inbox.yield(.datagram(Self.rtp, from: Self.source(index), socket: 0)) }
-        inbox.yield(.tick)
-        let first = await Self.drain(inbox, most: 2)
-        #expect(
-            first.contains {
-                if case .tick = $0 { return true }; return false
-            })
+        for _ in 0..<5 { inbox.yield(.linkMessage(9, OvLinkMessage())) }
+        let first = await Self.drain(inbox, most: 10)
+        let messages = first.filter {
+            if case .linkMessage = $0 { return true }; return false
+        }
+        let datagrams = first.filter {
+            if case .datagram = $0 { return true }; return false
+        }
+        #expect(messages.count == 5)
+        #expect(datagrams.count == 5)
     }
 
     @Test func controlRequestsBeyondTheLimitAreAnsweredBusy() {

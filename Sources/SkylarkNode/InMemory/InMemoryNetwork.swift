@@ -120,21 +120,18 @@ public final class InMemoryNetwork: @unchecked Sendable {
         }
     }
 
-    private var nextMediaTick: Double {
-        get { mediaTickAt }
-        set { mediaTickAt = newValue }
-    }
-    private var mediaTickAt: Double = .infinity
+    /// When the next 20 ms media tick is due; infinity while no node has audio.
+    private var nextMediaTick: Double = .infinity
 
     /// A node asked for the media clock: ticks every 20 ms from now while any node wants them.
     func mediaClockWanted() {
-        if mediaTickAt == .infinity || mediaTickAt < now { mediaTickAt = now + 0.02 }
+        if nextMediaTick == .infinity || nextMediaTick < now { nextMediaTick = now + 0.02 }
     }
 
     private func advance(to time: Double) {
         if time > now { now = time }
         clock.set(now)
-        if !nodes.contains(where: { $0.isRunning && $0.transport.mediaRunning }) { mediaTickAt = .infinity }
+        if !nodes.contains(where: { $0.isRunning && $0.transport.mediaRunning }) { nextMediaTick = .infinity }
     }
 
     /// Every event waiting at every node, handled, until all are quiet.
