@@ -158,7 +158,7 @@ let package = Package(
         .target(
             name: "SkylarkTestSupport",
             dependencies: [
-                "SkylarkCrypto", "SkylarkWire",
+                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

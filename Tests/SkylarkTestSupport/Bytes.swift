@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkOverlay
 
 /// Parses a hex literal from a test vector. Deliberately independent of `Array(hexString:)`,
 /// which is itself under test; whitespace is ignored so vectors can be split over lines.
@@ -42,18 +43,6 @@ extension Array where Element == UInt8 {
     }
 }
 
-/// SplitMix64: a tiny seeded generator, so that "random" tests replay exactly. (Not named
-/// SplitMix64: SkylarkOverlay has one of that name, which its tests use.)
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// A tiny seeded generator, so that "random" tests replay exactly: the overlay's own
+/// SplitMix64, under a name that says what tests use it for.
+public typealias SeededGenerator = SplitMix64
