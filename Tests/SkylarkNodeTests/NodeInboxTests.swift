@@ -200,3 +200,17 @@ import Testing
         #expect(fifo.isEmpty)
     }
 }
+
+/// The transport's jobs (dials, logins): past the limit a job is refused at once, and a finished
+/// one makes room again.
+@Suite struct JobCounterTests {
+    @Test func pastTheLimitAJobIsRefusedUntilOneFinishes() {
+        let counter = JobCounter()
+        for _ in 0..<3 { #expect(counter.start(limit: 3)) }
+        #expect(!counter.start(limit: 3))
+        #expect(!counter.start(limit: 3))
+        counter.finish()
+        #expect(counter.start(limit: 3))
+        #expect(!counter.start(limit: 3))
+    }
+}

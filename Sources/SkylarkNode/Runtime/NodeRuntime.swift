@@ -79,7 +79,8 @@ public final class NodeRuntime: Service, Sendable {
 
     public func run() async throws {
         let sink = NodeInbox()
-        let (jobs, jobSink) = AsyncStream.makeStream(of: NodeJob.self, bufferingPolicy: .unbounded)
+        // NIOTransport never has more than its job limit waiting or running.
+        let (jobs, jobSink) = AsyncStream.makeStream(of: NodeJob.self, bufferingPolicy: .bufferingOldest(NIOTransport.jobLimit))
         let files = NodeStateFiles(directory: configuration.stateDirectory)
         try StateFiles.makePrivateDirectory(files.directory)
         let identityKey = try files.client.loadOrCreateIdentity()
