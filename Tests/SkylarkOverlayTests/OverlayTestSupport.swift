@@ -6,55 +6,12 @@ import Testing
 
 @testable import SkylarkOverlay
 
-// Shared fixtures for the overlay tests: users with credentials (signed with TestKeys.login), an
+// Shared fixtures for the overlay tests (users with credentials live in SkylarkTestSupport): an
 // in-memory link pair that shuttles bytes between two `SecureLink`s, and small helpers on actions.
-
-/// A fixed "now" (Unix seconds) so that every test is reproducible.
-let testNow: Double = 1_750_000_000
 
 /// A fresh verifier trusting `TestKeys.login` (fresh cache each time).
 func makeVerifier(clockSkew: Int64 = 300) -> Verifier {
     Verifier(loginKey: TestKeys.login.publicKey, clockSkew: clockSkew)
-}
-
-/// A user: identity key, the login server's credential for it, and the resulting identity.
-struct TestUser: Sendable {
-    let name: String
-    let key: Ed25519.PrivateKey
-    let signed: LoginSignedCredential
-    let credential: Credential
-    let identity: LocalIdentity
-
-    var nodeID: NodeID { NodeID(bytes: credential.nodeID) }
-    var publicKey: [UInt8] { credential.userPublicKey }
-
-    /// `signer` defaults to the trusted login key. The credential is decoded with a verifier for
-    /// the signer at issue time, so forged and expired credentials can be built too.
-    init(
-        _ name: String, issuedAt: Int64 = Int64(testNow) - 60, lifetime: Int64 = 86_400, serial: UInt64 = 1,
-        signer: RSA.PrivateKey = TestKeys.login, key: Ed25519.PrivateKey? = nil
-    ) throws {
-        let key = try key ?? Ed25519.PrivateKey()
-        let signed = try Credential.issue(
-            name: name, userPublicKey: try key.publicKey().rawRepresentation(), issuedAt: issuedAt,
-            lifetime: lifetime, serial: serial, signer: signer)
-        let credential = try Verifier(loginKey: signer.publicKey).credential(signed, now: Double(issuedAt))
-        self.name = name
-        self.key = key
-        self.signed = signed
-        self.credential = credential
-        self.identity = try LocalIdentity(key: key, credential: credential)
-    }
-
-    /// The same user without a credential (before logging in).
-    func anonymous() throws -> LocalIdentity { try LocalIdentity(key: key, credential: nil) }
-}
-
-/// Users made once and shared (Ed25519 and RSA signing are cheap, but this keeps tests short).
-enum Users {
-    static let alice = try! TestUser("alice", serial: 1)
-    static let bob = try! TestUser("bob", serial: 2)
-    static let carol = try! TestUser("carol", serial: 3)
 }
 
 // MARK: - Actions

@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkTestSupport
 import SkylarkWire
 import Testing
 

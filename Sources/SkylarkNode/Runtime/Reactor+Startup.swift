@@ -57,6 +57,7 @@ extension Reactor {
         )
         startBootstrap(now: now, reason: "start")
         startDirectLogin()
+        performLinkActions()
     }
 
     // MARK: - Bootstrap
@@ -99,11 +100,10 @@ extension Reactor {
             let endpoint = state.queue.removeFirst()
             guard !state.tried.contains(endpoint) else { continue }
             state.tried.insert(endpoint)
-            let id = io.makeLinkID()
-            state.inFlight.insert(id)
-            dials[id] = .bootstrap(endpoint, startedAt: now)
             let purpose: OvLinkPurpose = identity.credential == nil ? .anonymous : .peer
-            startDial(id, endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: Self.bootstrapConnectTimeout)
+            let id = startDial(
+                .bootstrap(endpoint, startedAt: now), endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: Self.bootstrapConnectTimeout)
+            state.inFlight.insert(id)
         }
         if state.queue.isEmpty && state.inFlight.isEmpty && now >= state.nextRound {
             // Everyone tried: go round again, slower each time, and say so once.
@@ -137,15 +137,12 @@ extension Reactor {
     func bootstrapLinkUp(_ id: LinkID, endpoint: HostPort, peer: PeerIdentity?, now: Double) {
         bootstrap?.inFlight.remove(id)
         guard supernodeLink == nil, supernode == nil, phase != .finished else {
-            io.close(id, reason: .anotherSupernodeAnsweredFirst)
-            links[id] = nil
+            links.drop(id, reason: .anotherSupernodeAnsweredFirst)
             return
         }
-        links[id]?.kind = .ourSupernode
-        supernodeLink = id
+        links.makeSupernodeLink(id, now: now, keepaliveInterval: configuration.keepaliveInterval)
         udpAnsweredThisBootstrap = bootstrap?.udpAnswered ?? false
         bootstrap = nil
-        nextKeepalive = now + configuration.keepaliveInterval
         logger.info("supernode link up", metadata: ["supernode.name": "\(peer?.name ?? "?")", "peer.address": "\(endpoint)"])
         console.note("connected to supernode \(peer?.name ?? "?") at \(endpoint)")
         sendRuntimeRequest(.hostCache, on: id, now: now) { message in
@@ -173,12 +170,8 @@ extension Reactor {
     func handedOver(_ handover: OvHandover, now: Double) {
         learn(handover.supernodes, now: now)
         let preferred = handover.supernodes.compactMap(Contact.init).flatMap(\.endpoints)
-        guard let link = supernodeLink else { return }
-        console.note("supernode \(links[link]?.peer?.name ?? "?") is leaving; moving to another")
-        io.close(link, reason: .handedOver)
-        links[link] = nil
-        supernodeLink = nil
-        nextKeepalive = .infinity
+        guard let left = links.dropSupernodeLink(reason: .handedOver) else { return }
+        console.note("supernode \(left.peer?.name ?? "?") is leaving; moving to another")
         session?.linkDown(now: now)
         startBootstrap(now: now, reason: "handover", preferred: preferred)
     }
@@ -201,7 +194,7 @@ extension Reactor {
                 session?.linkUp(now: now)
             } else {
                 logger.warning("the supernode refused our credential; reconnecting")
-                io.close(link, reason: .authenticationRefused)
+                links.close(link, reason: .authenticationRefused)
             }
         case .dialBack:
             if var check = reachability {
@@ -288,7 +281,7 @@ extension Reactor {
     func authenticate(_ link: LinkID, now: Double) {
         let requestID = makeRequestID()
         runtimeRequests[requestID] = (.authenticate, now + 10)
-        io.authenticate(link, requestID: requestID, identity: identity)
+        links.authenticate(link, requestID: requestID)
     }
 
     func loginRelayFailed(_ reason: String, now: Double) {

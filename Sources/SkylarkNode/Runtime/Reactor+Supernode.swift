@@ -32,12 +32,7 @@ extension Reactor {
         supernode = core
         io.setSupernode(true)
         bootstrap = nil
-        if let link = supernodeLink {
-            io.close(link, reason: .promotedToSupernode)
-            links[link] = nil
-            supernodeLink = nil
-            nextKeepalive = .infinity
-        }
+        links.dropSupernodeLink(reason: .promotedToSupernode)
         session?.linkDown(now: now)
         session?.linkUp(now: now)
         nextNATCheck = now + 1
@@ -56,11 +51,7 @@ extension Reactor {
         drainCores(now: now)
         supernode = nil
         io.setSupernode(false)
-        for (id, entry) in links where entry.kind == .client || entry.kind == .supernodePeer {
-            io.close(entry.id, reason: .noLongerASupernode)
-            links[id] = nil
-        }
-        peerLinks = [:]
+        links.dropServingLinks(reason: .noLongerASupernode)
         session?.linkDown(now: now)
         logger.notice("no longer a supernode", metadata: ["role.reason": "\(reason)"])
         console.note("no longer a supernode (\(reason))")
@@ -76,10 +67,9 @@ extension Reactor {
         let endpoints = order.tcpEndpoints.prefix(2).compactMap(HostPort.init)
         var check = DialBackCheck(pending: [], udpSent: false, deadline: now + 5)
         for endpoint in endpoints {
-            let id = io.makeLinkID()
+            let id = startDial(
+                .dialBackProbe(token: token), endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: 3)
             check.pending.insert(id)
-            dials[id] = .dialBackProbe(token: token)
-            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: 3)
         }
         if let target = HostPort(order.udpEndpoint) {
             var datagram = OvDatagram()
@@ -118,10 +108,7 @@ extension Reactor {
         seedBackoff = min(30, seedBackoff * 2)
         let own = ownEndpoints
         for endpoint in hostCache.dialOrder(now: now, excluding: own).prefix(3) {
-            let id = io.makeLinkID()
-            dials[id] = .seed(endpoint)
-            seedDials.insert(id)
-            startDial(id, endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: 2)
+            seedDials.insert(startDial(.seed(endpoint), endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: 2))
         }
     }
 

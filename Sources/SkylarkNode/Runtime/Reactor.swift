@@ -10,37 +10,6 @@ import SkylarkWire
 /// feeding them to the cores and carrying out what the cores ask for. The cores decide; the
 /// reactor only moves bytes, starts dials and reads the clock.
 final class Reactor {
-    enum Kind: Equatable {
-        /// Our link to our supernode (we are its client).
-        case ourSupernode
-        /// A client attached to us (we are a supernode), or trying to log in through us.
-        case client
-        /// Supernode to supernode.
-        case supernodePeer
-        /// A bootstrap link that lost the race to be our supernode link.
-        case spare
-    }
-
-    struct LinkEntry {
-        var id: LinkID
-        var peer: PeerIdentity?
-        var purpose: OvLinkPurpose
-        var kind: Kind
-        /// The address we dialled (outbound links), for the host cache.
-        var dialled: HostPort?
-        /// The connection's far and near addresses.
-        var remote: HostPort?
-        var local: HostPort?
-    }
-
-    enum DialPurpose {
-        case bootstrap(HostPort, startedAt: Double)
-        /// A supernode with no DHT contacts dialling a known supernode to join through it.
-        case seed(HostPort)
-        case supernodePeer(NodeID)
-        case dialBackProbe(token: UInt64)
-    }
-
     enum RuntimeRequest {
         case loginRelay
         case hostCache
@@ -79,13 +48,9 @@ final class Reactor {
     /// Supernodes we have heard of with their UDP endpoints (host-cache answers), for NAT probes.
     var knownSupernodes: [NodeID: Contact] = [:]
 
-    // Links.
-    var links: [LinkID: LinkEntry] = [:]
-    var dials: [LinkID: DialPurpose] = [:]
-    var peerLinks: [NodeID: LinkID] = [:]
-    var dialByNode: [NodeID: LinkID] = [:]
-    var queuedForNode: [NodeID: [OvLinkMessage]] = [:]
-    var supernodeLink: LinkID?
+    // Links and dials (handshakes, lookup by node, the keepalive to our supernode).
+    var links = LinkTable()
+    var supernodeLink: LinkID? { links.supernodeLink }
 
     // Start-up and login.
     var phase: Phase = .starting
@@ -176,6 +141,7 @@ final class Reactor {
     func process(_ event: NodeEvent) -> Bool {
         handle(event, now: now)
         drainCores(now: now)
+        performLinkActions()
         io.setMediaRunning(hasActiveMedia)
         return phase == .finished
     }
@@ -187,7 +153,7 @@ final class Reactor {
         case let .linkEstablished(link):
             linkEstablished(link, now: now)
         case let .linkUpgraded(id, peer):
-            links[id]?.peer = peer
+            links.upgraded(id, peer: peer)
         case let .linkMessage(id, message):
             linkMessage(id, message, now: now)
         case let .linkClosed(id, reason):
@@ -237,12 +203,7 @@ final class Reactor {
         controlTick(now: now)
         callsTick(now: now)
         conferencesTick(now: now)
-        if let link = supernodeLink, now >= nextKeepalive {
-            nextKeepalive = now + configuration.keepaliveInterval
-            var ping = OvLinkMessage()
-            ping.ping = OvPing()
-            send(ping, on: link)
-        }
+        links.tick(now: now, keepaliveInterval: configuration.keepaliveInterval)
         if configuration.supernodeMode == .auto && phase == .running && now >= nextReachabilityCheck { checkReachability(now: now) }
         if hostCacheDirty && now >= nextHostCacheSave { saveHostCache(now: now) }
         shutdownTick(now: now)
@@ -276,48 +237,21 @@ final class Reactor {
     // MARK: - Links
 
     func linkEstablished(_ link: LinkInfo, now: Double) {
-        let (id, peer, purpose) = (link.id, link.peer, link.purpose)
-        func entry(_ kind: Kind, dialled: HostPort?) -> LinkEntry {
-            LinkEntry(id: id, peer: peer, purpose: purpose, kind: kind, dialled: dialled, remote: link.remote, local: link.local)
-        }
-        if let dial = dials.removeValue(forKey: id) {
-            switch dial {
-            case let .bootstrap(endpoint, startedAt):
-                links[id] = entry(.spare, dialled: endpoint)
-                hostCache.recordSuccess(endpoint, rtt: now - startedAt, nodeID: peer?.nodeID.bytes, now: now)
-                hostCacheDirty = true
-                bootstrapLinkUp(id, endpoint: endpoint, peer: peer, now: now)
-            case let .supernodePeer(nodeID):
-                links[id] = entry(.supernodePeer, dialled: nil)
-                dialByNode[nodeID] = nil
-                peerLinks[nodeID] = id
-                for message in queuedForNode.removeValue(forKey: nodeID) ?? [] { send(message, on: id) }
-            case let .seed(endpoint):
-                links[id] = entry(.supernodePeer, dialled: endpoint)
-                hostCache.recordSuccess(endpoint, rtt: nil, nodeID: peer?.nodeID.bytes, now: now)
-                hostCacheDirty = true
-                seedDials.remove(id)
-                guard let peer, supernode != nil else { return }
-                if peerLinks[peer.nodeID] == nil { peerLinks[peer.nodeID] = id }
-                supernode?.join(seeds: [Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: nil)], now: now)
-                logger.info("joined the overlay", metadata: ["dht.seed": "\(peer.name)@\(endpoint)"])
-            case .dialBackProbe:
-                // A dial-back link reports through `linkClosed` with the dial-back reason.
-                links[id] = entry(.spare, dialled: nil)
-            }
-            return
-        }
-        // Inbound.
-        switch purpose {
-        case .supernode:
-            guard let peer, supernode != nil else { return io.close(id, reason: .notASupernode) }
-            links[id] = entry(.supernodePeer, dialled: nil)
-            if peerLinks[peer.nodeID] == nil { peerLinks[peer.nodeID] = id }
-        case .peer, .anonymous:
-            guard supernode != nil else { return io.close(id, reason: .notASupernode) }
-            links[id] = entry(.client, dialled: nil)
-        default:
-            io.close(id, reason: .unexpectedPurpose)
+        guard case let .dialled(dial, entry) = links.established(link, isSupernode: supernode != nil) else { return }
+        switch dial {
+        case let .bootstrap(endpoint, startedAt):
+            hostCache.recordSuccess(endpoint, rtt: now - startedAt, nodeID: entry.peer?.nodeID.bytes, now: now)
+            hostCacheDirty = true
+            bootstrapLinkUp(entry.id, endpoint: endpoint, peer: entry.peer, now: now)
+        case let .seed(endpoint):
+            hostCache.recordSuccess(endpoint, rtt: nil, nodeID: entry.peer?.nodeID.bytes, now: now)
+            hostCacheDirty = true
+            seedDials.remove(entry.id)
+            guard let peer = entry.peer, supernode != nil else { return }
+            supernode?.join(seeds: [Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: nil)], now: now)
+            logger.info("joined the overlay", metadata: ["dht.seed": "\(peer.name)@\(endpoint)"])
+        case .supernodePeer, .dialBackProbe:
+            break
         }
     }
 
@@ -354,15 +288,14 @@ final class Reactor {
     }
 
     func linkClosed(_ id: LinkID, reason: LinkCloseReason, now: Double) {
-        if let dial = dials.removeValue(forKey: id) {
-            dialEnded(dial, linkID: id, reason: reason, now: now)
-            return
+        let entry: LinkTable.Entry
+        switch links.closed(id) {
+        case let .dial(dial): return dialEnded(dial, linkID: id, reason: reason, now: now)
+        case let .link(closed): entry = closed
+        case .unknown: return
         }
-        guard let entry = links.removeValue(forKey: id) else { return }
         switch entry.kind {
         case .ourSupernode:
-            supernodeLink = nil
-            nextKeepalive = .infinity
             session?.linkDown(now: now)
             if let endpoint = entry.dialled, phase == .running || phase == .starting {
                 hostCache.recordFailure(endpoint, now: now)
@@ -379,20 +312,18 @@ final class Reactor {
         case .client:
             supernode?.linkClosed(id, now: now)
             for leg in io.relayTable.legs(touching: .link(id)) { io.relayTable.teardown(leg: leg) }
-        case .supernodePeer:
-            if let peer = entry.peer, peerLinks[peer.nodeID] == id { peerLinks[peer.nodeID] = nil }
-        case .spare:
+        case .supernodePeer, .spare:
             break
         }
     }
 
     func dialFailed(_ id: LinkID, reason: String, now: Double) {
-        guard let dial = dials.removeValue(forKey: id) else { return }
+        guard let dial = links.dialFailed(id) else { return }
         dialEnded(dial, linkID: id, reason: .unreachable(reason), now: now)
     }
 
     /// A dial that never became a link: connect failed or the handshake did.
-    func dialEnded(_ dial: DialPurpose, linkID: LinkID, reason: LinkCloseReason, now: Double) {
+    func dialEnded(_ dial: LinkTable.DialPurpose, linkID: LinkID, reason: LinkCloseReason, now: Double) {
         switch dial {
         case let .bootstrap(endpoint, _):
             hostCache.recordFailure(endpoint, now: now)
@@ -400,8 +331,6 @@ final class Reactor {
             bootstrap?.inFlight.remove(linkID)
             logger.debug("bootstrap dial failed", metadata: ["peer.address": "\(endpoint)", "link.reason": "\(reason)"])
         case let .supernodePeer(nodeID):
-            dialByNode[nodeID] = nil
-            queuedForNode[nodeID] = nil
             supernode?.peerUnreachable(nodeID, now: now)
         case let .seed(endpoint):
             seedDials.remove(linkID)
@@ -415,27 +344,32 @@ final class Reactor {
 
     /// Sends to a supernode, dialling it first if no link is open.
     func send(_ message: OvLinkMessage, to contact: Contact, now: Double) {
-        if let id = peerLinks[contact.nodeID], links[id] != nil {
-            send(message, on: id)
-            return
-        }
-        queuedForNode[contact.nodeID, default: []].append(message)
-        guard dialByNode[contact.nodeID] == nil else { return }
-        let id = io.makeLinkID()
-        dialByNode[contact.nodeID] = id
-        dials[id] = .supernodePeer(contact.nodeID)
-        startDial(id, endpoints: contact.endpoints, role: .initiator(purpose: .supernode, expectedPeer: contact.nodeID), timeout: 3)
+        links.send(message, to: contact, newLinkID: io.makeLinkID)
     }
 
-    /// Dials through the transport; `timeout` is the connect timeout in seconds.
-    func startDial(_ id: LinkID, endpoints: [HostPort], role: SecureLink.Role, timeout: Double) {
-        io.dial(id, endpoints: endpoints, role: role, connectTimeout: timeout)
+    /// Starts a dial for `purpose` with a new link id; `timeout` is the connect timeout in seconds.
+    @discardableResult
+    func startDial(_ purpose: LinkTable.DialPurpose, endpoints: [HostPort], role: SecureLink.Role, timeout: Double) -> LinkID {
+        let id = io.makeLinkID()
+        links.dial(id, for: purpose, endpoints: endpoints, role: role, connectTimeout: timeout)
+        return id
     }
 
     /// Sends on a link of ours (nothing if it has gone).
     func send(_ message: OvLinkMessage, on link: LinkID) {
-        guard links[link] != nil else { return }
-        io.send(message, on: link)
+        links.send(message, on: link)
+    }
+
+    /// Carries out what the link table decided, in order.
+    func performLinkActions() {
+        while let action = links.poll() {
+            switch action {
+            case let .dial(id, endpoints, role, timeout): io.dial(id, endpoints: endpoints, role: role, connectTimeout: timeout)
+            case let .send(message, link): io.send(message, on: link)
+            case let .authenticate(link, requestID): io.authenticate(link, requestID: requestID, identity: identity)
+            case let .close(link, reason): io.close(link, reason: reason)
+            }
+        }
     }
 
     func makeRequestID() -> UInt64 {
@@ -457,7 +391,7 @@ final class Reactor {
             if case .loginRelay = entry.0 { loginRelayFailed("no answer from the supernode", now: now) }
             if case .dialBack = entry.0 { finishReachabilityCheck(now: now) }
             // No answer to our credential: this link cannot carry the session; bootstrap again.
-            if case .authenticate = entry.0, let link = supernodeLink { io.close(link, reason: .authenticationRefused) }
+            if case .authenticate = entry.0, let link = supernodeLink { links.close(link, reason: .authenticationRefused) }
             if case let .relay(callID) = entry.0 {
                 calls[callID]?.session.relayRefused("the supernode did not answer", now: now)
                 drainCall(callID, now: now)
@@ -491,7 +425,7 @@ final class Reactor {
             datagram.probe.transactionID = Data(transactionID)
             sendDatagram(datagram, to: target, socket: alternate ? 1 : 0)
         case let .closeLink(link):
-            if links[link] != nil { io.close(link, reason: .replaced) }
+            links.close(link, reason: .replaced)
         case let .log(text, metadata):
             var logger = self.logger
             for (key, value) in metadata { logger[metadataKey: key] = "\(value)" }
@@ -633,7 +567,7 @@ final class Reactor {
     func finish() {
         guard phase != .finished else { return }
         phase = .finished
-        for id in links.keys { io.close(id, reason: .nodeStopping) }
+        links.closeAll(reason: .nodeStopping)
         for waiter in searchWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
         for waiter in messageWaiters.values { waiter.promise.succeed(#"{"ok":false,"error":"node stopping"}"#) }
         searchWaiters = [:]
