@@ -29,23 +29,6 @@ enum LoginState {
     case done
 }
 
-/// A dial-back check of our own reachability (auto promotion).
-struct ReachabilityCheck {
-    var nonce: [UInt8]
-    var startedAt: Double
-    var tcpReached = false
-    var udpReached = false
-    var answeredAt: Double?
-}
-
-/// A supernode dialling another node back on a supernode's request.
-struct DialBackCheck {
-    var pending: Set<LinkID>
-    var tcpReached = false
-    var udpSent: Bool
-    var deadline: Double
-}
-
 extension Reactor {
     static let bootstrapParallelism = 16
     /// Seconds.
@@ -197,10 +180,7 @@ extension Reactor {
                 links.close(link, reason: .authenticationRefused)
             }
         case .dialBack:
-            if var check = reachability {
-                check.answeredAt = now
-                reachability = check
-            }
+            reachability.answered(now: now)
         case let .relay(callID):
             relayAnswered(callID: callID, message, now: now)
         }
@@ -304,15 +284,11 @@ extension Reactor {
         phase = .running
         logger.info("logged in", metadata: ["login.name": "\(credential.name)", "login.path": "\(path)"])
         console.note("logged in as \(credential.name) (\(path))")
-        if configuration.supernodeMode == .always {
-            let decision = promotion.evaluate(now: now)
-            promotionReason = decision.reason
+        if let decision = reachability.loggedIn(now: now) {
             becomeSupernode(now: now, reason: decision.reason)
         } else if let link = supernodeLink {
             authenticate(link, now: now)
         }
-        if configuration.supernodeMode == .auto { nextReachabilityCheck = now + 2 }
-        if configuration.supernodeMode == .never { promotionReason = "configured never" }
     }
 
     // MARK: - Network facts
@@ -413,24 +389,20 @@ extension Reactor {
 
     // MARK: - Promotion
 
-    func checkReachability(now: Double) {
-        nextReachabilityCheck = now + configuration.reachabilityCheckInterval
-        if let check = reachability {
-            if let answered = check.answeredAt, now - answered >= 0.5 {
-                finishReachabilityCheck(now: now)
-            } else if now - check.startedAt > 8 {
-                finishReachabilityCheck(now: now)
-            }
-            nextReachabilityCheck = now + 0.25
-            return
-        }
+    func reachabilityTick(now: Double) {
+        if reachability.isCheckOver(now: now) { finishReachabilityCheck(now: now) }
+        if phase == .running, reachability.isCheckDue(now: now), !startReachabilityCheck(now: now) { reachability.couldNotStart(now: now) }
+    }
+
+    /// Asks for a dial-back of our addresses: through our supernode, or as a supernode in auto
+    /// mode through a peer (so that it can step down). False when there is no one to ask.
+    func startReachabilityCheck(now: Double) -> Bool {
         let nonce = SecureRandom.bytes(16)
         let tcp = advertisedTCP()
-        guard let udpEndpoint = advertisedUDP() else { return }
+        guard let udpEndpoint = advertisedUDP() else { return false }
         if let supernode {
-            // A supernode in auto mode keeps checking through a peer, so it can step down.
             let peers = supernode.dht.routing.allContacts
-            guard let prober = peers.isEmpty ? nil : peers[Int.random(in: 0..<peers.count)] else { return }
+            guard let prober = peers.randomElement(using: &random) else { return false }
             var order = OvDialBackOrder()
             order.tcpEndpoints = tcp.map(\.description)
             order.udpEndpoint = udpEndpoint.description
@@ -439,11 +411,9 @@ extension Reactor {
             message.id = makeRequestID()
             message.dialBackOrder = order
             runtimeRequests[message.id] = (.dialBack, now + 10)
-            reachability = ReachabilityCheck(nonce: nonce, startedAt: now)
             send(message, to: prober, now: now)
         } else {
-            guard let link = supernodeLink, session?.isAttached == true else { return }
-            reachability = ReachabilityCheck(nonce: nonce, startedAt: now)
+            guard let link = supernodeLink, session?.isAttached == true else { return false }
             sendRuntimeRequest(.dialBack, on: link, now: now) { message in
                 message.dialBackRequest = OvDialBackRequest()
                 message.dialBackRequest.tcpEndpoints = tcp.map(\.description)
@@ -451,37 +421,15 @@ extension Reactor {
                 message.dialBackRequest.nonce = Data(nonce)
             }
         }
-        nextReachabilityCheck = now + 0.25
+        reachability.started(nonce: nonce, now: now)
+        return true
     }
 
     func finishReachabilityCheck(now: Double) {
-        guard let check = reachability else { return }
-        reachability = nil
-        nextReachabilityCheck = now + configuration.reachabilityCheckInterval
-        promotion.record(PromotionPolicy.Evidence(tcpReachable: check.tcpReached, udpReachable: check.udpReached, at: now))
-        if let idle = cpuSampler.sample() {
-            promotion.record(PromotionPolicy.Capacity(cores: ProcessInfo.processInfo.activeProcessorCount, idleCPU: idle))
-        }
-        let decision = promotion.evaluate(now: now)
-        promotionReason = decision.reason
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        guard let (check, decision) = reachability.finish(now: now, idleCPU: cpuSampler.sample(), cores: cores) else { return }
         logger.debug("reachability", metadata: ["reach.tcp": "\(check.tcpReached)", "reach.udp": "\(check.udpReached)", "role.reason": "\(decision.reason)"])
         guard decision.changed else { return }
         if decision.role == .supernode { becomeSupernode(now: now, reason: decision.reason) } else { demote(now: now, reason: decision.reason) }
-    }
-}
-
-/// Idle share of the CPU between two reads of /proc/stat.
-struct CPUSampler {
-    private var last: (idle: UInt64, total: UInt64)?
-
-    mutating func sample() -> Double? {
-        guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8), let line = text.split(separator: "\n").first else { return nil }
-        let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
-        guard fields.count >= 5 else { return nil }
-        let idle = fields[3] + fields[4]
-        let total = fields.reduce(0, +)
-        defer { last = (idle, total) }
-        guard let last, total > last.total else { return last == nil ? 1.0 : nil }
-        return Double(idle - last.idle) / Double(total - last.total)
     }
 }

@@ -63,14 +63,16 @@ extension Reactor {
         io.forwardLogin(request, to: configuration.profile.loginEndpoint, link: link, requestID: requestID)
     }
 
+    /// Dials a node back on a supernode's order: TCP to up to two of its addresses, a UDP probe
+    /// to its port; the order's giver hears what got through.
     func startDialBackProbe(_ order: OvDialBackOrder, token: UInt64, now: Double) {
-        let endpoints = order.tcpEndpoints.prefix(2).compactMap(HostPort.init)
-        var check = DialBackCheck(pending: [], udpSent: false, deadline: now + 5)
-        for endpoint in endpoints {
-            let id = startDial(
-                .dialBackProbe(token: token), endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: 3)
-            check.pending.insert(id)
+        var links: Set<LinkID> = []
+        for endpoint in order.tcpEndpoints.prefix(2).compactMap(HostPort.init) {
+            links.insert(
+                startDial(
+                    .dialBackProbe(token: token), endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: 3))
         }
+        var udpSent = false
         if let target = HostPort(order.udpEndpoint) {
             var datagram = OvDatagram()
             datagram.probe = OvProbe()
@@ -78,23 +80,17 @@ extension Reactor {
             // From the second port: an unsolicited packet from our main port would take the NAT
             // tuple the node's own later traffic to us needs, and skew its mapping.
             sendDatagram(datagram, to: target, socket: 1)
-            check.udpSent = true
+            udpSent = true
         }
-        dialBackChecks[token] = check
-        if check.pending.isEmpty { dialBackProbeDone(token: token, tcpReached: false) }
+        if let result = dialBacks.started(token: token, links: links, udpSent: udpSent, now: now) { dialBackDone(result) }
     }
 
     func dialBackProbeLinkEnded(token: UInt64, linkID: LinkID, reached: Bool) {
-        guard var check = dialBackChecks[token] else { return }
-        check.pending.remove(linkID)
-        check.tcpReached = check.tcpReached || reached
-        dialBackChecks[token] = check
-        if check.pending.isEmpty || check.tcpReached { dialBackProbeDone(token: token, tcpReached: check.tcpReached) }
+        if let result = dialBacks.linkEnded(token: token, link: linkID, reached: reached) { dialBackDone(result) }
     }
 
-    func dialBackProbeDone(token: UInt64, tcpReached: Bool) {
-        guard let check = dialBackChecks.removeValue(forKey: token) else { return }
-        supernode?.dialBackCompleted(token: token, tcpReached: tcpReached, udpSent: check.udpSent)
+    func dialBackDone(_ result: DialBackDuty.Result) {
+        supernode?.dialBackCompleted(token: result.token, tcpReached: result.tcpReached, udpSent: result.udpSent)
     }
 
     /// A supernode that knows no other supernode (it started first, or everyone it knew left)
@@ -118,15 +114,6 @@ extension Reactor {
             nextRelayExpiry = now + 5
             _ = io.relayTable.expire(now: now)
         }
-        for (token, check) in dialBackChecks where check.deadline <= now {
-            dialBackProbeDone(token: token, tcpReached: check.tcpReached)
-        }
-        if reachability != nil, configuration.supernodeMode == .auto {
-            if let answered = reachability?.answeredAt, now - answered >= 0.5 {
-                finishReachabilityCheck(now: now)
-            } else if let started = reachability?.startedAt, now - started > 8 {
-                finishReachabilityCheck(now: now)
-            }
-        }
+        for result in dialBacks.expire(now: now) { dialBackDone(result) }
     }
 }

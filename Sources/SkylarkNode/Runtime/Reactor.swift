@@ -40,8 +40,8 @@ final class Reactor {
 
     // Cores.
     var hostCache: HostCache
-    var promotion: PromotionPolicy
-    var promotionReason = "starting"
+    /// Dial-back checks of our own addresses and the promotion policy they feed.
+    var reachability: ReachabilityMonitor
     var session: ClientSession?
     var supernode: SupernodeCore?
     var natProbe: NATProbe?
@@ -66,12 +66,10 @@ final class Reactor {
     var observedEndpoint: HostPort?
     var nextNATCheck: Double = .infinity
     var nextKeepalive: Double = .infinity
-    var nextReachabilityCheck: Double = .infinity
-    var reachability: ReachabilityCheck?
     var cpuSampler = CPUSampler()
 
     // Supernode duties in flight.
-    var dialBackChecks: [UInt64: DialBackCheck] = [:]
+    var dialBacks = DialBackDuty()
     var seedDials: Set<LinkID> = []
     var nextSeedAttempt: Double = 0
     var seedBackoff: Double = 1
@@ -119,7 +117,7 @@ final class Reactor {
         let defaults = configuration.profile.profile.supernodes.compactMap(HostPort.init)
         let loaded = files.loadHostCache(defaults: defaults)
         self.hostCache = loaded.cache
-        self.promotion = PromotionPolicy(configuration: configuration.promotion, startedAt: now)
+        self.reachability = ReachabilityMonitor(configuration: configuration.promotion, interval: configuration.reachabilityCheckInterval, startedAt: now)
         if let warning = loaded.warning { logger.warning("\(warning)") }
     }
 
@@ -161,10 +159,7 @@ final class Reactor {
         case let .dialFailed(id, reason):
             dialFailed(id, reason: reason, now: now)
         case let .dialBackArrived(nonce):
-            if var check = reachability, check.nonce == nonce {
-                check.tcpReached = true
-                reachability = check
-            }
+            reachability.tcpReached(nonce: nonce)
         case let .datagram(bytes, source, socket):
             datagram(bytes, from: source, socket: socket, now: now)
         case let .directLoginFinished(result):
@@ -204,7 +199,7 @@ final class Reactor {
         callsTick(now: now)
         conferencesTick(now: now)
         links.tick(now: now, keepaliveInterval: configuration.keepaliveInterval)
-        if configuration.supernodeMode == .auto && phase == .running && now >= nextReachabilityCheck { checkReachability(now: now) }
+        reachabilityTick(now: now)
         if hostCacheDirty && now >= nextHostCacheSave { saveHostCache(now: now) }
         shutdownTick(now: now)
         console.render(self, now: now)
@@ -528,10 +523,7 @@ final class Reactor {
             supernode?.probeRequested(request, from: source, now: now)
         case let .probe(probe)?:
             natProbe?.handleProbeArrived(transactionID: Array(probe.transactionID), now: now)
-            if var check = reachability, Array(probe.transactionID) == check.nonce {
-                check.udpReached = true
-                reachability = check
-            }
+            reachability.udpReached(nonce: Array(probe.transactionID))
         case nil:
             return
         }
