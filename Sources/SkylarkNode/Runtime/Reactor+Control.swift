@@ -7,7 +7,7 @@ extension Reactor {
 
     func control(_ request: ControlRequest, promise: ControlReply, now: Double) {
         if request.command == .status { return promise.succeed(Self.answer(statusReport(now: now))) }
-        guard session != nil else { return promise.succeed(Self.failure("not logged in yet (\(loginStateText))")) }
+        guard session != nil else { return promise.succeed(Self.failure("not logged in yet (\(login.description))")) }
         let name = request.name ?? ""
         do {
             switch request.command {
@@ -108,15 +108,6 @@ extension Reactor {
         }
     }
 
-    var loginStateText: String {
-        switch loginState {
-        case .notStarted, .direct: return "logging in"
-        case .waitingForRelay: return "waiting for a supernode to relay the login"
-        case .relaying: return "logging in through a supernode"
-        case .done: return "logged in"
-        }
-    }
-
     func statusReport(now: Double) -> ControlResults.Status {
         let supernodeName: String?
         if let supernode {
@@ -133,7 +124,7 @@ extension Reactor {
             roleReason: reachability.reason,
             failedDialBacks: reachability.policy.failedChecksInARow,
             supernode: supernodeName,
-            loginPath: loginState == .done ? loginPath : loginStateText,
+            loginPath: login.description,
             natType: natType,
             publicEndpoint: publicUDP?.description,
             observedEndpoint: observedEndpoint?.description,
@@ -163,14 +154,5 @@ extension Reactor {
         let encoder = JSONEncoder()
         guard let data = try? encoder.encode(ControlAnswer<ControlResults.Done>(ok: false, error: text, result: nil)) else { return #"{"ok":false}"# }
         return String(decoding: data, as: UTF8.self)
-    }
-}
-
-extension LoginState: Equatable {
-    static func == (lhs: LoginState, rhs: LoginState) -> Bool {
-        switch (lhs, rhs) {
-        case (.notStarted, .notStarted), (.direct, .direct), (.waitingForRelay, .waitingForRelay), (.relaying, .relaying), (.done, .done): return true
-        default: return false
-        }
     }
 }

@@ -4,36 +4,7 @@ import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
 
-/// Finding a supernode: a UDP host-cache query to every cached supernode at once (a datagram
-/// each, and whoever answers is alive), TCP dials to sixteen at a time with a short connect
-/// timeout, answering ones first; the first link to finish its handshake wins. With 90 % of a
-/// full cache dead and UDP blocked, that is about six rounds of one second.
-struct Bootstrap {
-    var startedAt: Double
-    var queue: [HostPort]
-    var tried: Set<HostPort> = []
-    var inFlight: Set<LinkID> = []
-    var udpQueries: [[UInt8]: (endpoint: HostPort, sentAt: Double)] = [:]
-    var reason: String
-    var nextRound: Double
-    var warned = false
-    var udpAnswered = false
-}
-
-enum LoginState {
-    case notStarted
-    case direct
-    /// The login server could not be reached directly: log in through the supernode link.
-    case waitingForRelay(since: Double, directFailure: String)
-    case relaying(LoginClientExchange)
-    case done
-}
-
 extension Reactor {
-    static let bootstrapParallelism = 16
-    /// Seconds.
-    static let bootstrapConnectTimeout = 1.0
-
     func start(now: Double) {
         console.note(
             "\(configuration.name): listening on \(listening.map(\.description).joined(separator: ", ")), supernode mode \(configuration.supernodeMode.rawValue)"
@@ -51,74 +22,60 @@ extension Reactor {
     func startBootstrap(now: Double, reason: String, preferred: [HostPort] = []) {
         guard supernodeLink == nil, supernode == nil else { return }
         let own = ownEndpoints
-        var queue = preferred.filter { !own.contains($0) }
-        for candidate in hostCache.dialOrder(now: now, excluding: own) where !queue.contains(candidate) {
-            queue.append(candidate)
+        var candidates = preferred.filter { !own.contains($0) }
+        for candidate in hostCache.dialOrder(now: now, excluding: own) where !candidates.contains(candidate) {
+            candidates.append(candidate)
         }
-        var state = Bootstrap(startedAt: now, queue: queue, reason: reason, nextRound: now + 2)
+        var search = SupernodeSearch(now: now, candidates: candidates, reason: reason)
         // UDP first: whoever answers is alive and goes to the front of the queue.
-        for endpoint in queue.prefix(HostCache.defaultCapacity) {
+        for endpoint in search.queryTargets {
             let nonce = SecureRandom.bytes(8)
-            state.udpQueries[nonce] = (endpoint, now)
+            search.queried(endpoint, nonce: nonce, now: now)
             var datagram = OvDatagram()
             datagram.hostCacheQuery = OvHostCacheQuery()
             datagram.hostCacheQuery.nonce = Data(nonce)
-            datagram.hostCacheQuery.maximum = 12
+            datagram.hostCacheQuery.maximum = UInt32(SupernodeSearch.contactsPerAnswer)
             // From the second socket: traffic from the main port would open our NAT to every
             // supernode and spoil the NAT type detection that runs on it.
             sendDatagram(datagram, to: endpoint, socket: 1)
         }
-        bootstrap = state
-        logger.info("looking for a supernode", metadata: ["bootstrap.reason": "\(reason)", "bootstrap.candidates": "\(queue.count)"])
+        bootstrap = search
+        logger.info("looking for a supernode", metadata: ["bootstrap.reason": "\(reason)", "bootstrap.candidates": "\(candidates.count)"])
         bootstrapTick(now: now)
     }
 
     func bootstrapTick(now: Double) {
-        guard var state = bootstrap else { return }
+        guard bootstrap != nil else { return }
         if supernodeLink != nil || supernode != nil {
             bootstrap = nil
             return
         }
-        while state.inFlight.count < Self.bootstrapParallelism, !state.queue.isEmpty {
-            let endpoint = state.queue.removeFirst()
-            guard !state.tried.contains(endpoint) else { continue }
-            state.tried.insert(endpoint)
-            let purpose: OvLinkPurpose = identity.credential == nil ? .anonymous : .peer
+        let purpose: OvLinkPurpose = identity.credential == nil ? .anonymous : .peer
+        for endpoint in bootstrap?.nextDials() ?? [] {
             let id = startDial(
-                .bootstrap(endpoint, startedAt: now), endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: Self.bootstrapConnectTimeout)
-            state.inFlight.insert(id)
+                .bootstrap(endpoint, startedAt: now), endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: SupernodeSearch.connectTimeout)
+            bootstrap?.dialing(id)
         }
-        if state.queue.isEmpty && state.inFlight.isEmpty && now >= state.nextRound {
-            // Everyone tried: go round again, slower each time, and say so once.
-            if !state.warned && now - state.startedAt >= configuration.bootstrapTimeout {
-                state.warned = true
-                logger.warning("no supernode reachable yet; still trying", metadata: ["bootstrap.tried": "\(state.tried.count)"])
+        if bootstrap?.isRoundOver(now: now) == true {
+            let candidates = hostCache.dialOrder(now: now, excluding: ownEndpoints)
+            let tried = bootstrap?.triedCount ?? 0
+            if bootstrap?.startRound(now: now, candidates: candidates, warnAfter: configuration.bootstrapTimeout) == true {
+                logger.warning("no supernode reachable yet; still trying", metadata: ["bootstrap.tried": "\(tried)"])
                 console.note("no supernode reachable yet; still trying")
             }
-            let own = ownEndpoints
-            state.queue = hostCache.dialOrder(now: now, excluding: own)
-            state.tried = []
-            state.nextRound = now + min(30, max(2, (now - state.startedAt) / 2))
         }
-        bootstrap = state
     }
 
     func bootstrapUDPAnswer(_ answer: OvHostCacheAnswer, from source: HostPort, now: Double) {
-        guard var state = bootstrap, let query = state.udpQueries.removeValue(forKey: Array(answer.nonce)) else { return }
-        hostCache.recordSuccess(query.endpoint, rtt: now - query.sentAt, nodeID: nil, now: now)
+        guard let (endpoint, rtt) = bootstrap?.answered(nonce: Array(answer.nonce), now: now) else { return }
+        hostCache.recordSuccess(endpoint, rtt: rtt, nodeID: nil, now: now)
         learn(answer.supernodes, now: now)
-        state.udpAnswered = true
         hostCacheRefresh = "udp"
-        if let index = state.queue.firstIndex(of: query.endpoint) {
-            state.queue.remove(at: index)
-            state.queue.insert(query.endpoint, at: 0)
-        }
-        bootstrap = state
         bootstrapTick(now: now)
     }
 
     func bootstrapLinkUp(_ id: LinkID, endpoint: HostPort, peer: PeerIdentity?, now: Double) {
-        bootstrap?.inFlight.remove(id)
+        bootstrap?.dialEnded(id)
         guard supernodeLink == nil, supernode == nil, phase != .finished else {
             links.drop(id, reason: .anotherSupernodeAnsweredFirst)
             return
@@ -137,7 +94,7 @@ extension Reactor {
             authenticate(id, now: now)
         } else if identity.credential != nil {
             session?.linkUp(now: now)
-        } else if case .waitingForRelay = loginState {
+        } else if login.wantsRelay() {
             startLoginRelay(now: now)
         }
     }
@@ -190,33 +147,33 @@ extension Reactor {
 
     func startDirectLogin() {
         guard let publicKey = try? identity.key.publicKey().rawRepresentation() else { return fail("cannot read the identity key", exitCode: 1) }
-        loginState = .direct
+        login.startedDirect()
         let request = LoginClientExchange.Request.login(name: configuration.name, password: configuration.password, userPublicKey: publicKey)
         io.loginDirect(request, profile: configuration.profile, timeout: configuration.loginDirectTimeout)
     }
 
     func directLoginFinished(_ result: Result<Credential, LoginFailure>, now: Double) {
-        guard case .direct = loginState else { return }
-        switch result {
-        case let .success(credential):
-            loggedIn(credential, path: "direct", now: now)
-        case let .failure(failure):
-            switch failure {
-            case .serverUnreachable, .timedOut:
-                logger.notice("login server unreachable directly; logging in through a supernode", metadata: ["login.error": "\(failure)"])
-                console.note("login server unreachable directly (\(failure)); logging in through a supernode")
-                loginState = .waitingForRelay(since: now, directFailure: failure.description)
-                if supernodeLink != nil { startLoginRelay(now: now) }
-            default:
-                fail(failure.description, exitCode: failure.exitCode)
-            }
+        guard let step = login.directFinished(result, now: now, supernodeLinkUp: supernodeLink != nil) else { return }
+        if case let .failure(failure) = result, step == .relay || step == .waitForSupernode {
+            logger.notice("login server unreachable directly; logging in through a supernode", metadata: ["login.error": "\(failure)"])
+            console.note("login server unreachable directly (\(failure)); logging in through a supernode")
+        }
+        loginStep(step, now: now)
+    }
+
+    func loginStep(_ step: LoginProgress.Step, now: Double) {
+        switch step {
+        case let .loggedIn(credential, path): loggedIn(credential, path: path, now: now)
+        case .relay: startLoginRelay(now: now)
+        case .waitForSupernode: break
+        case let .relayFailed(reason): loginRelayFailed(reason, now: now)
+        case let .fail(reason, exitCode): fail(reason, exitCode: exitCode)
         }
     }
 
     func loginTick(now: Double) {
-        if case let .waitingForRelay(since, directFailure) = loginState, supernodeLink == nil, now - since > max(30, configuration.bootstrapTimeout * 2) {
-            fail("\(directFailure), and no supernode could be reached to relay the login", exitCode: 6)
-        }
+        let limit = max(30, configuration.bootstrapTimeout * 2)
+        if let step = login.timedOut(now: now, supernodeLinkUp: supernodeLink != nil, limit: limit) { loginStep(step, now: now) }
     }
 
     func startLoginRelay(now: Double) {
@@ -229,7 +186,7 @@ extension Reactor {
         } catch {
             return fail("cannot build the login request: \(error)", exitCode: 1)
         }
-        loginState = .relaying(exchange)
+        login.relaying(exchange)
         sendRuntimeRequest(.loginRelay, on: link, now: now, timeout: 20) { message in
             message.loginRelay = OvLoginRelay()
             message.loginRelay.request = Data(exchange.requestBytes)
@@ -237,24 +194,8 @@ extension Reactor {
     }
 
     func loginRelayAnswered(_ message: OvLinkMessage, now: Double) {
-        guard case var .relaying(exchange) = loginState else { return }
-        switch message.body {
-        case let .loginRelayReply(reply)?:
-            do {
-                if let outcome = try exchange.receive(Array(reply.answer)), case let .loggedIn(credential) = outcome {
-                    let via = supernodeLink.flatMap { links[$0]?.peer?.name } ?? "a supernode"
-                    loggedIn(credential, path: "via supernode \(via)", now: now)
-                } else {
-                    loginRelayFailed("incomplete answer", now: now)
-                }
-            } catch {
-                fail(error.description, exitCode: error.exitCode)
-            }
-        case let .refused(refused)?:
-            loginRelayFailed(refused.reason, now: now)
-        default:
-            loginRelayFailed("unexpected answer", now: now)
-        }
+        let via = links.ourSupernode?.peer?.name ?? "a supernode"
+        if let step = login.relayAnswered(message, via: via) { loginStep(step, now: now) }
     }
 
     /// Proves our credential on an anonymous link to our supernode; attaching follows its ack.
@@ -269,8 +210,7 @@ extension Reactor {
     }
 
     func loggedIn(_ credential: Credential, path: String, now: Double) {
-        loginState = .done
-        loginPath = path
+        login.loggedIn(path: path)
         do {
             try files.client.save(credential)
             identity = try LocalIdentity(key: identity.key, credential: credential)

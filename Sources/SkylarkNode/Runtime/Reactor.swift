@@ -54,9 +54,9 @@ final class Reactor {
 
     // Start-up and login.
     var phase: Phase = .starting
-    var bootstrap: Bootstrap?
-    var loginState: LoginState = .notStarted
-    var loginPath = "not logged in"
+    /// The search for a supernode to attach to, while one runs.
+    var bootstrap: SupernodeSearch?
+    var login = LoginProgress()
     var runtimeRequests: [UInt64: (RuntimeRequest, deadline: Double)] = [:]
     var nextRequestID: UInt64 = 1 << 61
 
@@ -299,7 +299,7 @@ final class Reactor {
             logger.notice("supernode link lost", metadata: ["link.reason": "\(reason)", "supernode.name": "\(entry.peer?.name ?? "?")"])
             console.note("lost supernode \(entry.peer?.name ?? "?"): \(reason)")
             // A login relayed through this link never got its answer: relay it through the next.
-            if case .relaying = loginState { loginState = .waitingForRelay(since: now, directFailure: "login server unreachable directly") }
+            login.supernodeLinkLost(now: now)
             switch phase {
             case .stopping, .finished: break
             case .starting, .running: if supernode == nil { startBootstrap(now: now, reason: "reconnect") }
@@ -323,7 +323,7 @@ final class Reactor {
         case let .bootstrap(endpoint, _):
             hostCache.recordFailure(endpoint, now: now)
             hostCacheDirty = true
-            bootstrap?.inFlight.remove(linkID)
+            bootstrap?.dialEnded(linkID)
             logger.debug("bootstrap dial failed", metadata: ["peer.address": "\(endpoint)", "link.reason": "\(reason)"])
         case let .supernodePeer(nodeID):
             supernode?.peerUnreachable(nodeID, now: now)
