@@ -4,24 +4,6 @@ import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
 
-/// A call as the reactor holds it: the signalling and path core, and the media once keys and a
-/// path exist.
-struct CallEntry {
-    var session: CallSession
-    var media: CallMedia?
-    /// When the user dialled or the call rang, for the setup time.
-    var startedAt: Double
-    var answeredAt: Double?
-    var firstAudioAt: Double?
-    var endedAt: Double?
-    var endReason: String?
-    var pathHistory: [String] = []
-    /// Control requests waiting for the call to be answered or to end.
-    var waiters: [ControlReply] = []
-    /// Set for a conference leg (signalled inside conference messages, audio via the mixer).
-    var conference: ConferenceLegInfo?
-}
-
 extension Reactor {
     static let callRequestID: UInt64 = 1 << 61
 
@@ -72,12 +54,9 @@ extension Reactor {
         promise.succeed(Self.answer(callReport(id, now: now)))
     }
 
-    /// A call by (a prefix of) its hex id, or the only call matching `filter`.
+    /// A user call by (a prefix of) its hex id, or the newest call matching `filter`.
     func resolveCall(_ prefix: String?, where filter: (CallEntry) -> Bool) -> CallID? {
-        let userCalls = calls.filter { $0.value.conference == nil }
-        if let prefix { return userCalls.keys.first { $0.hex.hasPrefix(prefix.lowercased()) && filter(userCalls[$0]!) } }
-        let matching = userCalls.filter { filter($0.value) }.map(\.key)
-        return matching.count == 1 ? matching[0] : matching.sorted { calls[$0]!.startedAt > calls[$1]!.startedAt }.first
+        calls.resolve(prefix, where: filter)
     }
 
     /// Our candidates: LAN addresses and the public UDP mapping (none when UDP is blocked).
@@ -165,19 +144,7 @@ extension Reactor {
 
     /// Encrypted RTP from the peer, straight or out of a circuit.
     func mediaArrived(_ packet: [UInt8], via leg: [UInt8]?, from source: HostPort, now: Double) {
-        guard
-            let id = calls.first(where: { entry in
-                guard let path = entry.value.session.path else { return false }
-                if let media = entry.value.media {
-                    return leg != nil ? path.circuit == leg : path.endpoint == source || media.accepts(packet)
-                }
-                // A leg we mix: its audio goes to the conference's mixer.
-                guard let conference = entry.value.conference, conference.weMix,
-                    let mixer = conferences[conference.conferenceID]?.mixerMedia, mixer.hasLeg(entry.key)
-                else { return false }
-                return leg != nil ? path.circuit == leg : path.endpoint == source || mixer.leg(for: packet) == entry.key
-            })?.key
-        else { return }
+        guard let id = calls.owner(ofMedia: packet, circuit: leg, from: source, mixer: { self.conferences[$0]?.mixerMedia }) else { return }
         if let media = calls[id]!.media {
             if media.receive(packet, now: now) { calls[id]!.session.mediaArrived(now: now) }
         } else if let conference = calls[id]!.conference, let mixer = conferences[conference.conferenceID]?.mixerMedia,
@@ -347,7 +314,7 @@ extension Reactor {
 
     /// Called every 20 ms while a call has media, and from the 100 ms tick.
     func callsTick(now: Double) {
-        for id in Array(calls.keys) {
+        for id in calls.ids {
             guard var entry = calls[id] else { continue }
             if let deadline = entry.session.nextDeadline, deadline <= now {
                 entry.session.handleTimeout(now: now)
@@ -369,13 +336,12 @@ extension Reactor {
                         ])
                 }
             }
-            // Ended calls are kept a minute for `skylark calls`.
-            if let ended = entry.endedAt, now - ended > 60 { calls[id] = nil }
         }
+        calls.removeExpired(now: now)
         conferenceMediaTick(now: now)
     }
 
-    var hasActiveMedia: Bool { hasMixing || calls.values.contains { $0.media != nil && !$0.session.isEnded } }
+    var hasActiveMedia: Bool { conferences.hasMixing || calls.hasActiveMedia }
 
     // MARK: - Reports
 
@@ -384,33 +350,8 @@ extension Reactor {
     }
 
     func callReport(_ id: CallID, entry: CallEntry, now: Double) -> ControlResults.Call {
-        let state: String
-        switch entry.session.phase {
-        case .calling: state = "calling"
-        case .ringing: state = "ringing"
-        case .connecting: state = "connecting"
-        case .active: state = "active"
-        case .ended: state = "ended"
-        }
-        let stats = entry.media?.statistics(now: now)
-        return ControlResults.Call(
-            id: id.hex, peer: entry.session.peer, direction: entry.session.role == .caller ? "outgoing" : "incoming", state: state,
-            path: entry.session.path.map { $0.kind.rawValue }, relays: entry.session.path?.relays ?? [], overTCP: entry.session.path?.overTCP ?? false,
-            pathDetail: entry.session.path.map(Self.describe), pathHistory: entry.pathHistory,
-            rttMilliseconds: entry.session.path?.rtt.map { ($0 * 1000).rounded() },
-            lossPercent: stats?.lossPercent, jitterMilliseconds: stats?.jitterMilliseconds, bitrateKbps: stats?.bitrateKbps,
-            packetsSent: stats?.packetsSent, packetsReceived: stats?.packetsReceived,
-            longestGapMilliseconds: stats?.longestGapMilliseconds.map { $0.rounded() },
-            setupMilliseconds: entry.firstAudioAt.map { (($0 - entry.startedAt) * 1000).rounded() },
-            startedAtMs: (entry.startedAt * 1000).rounded(), firstAudioAtMs: entry.firstAudioAt.map { ($0 * 1000).rounded() },
-            ended: entry.endReason)
+        CallTable.report(id, entry: entry, now: now)
     }
 
-    static func describe(_ path: CallSession.Path) -> String {
-        switch path.kind {
-        case .direct, .punched: return "\(path.kind.rawValue) UDP to \(path.endpoint)"
-        case .relayed: return "relayed over \(path.overTCP ? "TCP" : "UDP") via \(path.relays.joined(separator: " > "))"
-        }
-    }
-
+    static func describe(_ path: CallSession.Path) -> String { CallTable.describe(path) }
 }

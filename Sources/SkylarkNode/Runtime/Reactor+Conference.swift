@@ -3,31 +3,9 @@ import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
 
-/// A conference as the reactor holds it: the core, and the mixer's audio while this node mixes.
-/// Legs are `CallEntry`s in `calls` whose `conference` names this entry.
-struct ConferenceEntry {
-    var session: ConferenceSession
-    var mixerMedia: MixerMedia?
-    /// Our leg to the mixer, while we have one.
-    var legID: CallID?
-    var endedAt: Double?
-    var endReason: String?
-}
-
-/// A leg of a conference, as a `CallEntry` knows it.
-struct ConferenceLegInfo {
-    var conferenceID: ConferenceID
-    /// We opened the leg (we take part; the peer mixes) or we serve it (we mix).
-    var weMix: Bool
-    /// The wrapper for the leg's call signalling.
-    var template: OvConferenceLeg
-}
-
 extension Reactor {
     /// Supernodes beyond the participants' own that an initiator asks for their capability.
     static let extraMixerCandidates = 3
-    /// How long a leg offer waits for our own invitation to the same conference.
-    static let legOfferHold = 1.0
 
     // MARK: - Control
 
@@ -94,22 +72,12 @@ extension Reactor {
     }
 
     /// The conference we take part in (not one we only mix for others).
-    func currentConference() -> ConferenceID? {
-        conferences.first { !$0.value.session.isEnded && $0.value.session.participating && $0.value.session.phase != .ringing }?.key
-    }
+    func currentConference() -> ConferenceID? { conferences.current }
 
-    func ringingConference() -> ConferenceID? {
-        conferences.first { $0.value.session.phase == .ringing }?.key
-    }
+    func ringingConference() -> ConferenceID? { conferences.ringing }
 
     /// Why a new call or conference cannot start, if it cannot.
-    func busyText() -> String? {
-        if let call = calls.values.first(where: { !$0.session.isEnded && $0.conference == nil }) {
-            return "already in a call with \(call.session.peer) (skylark hangup first)"
-        }
-        if currentConference() != nil { return "already in a conference (skylark conf leave first)" }
-        return nil
-    }
+    func busyText() -> String? { calls.busyReason(conferences: conferences) }
 
     // MARK: - Capability
 
@@ -122,8 +90,7 @@ extension Reactor {
         capability.natType = natType.rawValue
         capability.supernode = supernode != nil
         capability.supernodeName = supernode == nil ? (session?.supernode?.name ?? "") : ""
-        let mixing = conferences.values.filter { $0.session.isMixing }.reduce(0) { $0 + $1.session.members.count }
-        capability.room = UInt32(max(1, configuration.conference.maximumParticipants - mixing))
+        capability.room = UInt32(max(1, configuration.conference.maximumParticipants - conferences.mixedMembers))
         return capability
     }
 
@@ -159,7 +126,7 @@ extension Reactor {
             if configuration.autoAnswer { conference.answer(now: now) }
             conferences[id] = ConferenceEntry(session: conference)
             drainConference(id, now: now)
-            for held in heldLegOffers.removeValue(forKey: id) ?? [] { legSignalArrived(from: held.peer, held.leg, conferenceID: id, now: now) }
+            for held in conferences.releaseHeld(for: id) { legSignalArrived(from: held.peer, held.leg, conferenceID: id, now: now) }
         case let .leg(leg)?:
             legSignalArrived(from: peer, leg, conferenceID: id, now: now)
         default:
@@ -183,11 +150,10 @@ extension Reactor {
         if conferences[id] == nil, mayHold, leg.members.contains(own) {
             // The participant counts us among the invited: our invitation may arrive after this
             // leg (it travels another path). A mixer outside the conference is not held up.
-            if (heldLegOffers[id]?.count ?? 0) < 64 { heldLegOffers[id, default: []].append((peer, leg, now)) }
+            if !conferences.hold(leg, from: peer, for: id, now: now) { logger.debug("too many leg offers held", metadata: ["conference.id": "\(id)"]) }
             return
         }
-        let mixedForOthers = conferences.values.filter { $0.session.isMixing && !$0.session.participating }.count
-        if conferences[id] == nil, mixedForOthers < configuration.conference.maximumMixedForOthers,
+        if conferences[id] == nil, conferences.mixedForOthers < configuration.conference.maximumMixedForOthers,
             let mixing = ConferenceSession(
                 mixingFor: leg, id: id.bytes, ownName: own, configuration: configuration.conference,
                 now: now)
@@ -312,7 +278,7 @@ extension Reactor {
     }
 
     func stopMixing(_ id: ConferenceID, reason: String, now: Double) {
-        for (callID, entry) in calls where entry.conference?.conferenceID == id && entry.conference?.weMix == true && !entry.session.isEnded {
+        for (callID, _) in calls.mixedLegs(of: id) {
             calls[callID]!.session.hangUp()
             drainCall(callID, now: now)
         }
@@ -374,7 +340,7 @@ extension Reactor {
 
     /// Our mixer's packets for one tick, out on each leg's path.
     func conferenceMediaTick(now: Double) {
-        for media in conferences.values.compactMap(\.mixerMedia) {
+        for media in conferences.mixers {
             for (legID, packet) in media.tick(now: now) {
                 guard let path = calls[legID]?.session.path else { continue }
                 sendCallPacket(packet, via: path.route)
@@ -388,21 +354,18 @@ extension Reactor {
             nextCPUSample = now + 2
             if let idle = conferenceCPU.sample() { idleCPUShare = idle }
         }
-        for (id, held) in heldLegOffers where now - (held.first?.at ?? now) >= Self.legOfferHold {
+        for (id, offers) in conferences.expiredHolds(now: now) {
             // No invitation came: we only mix.
-            heldLegOffers[id] = nil
-            for offer in held { legSignalArrived(from: offer.peer, offer.leg, conferenceID: id, mayHold: false, now: now) }
+            for offer in offers { legSignalArrived(from: offer.peer, offer.leg, conferenceID: id, mayHold: false, now: now) }
         }
-        for id in Array(conferences.keys) {
+        for id in conferences.ids {
             if let deadline = conferences[id]?.session.nextDeadline, deadline <= now {
                 conferences[id]!.session.handleTimeout(now: now)
                 drainConference(id, now: now)
             }
-            if let ended = conferences[id]?.endedAt, now - ended > 60 { conferences[id] = nil }
         }
+        conferences.removeExpired(now: now)
     }
-
-    var hasMixing: Bool { conferences.values.contains { $0.mixerMedia != nil } }
 
     /// `--speaker` for conference audio: "{peer}" becomes "conference-MIXER", so each mixer's
     /// audio (before and after a failover) is its own file; "{call}" the conference id.
@@ -425,7 +388,7 @@ extension Reactor {
         }
         var legs: [ControlResults.ConferenceLeg] = []
         if let media = entry.mixerMedia {
-            for (callID, call) in calls where call.conference?.conferenceID == id && call.conference?.weMix == true && !call.session.isEnded {
+            for (callID, call) in calls.mixedLegs(of: id) {
                 let stats = media.legStatistics(callID)
                 legs.append(
                     ControlResults.ConferenceLeg(

@@ -54,12 +54,10 @@ extension Reactor {
             case .conferenceLeave:
                 leaveConference(promise: promise, now: now)
             case .conferenceStatus:
-                let reports = conferences.sorted { $0.value.session.startedAt < $1.value.session.startedAt }.map { conferenceReport($0.key, now: now) }
+                let reports = conferences.ordered.map { conferenceReport($0.id, now: now) }
                 promise.succeed(Self.answer(reports))
             case .calls:
-                let reports = calls.filter { $0.value.conference == nil }.sorted { $0.value.startedAt < $1.value.startedAt }.map {
-                    callReport($0.key, entry: $0.value, now: now)
-                }
+                let reports = calls.userCalls.map { callReport($0.id, entry: $0.entry, now: now) }
                 promise.succeed(Self.answer(reports))
             }
         } catch {

@@ -75,13 +75,10 @@ final class Reactor {
     var seedBackoff: Double = 1
     var nextRelayExpiry: Double = 0
 
-    // Calls (and conference legs), by hex call id.
-    var calls: [CallID: CallEntry] = [:]
-    // Conferences, by hex conference id; the idle CPU share mixer elections are told about.
-    var conferences: [ConferenceID: ConferenceEntry] = [:]
-    /// Legs offered for a conference we have not heard of but are invited to (the leg says so):
-    /// held a moment, since our own invitation may still be on its way.
-    var heldLegOffers: [ConferenceID: [(peer: String, leg: OvConferenceLeg, at: Double)]] = [:]
+    // Calls (and conference legs), by call id.
+    var calls = CallTable()
+    // Conferences and the leg offers held for them; the idle CPU share mixer elections are told about.
+    var conferences = ConferenceTable()
     var conferenceCPU = CPUSampler()
     var idleCPUShare = 1.0
     var nextCPUSample: Double = 0
