@@ -27,6 +27,9 @@ public final class SimulatedNetwork {
         public var dht = DHTCore.Configuration()
         public var session = ClientSession.Configuration()
         public var rsaBits = 2048
+        /// Give supernodes UDP endpoints (what relay circuits are built on); off for the overlay
+        /// benchmarks, whose figures predate them.
+        public var supernodeUDP = false
         public init() {}
     }
 
@@ -86,6 +89,10 @@ public final class SimulatedNetwork {
     public let verifier: Verifier
     private var serial: UInt64 = 0
     private var pendingSearches: [Int: [UInt64: (target: String, startedAt: Double)]] = [:]
+    /// Answers to relay requests clients sent through `requestRelay`, by request id.
+    public private(set) var relayAnswers: [UInt64: OvLinkMessage] = [:]
+    private var pendingRelayRequests: Set<UInt64> = []
+    private var nextRelayRequest: UInt64 = 1 << 60
 
     public init(configuration: Configuration) throws {
         self.configuration = configuration
@@ -210,6 +217,26 @@ public final class SimulatedNetwork {
         schedule(.clientAttach(index), after: 0)
     }
 
+    /// A client asks its supernode for a relay circuit to `callee` (as a node's runtime does when
+    /// no direct path works), avoiding the supernodes in `avoid`; the answer (granted or refused)
+    /// lands in `relayAnswers` under the returned request id.
+    public func requestRelay(from client: Int, to callee: String, avoid: [NodeID] = []) -> UInt64? {
+        guard clients[client].online, let supernode = clients[client].attachedTo else { return nil }
+        let id = nextRelayRequest
+        nextRelayRequest += 1
+        var message = OvLinkMessage()
+        message.id = id
+        message.relayRequest = OvRelayRequest()
+        message.relayRequest.callee = callee
+        message.relayRequest.avoid = avoid.map { Data($0.bytes) }
+        pendingRelayRequests.insert(id)
+        schedule(.clientToSupernode(client: client, supernode: supernode, message), after: latency(supernode, 1_000_000 + client))
+        return id
+    }
+
+    /// The supernode a client is attached to, if any.
+    public func supernode(of client: Int) -> Int? { clients[client].attachedTo }
+
     public func aliveSupernodeCount() -> Int { aliveIndices.count }
 
     public func client(named name: String) -> Int? { clientIndexByName[name] }
@@ -234,7 +261,8 @@ public final class SimulatedNetwork {
         let index = supernodes.count
         let identity = try makeIdentity("sn\(index)")
         let nodeID = identity.nodeID!
-        let contact = Contact(nodeID: nodeID, name: identity.name!, endpoints: [HostPort(host: "sn\(index).sim", port: 7100)], udpEndpoint: nil)
+        let udp = configuration.supernodeUDP ? HostPort(host: "sn\(index).sim", port: 7101) : nil
+        let contact = Contact(nodeID: nodeID, name: identity.name!, endpoints: [HostPort(host: "sn\(index).sim", port: 7100)], udpEndpoint: udp)
         var coreConfiguration = SupernodeCore.Configuration()
         coreConfiguration.dht = configuration.dht
         let core = SupernodeCore(identity: identity, verifier: verifier, contact: contact, configuration: coreConfiguration, seed: random.next(), now: now)
@@ -324,6 +352,10 @@ public final class SimulatedNetwork {
         case let .supernodeToClient(supernode, client, message):
             guard clients[client].online, clients[client].attachedTo == supernode else { return }
             messagesDelivered += 1
+            if pendingRelayRequests.remove(message.id) != nil {
+                relayAnswers[message.id] = message
+                return
+            }
             clients[client].session.handleMessage(message, now: now)
             drainClient(client)
             if case let .handover(handover)? = message.body, !handover.supernodes.isEmpty {
