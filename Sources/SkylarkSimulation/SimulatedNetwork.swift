@@ -85,6 +85,8 @@ public final class SimulatedNetwork {
     private var clientIndexByName: [String: Int] = [:]
     private var random: SplitMix64
     private var keyRandom: SplitMix64
+    /// Circuit leg and message ids (their own stream, so adding them moved no other draw).
+    private var identifierRandom: SplitMix64
     private let loginKey: RSA.PrivateKey
     public let verifier: Verifier
     private var serial: UInt64 = 0
@@ -98,6 +100,7 @@ public final class SimulatedNetwork {
         self.configuration = configuration
         self.random = SplitMix64(seed: configuration.seed)
         self.keyRandom = SplitMix64(seed: configuration.seed ^ 0x1D_E271_7135)
+        self.identifierRandom = SplitMix64(seed: configuration.seed ^ 0x1DE7)
         self.loginKey = try RSA.PrivateKey(bits: configuration.rsaBits)
         self.verifier = Verifier(loginKey: loginKey.publicKey, cacheCapacity: 1_000_000)
     }
@@ -265,7 +268,9 @@ public final class SimulatedNetwork {
         let contact = Contact(nodeID: nodeID, name: identity.name!, endpoints: [HostPort(host: "sn\(index).sim", port: 7100)], udpEndpoint: udp)
         var coreConfiguration = SupernodeCore.Configuration()
         coreConfiguration.dht = configuration.dht
-        let core = SupernodeCore(identity: identity, verifier: verifier, contact: contact, configuration: coreConfiguration, seed: random.next(), now: now)
+        let core = SupernodeCore(
+            identity: identity, verifier: verifier, contact: contact, configuration: coreConfiguration, seed: random.next(), now: now,
+            identifiers: SplitMix64(seed: identifierRandom.next()))
         supernodes.append(Supernode(core: core, identity: identity, peer: PeerIdentity(credential: identity.credential!)))
         aliveIndices.append(index)
         indexByNodeID[nodeID] = index
@@ -277,7 +282,7 @@ public final class SimulatedNetwork {
         let identity = try makeIdentity("user\(index)")
         let session = try ClientSession(
             identity: identity, verifier: verifier, messageKey: try X25519.PrivateKey(), state: SessionState(),
-            configuration: configuration.session)
+            configuration: configuration.session, identifiers: SplitMix64(seed: identifierRandom.next()))
         clients.append(Client(session: session, identity: identity, peer: PeerIdentity(credential: identity.credential!)))
         clientIndexByName[identity.name!] = index
         return index

@@ -54,6 +54,20 @@ import Testing
         #expect(network.supernodes.map(\.core.relays.count).reduce(0, +) == 4, "nobody else holds a circuit")
     }
 
+    @Test func withSeededIdentifiersARunRepeatsToTheLegID() throws {
+        func grantedLeg() throws -> [UInt8]? {
+            let network = try Self.network(supernodes: 6, clients: 8, seed: 33)
+            let (caller, callee) = try #require(Self.pair(in: network))
+            let id = try #require(network.requestRelay(from: caller, to: "user\(callee)"))
+            network.run(for: 5)
+            guard case let .relayGranted(granted)? = network.relayAnswers[id]?.body else { return nil }
+            return Array(granted.legID)
+        }
+        let first = try grantedLeg()
+        #expect(first != nil)
+        #expect(try grantedLeg() == first, "the cores draw leg ids from the injected generator")
+    }
+
     @Test func aCalleeWhoIsNotOnlineGetsNoCircuit() throws {
         let network = try Self.network(supernodes: 6, clients: 2, seed: 5)
         let id = try #require(network.requestRelay(from: 0, to: "nobody"))

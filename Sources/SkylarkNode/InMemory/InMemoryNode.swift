@@ -28,6 +28,11 @@ public final class InMemoryNode: @unchecked Sendable {
     /// Port-restricted NAT: the addresses this node has sent to, per socket (they may answer).
     private var contacted: [Int: Set<HostPort>] = [:]
 
+    /// Each node's choices come from its own seeded stream, fixed by its name (FNV-1a).
+    static func seed(for name: String) -> UInt64 {
+        name.utf8.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
+    }
+
     init(configuration: NodeConfiguration, reachability: InMemoryNetwork.Reachability, network: InMemoryNetwork, ids: LinkIDs, logger: Logger) throws {
         name = configuration.name
         self.configuration = configuration
@@ -51,7 +56,8 @@ public final class InMemoryNode: @unchecked Sendable {
         logger[metadataKey: "node.name"] = "\(configuration.name)"
         reactor = Reactor(
             configuration: configuration, files: files, identity: identity, verifier: verifier, io: transport,
-            clock: network.clock, listening: configuration.listen, sink: inbox, logger: logger, console: false)
+            clock: network.clock, random: SplitMix64(seed: Self.seed(for: configuration.name)), listening: configuration.listen, sink: inbox, logger: logger,
+            console: false)
         reactor.console.silent = true
         transport.node = self
     }

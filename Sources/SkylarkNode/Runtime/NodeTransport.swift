@@ -69,3 +69,14 @@ struct LinkInfo: Sendable {
     var remote: HostPort?
     var local: HostPort?
 }
+
+/// The node's random choices behind one concrete generator (an existential cannot be passed
+/// where `some RandomNumberGenerator` is asked for): the system's in production, seeded in the
+/// in-memory network.
+struct NodeRandom: RandomNumberGenerator {
+    private var base: any RandomNumberGenerator
+
+    init(_ base: any RandomNumberGenerator) { self.base = base }
+
+    mutating func next() -> UInt64 { base.next() }
+}

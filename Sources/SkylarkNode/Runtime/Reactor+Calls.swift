@@ -22,7 +22,7 @@ extension Reactor {
         do {
             let call = try CallSession(
                 calling: name, candidates: ownMediaCandidates(), natType: natType, peerNAT: buddy.natType ?? .unknown,
-                ssrc: UInt32.random(in: 1...UInt32.max), relayFirst: relayFirst, configuration: configuration.call, now: now)
+                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), relayFirst: relayFirst, configuration: configuration.call, now: now)
             let id = call.id
             calls[id] = CallEntry(session: call, startedAt: now)
             console.note("calling \(name) (call \(id.hex.prefix(8)))")
@@ -104,7 +104,7 @@ extension Reactor {
         do {
             let call = try CallSession(
                 offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
-                ssrc: UInt32.random(in: 1...UInt32.max), configuration: configuration.call, now: now)
+                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: configuration.call, now: now)
             calls[id] = CallEntry(session: call, startedAt: now)
             console.note("incoming call from \(peer) (call \(id.hex.prefix(8)))\(configuration.autoAnswer ? ", answering" : " — skylark answer")")
             logger.info("call ringing", metadata: ["call.id": "\(id)", "call.peer": "\(peer)"])

@@ -28,7 +28,7 @@ extension Reactor {
         let known = Set((Array(knownSupernodes.values) + (supernode?.dht.routing.allContacts ?? [])).map(\.name)).subtracting([own.name, own.supernodeName, ""])
             .sorted()
         let conference = ConferenceSession(
-            inviting: names, own: own, alsoAsking: Array(known.shuffled().prefix(Self.extraMixerCandidates)),
+            inviting: names, own: own, alsoAsking: Array(known.shuffled(using: &random).prefix(Self.extraMixerCandidates)),
             configuration: configuration.conference, now: now)
         let id = conference.id
         conferences[id] = ConferenceEntry(session: conference)
@@ -167,7 +167,7 @@ extension Reactor {
             do {
                 var call = try CallSession(
                     offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
-                    ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
+                    ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: .conferenceLeg, now: now)
                 call.answer(now: now)
                 var template = OvConferenceLeg()
                 template.epoch = leg.epoch
@@ -246,7 +246,7 @@ extension Reactor {
         do {
             let call = try CallSession(
                 calling: mixer, candidates: ownMediaCandidates(), natType: natType, peerNAT: peerNAT,
-                ssrc: UInt32.random(in: 1...UInt32.max), configuration: .conferenceLeg, now: now)
+                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: .conferenceLeg, now: now)
             let callID = call.id
             calls[callID] = CallEntry(session: call, startedAt: now, conference: ConferenceLegInfo(conferenceID: id, weMix: false, template: leg))
             conferences[id]?.legID = callID

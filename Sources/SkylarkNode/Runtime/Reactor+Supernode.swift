@@ -11,7 +11,7 @@ extension Reactor {
         let contact = Contact(nodeID: nodeID, name: name, endpoints: endpoints, udpEndpoint: advertisedUDP())
         var core = SupernodeCore(
             identity: identity, verifier: verifier, contact: contact, configuration: configuration.supernode,
-            seed: UInt64.random(in: 1...UInt64.max), now: now, relays: io.relayTable)
+            seed: UInt64.random(in: 1...UInt64.max, using: &random), now: now, relays: io.relayTable)
         if io.udpPorts.count > 1 { core.alternateUDPPort = UInt32(io.udpPorts[1]) }
         var seeds: [Contact] = []
         // Seeds' UDP endpoints are not known yet (a cached address may be TCP 443): the DHT learns

@@ -93,11 +93,13 @@ final class Reactor {
     var hostCacheRefresh = "none"
     var udpAnsweredThisBootstrap = false
     var nextHostCacheSave: Double = 0
-    var random = SystemRandomNumberGenerator()
+    /// Every choice the node draws (SSRCs, seeds, probers, mixer candidates); seeded in the in-memory network.
+    var random: NodeRandom
 
     init(
         configuration: NodeConfiguration, files: NodeStateFiles, identity: LocalIdentity, verifier: Verifier,
-        io: any NodeTransport, clock: any NodeClock = WallClock(), listening: [HostPort], sink: NodeEventSink, logger: Logger, console: Bool
+        io: any NodeTransport, clock: any NodeClock = WallClock(), random: any RandomNumberGenerator = SystemRandomNumberGenerator(), listening: [HostPort],
+        sink: NodeEventSink, logger: Logger, console: Bool
     ) {
         self.configuration = configuration
         self.files = files
@@ -105,6 +107,7 @@ final class Reactor {
         self.verifier = verifier
         self.io = io
         self.clock = clock
+        self.random = NodeRandom(random)
         self.listening = listening
         self.sink = sink
         self.logger = logger

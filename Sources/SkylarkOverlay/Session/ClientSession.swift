@@ -119,10 +119,15 @@ public struct ClientSession: Sendable {
     private var nextRetry: Double = .infinity
     private var actions: [Action] = []
     private var nextID: UInt64 = 1
+    /// Message ids: unguessable in production (`SecureRandomGenerator`), seeded in tests.
+    private var identifiers: any RandomNumberGenerator & Sendable
 
-    public init(identity: LocalIdentity, verifier: Verifier, messageKey: X25519.PrivateKey, state: SessionState, configuration: Configuration = .init()) throws
-    {
+    public init(
+        identity: LocalIdentity, verifier: Verifier, messageKey: X25519.PrivateKey, state: SessionState, configuration: Configuration = .init(),
+        identifiers: any RandomNumberGenerator & Sendable = SecureRandomGenerator()
+    ) throws {
         precondition(identity.credential != nil, "a session needs a credential")
+        self.identifiers = identifiers
         self.identity = identity
         self.verifier = verifier
         self.messageKey = messageKey
@@ -256,7 +261,7 @@ public struct ClientSession: Sendable {
         guard let buddy = state.buddies[name], buddy.state == .confirmed, let keyHex = buddy.messageKey,
             let key = [UInt8](hexString: keyHex)
         else { throw .notABuddy(name) }
-        let id = SecureRandom.bytes(16)
+        let id = identifiers.bytes(16)
         guard let sealed = try? MessageSealing.seal(text, to: key, from: self.name, to: name, id: id),
             let payload = try? sealed.serializedBytes() as [UInt8],
             let envelope = try? SignedRecords.makeEnvelope(kind: .message, to: name, payload: payload, id: id, identity: identity, now: now),

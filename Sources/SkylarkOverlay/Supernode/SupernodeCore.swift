@@ -130,15 +130,18 @@ public struct SupernodeCore: Sendable {
     /// Ids of our own requests start high so they never collide with the DHT core's.
     private var nextID: UInt64 = 1 << 62
     private var random: SplitMix64
+    /// Circuit leg ids: unguessable in production (`SecureRandomGenerator`), seeded in tests.
+    private var identifiers: any RandomNumberGenerator & Sendable
     public var alternateUDPPort: UInt32 = 0
     /// Set by `depart`: the node is leaving and starts nothing new in the overlay.
     public private(set) var hasDeparted = false
 
     public init(
         identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Double,
-        relays: RelayTable = RelayTable()
+        relays: RelayTable = RelayTable(), identifiers: any RandomNumberGenerator & Sendable = SecureRandomGenerator()
     ) {
         self.relays = relays
+        self.identifiers = identifiers
         self.identity = identity
         self.verifier = verifier
         self.configuration = configuration
@@ -629,7 +632,7 @@ public struct SupernodeCore: Sendable {
     /// and a leg toward the first hop of the chain (two relays, then the callee's supernode).
     private mutating func buildCircuit(_ origin: CircuitSetupState.Origin, now: Double) {
         guard case let .client(link, requestID, callee, far, _, avoid) = origin else { return }
-        let ownLeg = SecureRandom.bytes(RelayCircuits.legIDByteCount)
+        let ownLeg = makeLegID()
         var candidates = dht.routing.allContacts.filter { $0.nodeID != far.nodeID && !avoid.contains($0.nodeID) && $0.udpEndpoint != nil }
         var chain: [Contact] = []
         while chain.count < configuration.relaysPerCircuit, !candidates.isEmpty {
@@ -638,7 +641,7 @@ public struct SupernodeCore: Sendable {
         chain.append(far)
         if chain.count == 1 && far.nodeID == contact.nodeID {
             // The network has no relay and both callers are here: one circuit joining two clients.
-            let farLeg = SecureRandom.bytes(RelayCircuits.legIDByteCount)
+            let farLeg = makeLegID()
             guard linkByName[callee] != nil else { return refuse(link, requestID, .unavailable, "\(callee) is not attached here any more") }
             do {
                 try relays.admit(towardCaller: .init(id: ownLeg, endpoint: nil), towardCallee: .init(id: farLeg, endpoint: nil), now: now)
@@ -651,12 +654,14 @@ public struct SupernodeCore: Sendable {
         do {
             try relays.admit(
                 towardCaller: .init(id: ownLeg, endpoint: nil),
-                towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: first.udpEndpoint.map { .udp($0) }), now: now)
+                towardCallee: .init(id: makeLegID(), endpoint: first.udpEndpoint.map { .udp($0) }), now: now)
         } catch {
             return refuse(link, requestID, .overloaded, error.description)
         }
         sendSetup(toward: chain, after: ownLeg, callee: callee, origin: origin, now: now)
     }
+
+    private mutating func makeLegID() -> [UInt8] { identifiers.bytes(RelayCircuits.legIDByteCount) }
 
     /// Sends the CircuitSetup for the leg after `ownLeg` to the first of `chain`.
     private mutating func sendSetup(toward chain: [Contact], after ownLeg: [UInt8], callee: String, origin: CircuitSetupState.Origin, now: Double) {
@@ -688,7 +693,7 @@ public struct SupernodeCore: Sendable {
         if remaining.isEmpty {
             // The last hop: the callee must be attached here; its leg is bound by its first packet.
             guard linkByName[setup.callee] != nil else { return refuse(link, requestID, .unavailable, "\(setup.callee) is not attached here") }
-            let farLeg = SecureRandom.bytes(RelayCircuits.legIDByteCount)
+            let farLeg = makeLegID()
             do {
                 try relays.admit(towardCaller: inbound, towardCallee: .init(id: farLeg, endpoint: nil), bandwidth: Double(setup.bandwidth), now: now)
             } catch {
@@ -707,7 +712,7 @@ public struct SupernodeCore: Sendable {
         guard let next = remaining.first, let nextUDP = next.udpEndpoint else { return refuse(link, requestID, .invalid, "bad circuit setup") }
         do {
             try relays.admit(
-                towardCaller: inbound, towardCallee: .init(id: SecureRandom.bytes(RelayCircuits.legIDByteCount), endpoint: .udp(nextUDP)),
+                towardCaller: inbound, towardCallee: .init(id: makeLegID(), endpoint: .udp(nextUDP)),
                 bandwidth: Double(setup.bandwidth), now: now)
         } catch {
             return refuse(link, requestID, .overloaded, error.description)
