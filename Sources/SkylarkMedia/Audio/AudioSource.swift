@@ -105,6 +105,12 @@ public struct SilenceSource: AudioSource, Sendable {
 /// Where a call's incoming audio goes, one decoded frame at a time.
 public protocol AudioSink {
     mutating func write(_ samples: [Int16]) throws(MediaError)
+    /// Finishes what was written (a file's last frames); nothing for most sinks.
+    mutating func close() throws(MediaError)
+}
+
+extension AudioSink {
+    public mutating func close() throws(MediaError) {}
 }
 
 /// Records to a WAV file that is valid after every frame (see `WAVWriter`).

@@ -1,3 +1,4 @@
+import SkylarkMedia
 import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
@@ -65,7 +66,7 @@ struct CallTable {
     /// Which call an encrypted media packet is for: by its circuit when it came out of one, else
     /// by its source or, when the peer's address moved, by whom it decrypts for. Legs we mix are
     /// matched through the conference's mixer (`mixer`).
-    func owner(ofMedia packet: [UInt8], circuit: [UInt8]?, from source: HostPort, mixer: (ConferenceID) -> MixerMedia?) -> CallID? {
+    func owner(ofMedia packet: [UInt8], circuit: [UInt8]?, from source: HostPort, mixer: (ConferenceID) -> MixerMedia<CallID>?) -> CallID? {
         entries.first { id, entry in
             guard let path = entry.session.path else { return false }
             if let media = entry.media {

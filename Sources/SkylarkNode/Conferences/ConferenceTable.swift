@@ -1,3 +1,4 @@
+import SkylarkMedia
 import SkylarkOverlay
 import SkylarkWire
 
@@ -5,7 +6,7 @@ import SkylarkWire
 /// Legs are `CallEntry`s in the call table whose `conference` names this entry.
 struct ConferenceEntry {
     var session: ConferenceSession
-    var mixerMedia: MixerMedia?
+    var mixerMedia: MixerMedia<CallID>?
     /// Our leg to the mixer, while we have one.
     var legID: CallID?
     var endedAt: Double?
@@ -69,7 +70,7 @@ struct ConferenceTable {
 
     var hasMixing: Bool { entries.values.contains { $0.mixerMedia != nil } }
 
-    var mixers: [MixerMedia] { entries.values.compactMap(\.mixerMedia) }
+    var mixers: [MixerMedia<CallID>] { entries.values.compactMap(\.mixerMedia) }
 
     // MARK: - Held leg offers
 

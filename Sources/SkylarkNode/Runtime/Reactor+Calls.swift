@@ -1,5 +1,6 @@
 import Foundation
 import SkylarkCrypto
+import SkylarkMedia
 import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
@@ -273,8 +274,10 @@ extension Reactor {
             if entry.media == nil, let secret = entry.session.sharedSecret, let peerSSRC = entry.session.peerSSRC {
                 do {
                     entry.media = try CallMedia(
-                        sharedSecret: secret, callID: entry.session.callID, role: entry.session.role, ssrc: entry.session.ssrc,
-                        peerSSRC: peerSSRC, microphone: configuration.microphone, speaker: speakerPath(for: entry.session), now: now)
+                        sharedSecret: secret, callID: entry.session.callID, role: entry.session.role == .caller ? .caller : .callee,
+                        ssrc: entry.session.ssrc, peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone),
+                        sink: try AudioSinkSpec.make(speakerPath(for: entry.session)), sequence: .random(in: 0...UInt16.max, using: &random),
+                        timestamp: .random(in: 0...UInt32.max, using: &random), now: now)
                 } catch {
                     logger.error("cannot start the call's audio", metadata: ["call.error": "\(error)"])
                     entry.session.hangUp()

@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkMedia
 import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
@@ -268,8 +269,8 @@ extension Reactor {
         let local = conference.session.participating ? conference.session.ownName : nil
         do {
             conferences[id]!.mixerMedia = try MixerMedia(
-                localName: local, microphone: configuration.microphone,
-                speaker: local == nil ? nil : conferenceSpeakerPath(id, mixer: conference.session.ownName), now: now)
+                localName: local, source: local == nil ? nil : try AudioSourceSpec.make(configuration.microphone),
+                sink: local == nil ? nil : try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: conference.session.ownName)), now: now)
             logger.info("mixing", metadata: ["conference.id": "\(id)", "conference.epoch": "\(conference.session.epoch)"])
         } catch {
             logger.error("cannot start mixing", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
@@ -300,7 +301,7 @@ extension Reactor {
             do {
                 try media.addLeg(
                     callID, participant: entry.session.peer, sharedSecret: secret, callID: entry.session.callID, ssrc: entry.session.ssrc,
-                    peerSSRC: peerSSRC)
+                    peerSSRC: peerSSRC, sequence: .random(in: 0...UInt16.max, using: &random), timestamp: .random(in: 0...UInt32.max, using: &random))
                 conferences[id]!.session.memberJoined(entry.session.peer, now: now)
             } catch {
                 logger.error("cannot mix a leg", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
@@ -312,8 +313,9 @@ extension Reactor {
             do {
                 calls[callID]!.media = try CallMedia(
                     sharedSecret: secret, callID: entry.session.callID, role: .caller, ssrc: entry.session.ssrc,
-                    peerSSRC: peerSSRC, microphone: configuration.microphone,
-                    speaker: conferenceSpeakerPath(id, mixer: entry.session.peer), conferenceLeg: true, now: now)
+                    peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone),
+                    sink: try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: entry.session.peer)), conferenceLeg: true,
+                    sequence: .random(in: 0...UInt16.max, using: &random), timestamp: .random(in: 0...UInt32.max, using: &random), now: now)
                 conferences[id]!.session.legConnected(now: now)
             } catch {
                 logger.error("cannot start the conference audio", metadata: ["conference.error": "\(error)"])

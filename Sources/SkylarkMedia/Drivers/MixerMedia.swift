@@ -1,63 +1,68 @@
 import Foundation
-import SkylarkMedia
-import SkylarkOverlay
 
 /// A conference's audio at the node that mixes it: one encrypted RTP stream each way per leg
 /// (keys from that leg's own handshake, so each participant's audio is end-to-end encrypted
 /// between it and the mixer), the `ConferenceMixer` in between, and — when the mixing node takes
 /// part — its own microphone in and its speaker out without any codec.
 ///
-/// The reactor calls `tick(now:)` every 20 ms; it mixes every slot due by `now` (catching up
-/// after a late tick, like `CallMedia`) and returns the sealed packets per leg.
-final class MixerMedia {
+/// The node calls `tick(now:)` every 20 ms; it mixes every slot due by `now` (catching up
+/// after a late tick, like `CallMedia`) and returns the sealed packets per leg, named by the
+/// node's own leg ids.
+public final class MixerMedia<LegID: Hashable & Comparable> {
     struct Leg {
         var participant: String
         var cipher: MediaCipher
         var ssrc: UInt32
         var peerSSRC: UInt32
-        var sequence = UInt16.random(in: 0...UInt16.max)
-        var timestamp = UInt32.random(in: 0...UInt32.max)
+        var sequence: UInt16
+        var timestamp: UInt32
         var packetsSent = 0
         var packetsReceived = 0
     }
 
     private let mixer: ConferenceMixer
-    private var legs: [CallID: Leg] = [:]
+    private var legs: [LegID: Leg] = [:]
     private var source: (any AudioSource)?
     private var voiceActivity = VoiceActivityDetector()
-    private let sink: WAVFileSink?
+    private var sink: (any AudioSink)?
     private let start: Double
     private var slots = 0
     /// When the local participant first heard the others through this mixer.
-    private(set) var firstLocalAudioAt: Double?
+    public private(set) var firstLocalAudioAt: Double?
 
-    /// `localName`: the mixing node's user when it takes part, with its microphone and speaker.
-    init(localName: String?, microphone: String, speaker: String?, now: Double) throws {
+    /// `localName`: the mixing node's user when it takes part, with its microphone (`source`)
+    /// and speaker (`sink`); both are ignored when it does not.
+    public init(localName: String?, source: (any AudioSource)?, sink: (any AudioSink)?, now: Double) throws {
         mixer = try ConferenceMixer()
         mixer.setLocal(localName)
-        source = try localName.map { _ in try AudioSourceSpec.make(microphone) }
-        sink = try localName.flatMap { _ in try speaker.map { try WAVFileSink(path: $0) } }
+        self.source = localName == nil ? nil : source
+        self.sink = localName == nil ? nil : sink
         start = now
     }
 
-    var counters: ConferenceMixer.Counters { mixer.counters }
+    public var counters: ConferenceMixer.Counters { mixer.counters }
 
-    func addLeg(_ id: CallID, participant: String, sharedSecret: [UInt8], callID: [UInt8], ssrc: UInt32, peerSSRC: UInt32) throws {
+    /// `sequence` and `timestamp`: where the leg's RTP toward the participant starts.
+    public func addLeg(
+        _ id: LegID, participant: String, sharedSecret: [UInt8], callID: [UInt8], ssrc: UInt32, peerSSRC: UInt32,
+        sequence: UInt16 = .random(in: 0...UInt16.max), timestamp: UInt32 = .random(in: 0...UInt32.max)
+    ) throws {
         let keys = try MediaKeys.derive(sharedSecret: sharedSecret, callID: callID)
         // The participant opened the leg: it is the leg's caller, the mixer its callee.
-        legs[id] = Leg(participant: participant, cipher: MediaCipher(keys: keys, role: .callee), ssrc: ssrc, peerSSRC: peerSSRC)
+        legs[id] = Leg(
+            participant: participant, cipher: MediaCipher(keys: keys, role: .callee), ssrc: ssrc, peerSSRC: peerSSRC, sequence: sequence, timestamp: timestamp)
         try mixer.addRemote(participant)
     }
 
-    func removeLeg(_ id: CallID) {
+    public func removeLeg(_ id: LegID) {
         guard let leg = legs.removeValue(forKey: id) else { return }
         if !legs.values.contains(where: { $0.participant == leg.participant }) { mixer.removeRemote(leg.participant) }
     }
 
-    func hasLeg(_ id: CallID) -> Bool { legs[id] != nil }
+    public func hasLeg(_ id: LegID) -> Bool { legs[id] != nil }
 
     /// An incoming packet on leg `id`; false when it is not that leg's or fails authentication.
-    func receive(_ packet: [UInt8], leg id: CallID, now: Double) -> Bool {
+    public func receive(_ packet: [UInt8], leg id: LegID, now: Double) -> Bool {
         guard var leg = legs[id], let (header, _) = try? RTPHeader.decode(packet), header.ssrc == leg.peerSSRC,
             let (opened, payload) = try? leg.cipher.open(packet)
         else { return false }
@@ -68,16 +73,16 @@ final class MixerMedia {
     }
 
     /// Whether `packet` is RTP from one of our legs (by SSRC), and which.
-    func leg(for packet: [UInt8]) -> CallID? {
+    public func leg(for packet: [UInt8]) -> LegID? {
         guard let (header, _) = try? RTPHeader.decode(packet) else { return nil }
         return legs.first { $0.value.peerSSRC == header.ssrc }?.key
     }
 
     /// Mixes the slots due by `now`; the sealed packets to send, per leg id.
-    func tick(now: Double) -> [(leg: CallID, packet: [UInt8])] {
+    public func tick(now: Double) -> [(leg: LegID, packet: [UInt8])] {
         let due = Int((now - start) / CallMedia.frame) + 1
         if due - slots > CallMedia.maximumCatchUp { slots = due - 1 }
-        var out: [(CallID, [UInt8])] = []
+        var out: [(LegID, [UInt8])] = []
         while slots < due {
             // Each slot is mixed at the time it was due: after a late tick the jitter buffers
             // must not see several slots at one instant (they would take the later ones as
@@ -112,14 +117,14 @@ final class MixerMedia {
         return out
     }
 
-    func legStatistics(_ id: CallID) -> (sent: Int, received: Int, loss: Double?, jitter: Double?)? {
+    public func legStatistics(_ id: LegID) -> (sent: Int, received: Int, loss: Double?, jitter: Double?)? {
         guard let leg = legs[id] else { return nil }
         let stats = mixer.statistics(of: leg.participant)
         let expected = (stats?.received ?? 0) + (stats?.lost ?? 0) - (stats?.late ?? 0)
         return (leg.packetsSent, leg.packetsReceived, expected > 0 ? 100 * Double(stats!.lost) / Double(expected) : nil, stats?.jitterMs)
     }
 
-    func close() {
+    public func close() {
         try? sink?.close()
     }
 }
