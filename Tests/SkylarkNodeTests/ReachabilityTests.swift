@@ -1,4 +1,6 @@
 import SkylarkOverlay
+import SkylarkTraversal
+import SkylarkWire
 import Testing
 
 @testable import SkylarkNode
@@ -86,5 +88,65 @@ import Testing
         #expect(duty.expire(now: DialBackDuty.timeout - 0.1).isEmpty)
         #expect(duty.expire(now: DialBackDuty.timeout) == [DialBackDuty.Result(token: 4, tcpReached: false, udpSent: true)])
         #expect(duty.count == 0)
+    }
+}
+
+/// When the node classifies its NAT again, and what a result changes; how often a lone
+/// supernode dials seeds.
+@Suite struct NATMonitorAndSeedTests {
+    /// A probe nobody answers: UDP blocked after its retransmissions.
+    static func unansweredProbe(now: Double) -> NATProbe {
+        var probe = NATProbe(
+            localAddresses: [HostPort(host: "192.168.1.10", port: 7100)], primary: HostPort(host: "203.0.113.1", port: 7100), secondary: nil,
+            transactionIDs: (1...8).map { [UInt8](repeating: 0, count: 11) + [UInt8($0)] }.makeIterator())
+        probe.start(now: now)
+        while probe.poll() != nil {}
+        return probe
+    }
+
+    @Test func theNATIsClassifiedSoonAfterAttachingAndAgainEveryInterval() throws {
+        var monitor = NATMonitor(recheckInterval: 300)
+        #expect(!monitor.isCheckDue(now: 1_000), "nothing to ask before a supernode")
+        monitor.attached(observed: HostPort(host: "198.51.100.4", port: 40_000), now: 10)
+        #expect(monitor.observedEndpoint == HostPort(host: "198.51.100.4", port: 40_000))
+        #expect(!monitor.isCheckDue(now: 10.1) && monitor.isCheckDue(now: 10.2))
+        monitor.checking(now: 10.2)
+        #expect(!monitor.isCheckDue(now: 10.2 + NATMonitor.retryAfter - 0.1), "a check that could not start waits")
+
+        monitor.start(Self.unansweredProbe(now: 11))
+        #expect(!monitor.isCheckDue(now: 1_000), "one probe at a time")
+        #expect(monitor.finished(now: 12) == nil, "no result yet")
+        monitor.probe?.handleTimeout(now: 30)
+        let result = monitor.finished(now: 30)
+        let first = try #require(result)
+        #expect(first.natType == .udpBlocked && first.changed)
+        #expect(monitor.natType == .udpBlocked && monitor.probe == nil)
+        #expect(!monitor.isCheckDue(now: 329) && monitor.isCheckDue(now: 330), "again after the recheck interval")
+
+        monitor.start(Self.unansweredProbe(now: 330))
+        monitor.probe?.handleTimeout(now: 350)
+        #expect(monitor.finished(now: 350)?.changed == false, "the same answer is no change")
+    }
+
+    @Test func aLoneSupernodeDialsSeedsBackingOffToThirtySeconds() {
+        var seeds = SeedSchedule()
+        var attempts: [Double] = []
+        var now = 0.0
+        while now < 120 {
+            if seeds.isAttemptDue(now: now, knowsPeers: false) { attempts.append(now) }
+            now += 0.5
+        }
+        #expect(attempts.prefix(7) == [0, 1, 3, 7, 15, 31, 61], "\(attempts)")
+        #expect(attempts.last == 91, "then every 30 s: \(attempts)")
+
+        seeds.dialing(1)
+        let whileDialling = seeds.isAttemptDue(now: 1_000, knowsPeers: false)
+        #expect(!whileDialling, "not while a seed dial is out")
+        seeds.dialEnded(1)
+        let knowingPeers = seeds.isAttemptDue(now: 1_000, knowsPeers: true)
+        #expect(!knowingPeers, "a supernode that knows peers does not dial seeds")
+        let alone = seeds.isAttemptDue(now: 1_000, knowsPeers: false)
+        let soonAfter = seeds.isAttemptDue(now: 1_001, knowsPeers: false)
+        #expect(alone && soonAfter, "alone again, it starts over from a one-second backoff")
     }
 }

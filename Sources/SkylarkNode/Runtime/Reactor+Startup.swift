@@ -265,12 +265,12 @@ extension Reactor {
     // MARK: - NAT type
 
     func natTick(now: Double) {
-        if natProbe != nil {
-            if let timeout = natProbe?.pollTimeout(), timeout <= now { natProbe?.handleTimeout(now: now) }
+        if nat.probe != nil {
+            if let timeout = nat.probe?.pollTimeout(), timeout <= now { nat.probe?.handleTimeout(now: now) }
             return
         }
-        guard now >= nextNATCheck, phase == .running else { return }
-        nextNATCheck = now + 30  // retried soon if it cannot start
+        guard nat.isCheckDue(now: now), phase == .running else { return }
+        nat.checking(now: now)
         // Probes go to supernodes' UDP endpoints as they advertise them (a TCP endpoint may be
         // port 443, where no UDP is served).
         let primary: HostPort?
@@ -288,7 +288,7 @@ extension Reactor {
         for listen in listening where !Self.isUnspecified(listen.host) { locals.append(HostPort(host: listen.host, port: port)) }
         var probe = NATProbe(localAddresses: locals, primary: primary, secondary: secondary, using: &random)
         probe.start(now: now)
-        natProbe = probe
+        nat.start(probe)
     }
 
     func perform(_ action: NATProbe.Action) {
@@ -311,15 +311,7 @@ extension Reactor {
         sendDatagram(datagram, to: via)
     }
 
-    func natFinished(_ result: NATType, mapped: HostPort?, comparedTwoSupernodes: Bool, now: Double) {
-        natProbe = nil
-        // Without a second supernode a symmetric NAT looks port-restricted: look again soon, by
-        // when the host cache has usually brought one in.
-        let undecided = !comparedTwoSupernodes && (result == .portRestricted || result == .restricted)
-        nextNATCheck = now + (undecided ? 5 : configuration.natRecheckInterval)
-        let changed = result != natType || mapped != publicUDP
-        natType = result
-        publicUDP = mapped
+    func natFinished(_ result: NATType, mapped: HostPort?, changed: Bool, now: Double) {
         if changed {
             logger.info("NAT type", metadata: ["nat.type": "\(result)", "nat.mapped": "\(mapped?.description ?? "-")"])
             console.note("NAT type: \(result)\(mapped.map { ", public UDP \($0)" } ?? "")")

@@ -35,7 +35,7 @@ extension Reactor {
         links.dropSupernodeLink(reason: .promotedToSupernode)
         session?.linkDown(now: now)
         session?.linkUp(now: now)
-        nextNATCheck = now + 1
+        nat.checkAgain(after: 1, now: now)
         logger.notice(
             "now a supernode",
             metadata: [
@@ -96,15 +96,9 @@ extension Reactor {
     /// A supernode that knows no other supernode (it started first, or everyone it knew left)
     /// keeps dialling the ones in its host cache until one lets it join.
     func seedTick(now: Double) {
-        guard let supernode, supernode.dht.routing.count == 0, seedDials.isEmpty, now >= nextSeedAttempt else {
-            if let supernode, supernode.dht.routing.count > 0 { seedBackoff = 1 }
-            return
-        }
-        nextSeedAttempt = now + seedBackoff
-        seedBackoff = min(30, seedBackoff * 2)
-        let own = ownEndpoints
-        for endpoint in hostCache.dialOrder(now: now, excluding: own).prefix(3) {
-            seedDials.insert(startDial(.seed(endpoint), endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: 2))
+        guard let supernode, seeds.isAttemptDue(now: now, knowsPeers: supernode.dht.routing.count > 0) else { return }
+        for endpoint in hostCache.dialOrder(now: now, excluding: ownEndpoints).prefix(SeedSchedule.dialsPerAttempt) {
+            seeds.dialing(startDial(.seed(endpoint), endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: 2))
         }
     }
 

@@ -44,7 +44,6 @@ final class Reactor {
     var reachability: ReachabilityMonitor
     var session: ClientSession?
     var supernode: SupernodeCore?
-    var natProbe: NATProbe?
     /// Supernodes we have heard of with their UDP endpoints (host-cache answers), for NAT probes.
     var knownSupernodes: [NodeID: Contact] = [:]
 
@@ -61,18 +60,16 @@ final class Reactor {
     var nextRequestID: UInt64 = 1 << 61
 
     // What we learnt about our network.
-    var natType: NATType = .unknown
-    var publicUDP: HostPort?
-    var observedEndpoint: HostPort?
-    var nextNATCheck: Double = .infinity
+    var nat: NATMonitor
+    var natType: NATType { nat.natType }
+    var publicUDP: HostPort? { nat.publicUDP }
+    var observedEndpoint: HostPort? { nat.observedEndpoint }
     var nextKeepalive: Double = .infinity
     var cpuSampler = CPUSampler()
 
     // Supernode duties in flight.
     var dialBacks = DialBackDuty()
-    var seedDials: Set<LinkID> = []
-    var nextSeedAttempt: Double = 0
-    var seedBackoff: Double = 1
+    var seeds = SeedSchedule()
     var nextRelayExpiry: Double = 0
 
     // Calls (and conference legs), by call id.
@@ -117,6 +114,7 @@ final class Reactor {
         let defaults = configuration.profile.profile.supernodes.compactMap(HostPort.init)
         let loaded = files.loadHostCache(defaults: defaults)
         self.hostCache = loaded.cache
+        self.nat = NATMonitor(recheckInterval: configuration.natRecheckInterval)
         self.reachability = ReachabilityMonitor(configuration: configuration.promotion, interval: configuration.reachabilityCheckInterval, startedAt: now)
         if let warning = loaded.warning { logger.warning("\(warning)") }
     }
@@ -219,14 +217,12 @@ final class Reactor {
                 progressed = true
                 perform(action, now: now)
             }
-            while let action = natProbe?.poll() {
+            while let action = nat.probe?.poll() {
                 progressed = true
                 perform(action)
             }
         }
-        if let probe = natProbe, let result = probe.result {
-            natFinished(result, mapped: probe.mappedAddress, comparedTwoSupernodes: probe.secondary != nil, now: now)
-        }
+        if let (result, mapped, changed) = nat.finished(now: now) { natFinished(result, mapped: mapped, changed: changed, now: now) }
     }
 
     // MARK: - Links
@@ -241,7 +237,7 @@ final class Reactor {
         case let .seed(endpoint):
             hostCache.recordSuccess(endpoint, rtt: nil, nodeID: entry.peer?.nodeID.bytes, now: now)
             hostCacheDirty = true
-            seedDials.remove(entry.id)
+            seeds.dialEnded(entry.id)
             guard let peer = entry.peer, supernode != nil else { return }
             supernode?.join(seeds: [Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: nil)], now: now)
             logger.info("joined the overlay", metadata: ["dht.seed": "\(peer.name)@\(endpoint)"])
@@ -264,8 +260,7 @@ final class Reactor {
             case let .relayData(data)?:
                 relayPacketArrived(Array(data.packet), from: entry.dialled ?? HostPort(host: "0.0.0.0", port: 0), overTCP: true, now: now)
             case let .attached(attached)?:
-                observedEndpoint = HostPort(attached.observedEndpoint)
-                nextNATCheck = min(nextNATCheck, now + 0.2)
+                nat.attached(observed: HostPort(attached.observedEndpoint), now: now)
                 session?.handleMessage(message, now: now)
             default:
                 session?.handleMessage(message, now: now)
@@ -328,7 +323,7 @@ final class Reactor {
         case let .supernodePeer(nodeID):
             supernode?.peerUnreachable(nodeID, now: now)
         case let .seed(endpoint):
-            seedDials.remove(linkID)
+            seeds.dialEnded(linkID)
             hostCache.recordFailure(endpoint, now: now)
             hostCacheDirty = true
         case let .dialBackProbe(token):
@@ -497,7 +492,7 @@ final class Reactor {
             } else if let message = try? STUNMessage.decode(bytes), message.messageClass == .successResponse,
                 let mapped = (try? message.xorMappedAddress()) ?? (try? message.mappedAddress()) ?? nil
             {
-                natProbe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now)
+                nat.probe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now)
             }
             return
         case .relay: return relayPacketArrived(bytes, from: source, overTCP: false, now: now)
@@ -522,7 +517,7 @@ final class Reactor {
         case let .probeRequest(request)?:
             supernode?.probeRequested(request, from: source, now: now)
         case let .probe(probe)?:
-            natProbe?.handleProbeArrived(transactionID: Array(probe.transactionID), now: now)
+            nat.probe?.handleProbeArrived(transactionID: Array(probe.transactionID), now: now)
             reachability.udpReached(nonce: Array(probe.transactionID))
         case nil:
             return
