@@ -112,21 +112,37 @@ public struct CallSession: Sendable {
         func sameRoute(as other: Pair) -> Bool { route.sameWay(as: other.route) }
     }
 
+    /// What both sides agreed on once the offer was answered.
+    private struct Keys {
+        /// The call's secret (media keys are derived from it).
+        var sharedSecret: [UInt8]
+        /// Authenticates path checks.
+        var checkKey: [UInt8]
+        var peerSSRC: UInt32
+    }
+
+    /// Each phase with the data only it has.
+    private enum State {
+        /// We offered; the answer is due by `deadline` (the ring timeout).
+        case calling(deadline: Double)
+        /// An offer rings here until the user answers or `deadline` passes.
+        case ringing(peerEphemeral: [UInt8], peerSSRC: UInt32, deadline: Double)
+        /// Keys agreed; a path must work by `deadline` (the connect timeout).
+        case connecting(Keys, deadline: Double)
+        /// A path worked; `path` is nil while a lost one is being replaced.
+        case active(Keys, path: Path?, connectedAt: Double)
+        case ended(OvCallEndReason, String)
+    }
+
     public let configuration: Configuration
     public let callID: [UInt8]
     public let role: Role
     public let peer: String
     public let ssrc: UInt32
-    public private(set) var peerSSRC: UInt32?
-    public private(set) var phase: Phase
-    public private(set) var path: Path?
-    public private(set) var sharedSecret: [UInt8]?
     public private(set) var startedAt: Double
-    public private(set) var connectedAt: Double?
+    private var state: State
     private let ephemeral: X25519.PrivateKey
     private let ephemeralPublic: [UInt8]
-    private var peerEphemeral: [UInt8]?
-    private var checkKey: [UInt8]?
     private var ownCandidates: [OvMediaCandidate]
     private let ownNAT: NATType
     private var peerNAT: NATType
@@ -137,7 +153,6 @@ public struct CallSession: Sendable {
     private var pairs: [Pair] = []
     private var actions: [Action] = []
     private var nextTransaction: UInt64 = 1
-    private var phaseDeadline: Double
     /// Until a relay path works, UDP pairs are held back (see `relayFirst`).
     private var relayFirst = false
 
@@ -153,14 +168,13 @@ public struct CallSession: Sendable {
         self.role = .caller
         self.peer = peer
         self.ssrc = ssrc
-        self.phase = .calling
+        self.state = .calling(deadline: now + configuration.ringTimeout)
         self.startedAt = now
         self.ephemeral = try X25519.PrivateKey()
         self.ephemeralPublic = try ephemeral.publicKey()
         self.ownCandidates = candidates
         self.ownNAT = natType
         self.peerNAT = peerNAT
-        self.phaseDeadline = now + configuration.ringTimeout
         var offer = OvCallOffer()
         offer.ephemeralKey = Data(ephemeralPublic)
         offer.candidates = candidates
@@ -184,16 +198,13 @@ public struct CallSession: Sendable {
         self.role = .callee
         self.peer = peer
         self.ssrc = ssrc
-        self.peerSSRC = offer.ssrc
-        self.phase = .ringing
+        self.state = .ringing(peerEphemeral: Array(offer.ephemeralKey), peerSSRC: offer.ssrc, deadline: now + configuration.ringTimeout)
         self.startedAt = now
         self.ephemeral = try X25519.PrivateKey()
         self.ephemeralPublic = try ephemeral.publicKey()
         self.ownCandidates = candidates
         self.ownNAT = natType
         self.peerNAT = NATType(reported: offer.natType)
-        self.peerEphemeral = Array(offer.ephemeralKey)
-        self.phaseDeadline = now + configuration.ringTimeout
         addPeerCandidates(offer.candidates, now: now)
     }
 
@@ -201,9 +212,61 @@ public struct CallSession: Sendable {
         actions.isEmpty ? nil : actions.removeFirst()
     }
 
+    public var phase: Phase {
+        switch state {
+        case .calling: return .calling
+        case .ringing: return .ringing
+        case .connecting: return .connecting
+        case .active: return .active
+        case let .ended(reason, detail): return .ended(reason, detail)
+        }
+    }
+
+    /// Where media goes now (only while active).
+    public var path: Path? {
+        if case let .active(_, path, _) = state { return path }
+        return nil
+    }
+
+    /// The call's secret, once both sides agreed on it.
+    public var sharedSecret: [UInt8]? { keys?.sharedSecret }
+
+    /// The peer's RTP SSRC, once its offer or answer said.
+    public var peerSSRC: UInt32? {
+        switch state {
+        case let .ringing(_, peerSSRC, _): return peerSSRC
+        case let .connecting(keys, _), let .active(keys, _, _): return keys.peerSSRC
+        case .calling, .ended: return nil
+        }
+    }
+
+    public var connectedAt: Double? {
+        if case let .active(_, _, connectedAt) = state { return connectedAt }
+        return nil
+    }
+
     public var isEnded: Bool {
-        if case .ended = phase { return true }
+        if case .ended = state { return true }
         return false
+    }
+
+    private var keys: Keys? {
+        switch state {
+        case let .connecting(keys, _), let .active(keys, _, _): return keys
+        case .calling, .ringing, .ended: return nil
+        }
+    }
+
+    /// The deadline of the phase (ring or connect timeout); none once active.
+    private var phaseDeadline: Double {
+        switch state {
+        case let .calling(deadline), let .ringing(_, _, deadline), let .connecting(_, deadline): return deadline
+        case .active, .ended: return .infinity
+        }
+    }
+
+    private mutating func setPath(_ newPath: Path?) {
+        if case let .active(keys, _, connectedAt) = state { state = .active(keys, path: newPath, connectedAt: connectedAt) }
     }
 
     public var nextDeadline: Double? {
@@ -221,9 +284,10 @@ public struct CallSession: Sendable {
     // MARK: - User actions
 
     public mutating func answer(now: Double) {
-        guard phase == .ringing, let peerEphemeral else { return }
+        guard case let .ringing(peerEphemeral, peerSSRC, _) = state else { return }
+        let keys: Keys
         do {
-            try agree(peerEphemeral: peerEphemeral)
+            keys = try agree(peerEphemeral: peerEphemeral, peerSSRC: peerSSRC)
         } catch {
             return end(.failed, "key agreement failed", notify: true)
         }
@@ -236,8 +300,7 @@ public struct CallSession: Sendable {
         signal.callID = Data(callID)
         signal.answer = answer
         actions.append(.signal(signal))
-        phase = .connecting
-        phaseDeadline = now + configuration.connectTimeout
+        state = .connecting(keys, deadline: now + configuration.connectTimeout)
         schedulePairs(now: now)
     }
 
@@ -258,15 +321,14 @@ public struct CallSession: Sendable {
         switch signal.body {
         case let .answer(answer)?:
             guard role == .caller, phase == .calling else { return }
+            let keys: Keys
             do {
-                try agree(peerEphemeral: Array(answer.ephemeralKey))
+                keys = try agree(peerEphemeral: Array(answer.ephemeralKey), peerSSRC: answer.ssrc)
             } catch {
                 return end(.failed, "key agreement failed", notify: true)
             }
-            peerSSRC = answer.ssrc
             peerNAT = NATType(reported: answer.natType)
-            phase = .connecting
-            phaseDeadline = now + configuration.connectTimeout
+            state = .connecting(keys, deadline: now + configuration.connectTimeout)
             addPeerCandidates(answer.candidates, now: now)
             if let ownRelay { sendCandidates([ownRelay]) }
             schedulePairs(now: now)
@@ -284,7 +346,7 @@ public struct CallSession: Sendable {
     /// of a relay circuit.
     public mutating func handleCheck(_ check: OvPathCheck, arrivedVia route: MediaRoute, now: Double) {
         let source = route.endpoint
-        guard Array(check.callID) == callID, let checkKey, !isEnded, constantTimeEquals(Self.tag(check, key: checkKey), Array(check.tag)) else { return }
+        guard Array(check.callID) == callID, let checkKey = keys?.checkKey, constantTimeEquals(Self.tag(check, key: checkKey), Array(check.tag)) else { return }
         if check.response {
             guard let index = pairs.firstIndex(where: { $0.pending[check.transaction] != nil }) else { return }
             let sentAt = pairs[index].pending.removeValue(forKey: check.transaction)!
@@ -379,15 +441,13 @@ public struct CallSession: Sendable {
 
     // MARK: - Internals
 
-    private mutating func agree(peerEphemeral: [UInt8]) throws {
-        self.peerEphemeral = peerEphemeral
+    private func agree(peerEphemeral: [UInt8], peerSSRC: UInt32) throws -> Keys {
         let shared = try ephemeral.sharedSecret(with: peerEphemeral)
         let (callerKey, calleeKey) = role == .caller ? (ephemeralPublic, peerEphemeral) : (peerEphemeral, ephemeralPublic)
         let material = try HKDF.sha256(
             inputKeyMaterial: shared, salt: callID, info: Array("skylark-call-v1".utf8) + callerKey + calleeKey,
             outputByteCount: 64)
-        sharedSecret = Array(material[0..<32])
-        checkKey = Array(material[32..<64])
+        return Keys(sharedSecret: Array(material[0..<32]), checkKey: Array(material[32..<64]), peerSSRC: peerSSRC)
     }
 
     private mutating func addPeerCandidates(_ candidates: [OvMediaCandidate], now: Double) {
@@ -431,7 +491,7 @@ public struct CallSession: Sendable {
     }
 
     private mutating func sendCheck(_ index: Int, now: Double) {
-        guard let checkKey else { return }
+        guard let checkKey = keys?.checkKey else { return }
         var check = OvPathCheck()
         check.callID = Data(callID)
         check.transaction = nextTransaction
@@ -449,7 +509,10 @@ public struct CallSession: Sendable {
         }
         let newPath = best.map { Path(kind: $0.kind, route: $0.route, relays: $0.relays, rtt: $0.rtt) }
         guard newPath?.endpoint != path?.endpoint || newPath?.circuit != path?.circuit else {
-            if let newPath { path?.rtt = newPath.rtt }
+            if let newPath, var current = path {
+                current.rtt = newPath.rtt
+                setPath(current)
+            }
             return
         }
         // Only move to a path that is better, or away from one that died.
@@ -458,16 +521,15 @@ public struct CallSession: Sendable {
         {
             return
         }
-        path = newPath
-        if newPath != nil {
-            if phase == .connecting {
-                phase = .active
-                connectedAt = now
-            }
-        } else if phase == .active, configuration.endWhenPathLost {
+        if case let .connecting(keys, _) = state, let newPath {
+            state = .active(keys, path: newPath, connectedAt: now)
+        } else {
+            setPath(newPath)
+        }
+        if newPath == nil, phase == .active, configuration.endWhenPathLost {
             actions.append(.pathChanged(nil))
             return end(.failed, "the media path was lost", notify: true)
-        } else if phase == .active, role == .caller, !relayRequested {
+        } else if newPath == nil, phase == .active, role == .caller, !relayRequested {
             // The path died and nothing else works: a new circuit around the relays we used.
             ownRelay = nil
             pairs.removeAll { $0.kind == .relayed && $0.failed }
@@ -493,7 +555,8 @@ public struct CallSession: Sendable {
 
     private mutating func end(_ reason: OvCallEndReason, _ detail: String, notify: Bool) {
         guard !isEnded else { return }
-        phase = .ended(reason, detail)
+        let hadPath = path != nil
+        state = .ended(reason, detail)
         if notify {
             var signal = OvCallSignal()
             signal.callID = Data(callID)
@@ -502,8 +565,7 @@ public struct CallSession: Sendable {
             signal.end.detail = detail
             actions.append(.signal(signal))
         }
-        if path != nil { actions.append(.pathChanged(nil)) }
-        path = nil
+        if hadPath { actions.append(.pathChanged(nil)) }
         actions.append(.ended(reason, detail))
     }
 
