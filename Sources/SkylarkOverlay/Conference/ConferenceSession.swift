@@ -77,7 +77,8 @@ public struct ConferenceSession: Sendable {
     public private(set) var phase: Phase
     public private(set) var mixers: [OvMixerCandidate] = []
     public private(set) var epoch = 0
-    public private(set) var isMixing = false
+    /// Whether this node mixes the conference now.
+    public var isMixing: Bool { mixing != nil }
     /// Who is in: from the mixer's roster (or, at the mixer, the legs it serves).
     public private(set) var members: [String] = []
     public private(set) var invited: [String] = []
@@ -90,17 +91,24 @@ public struct ConferenceSession: Sendable {
     // Gathering (initiator).
     private var capabilities: [String: OvMixerCapability] = [:]
     private var queried: Set<String> = []
-    // Mixing.
-    private var legMembers: [String] = []
-    /// Legs accepted and not yet up: they count against `maximumParticipants` too.
-    private var pendingLegs: Set<String> = []
-    /// Members already told that we took over (`moved`).
-    private var movedSent: Set<String> = []
-    /// Rosters sent in this epoch (mixer), and the newest one taken (participant).
-    private var rosterVersion: UInt32 = 0
+    /// What only the mixer has, while this node mixes; made fresh each time it takes over.
+    private struct Mixing {
+        /// Members whose legs are up, in the order they joined.
+        var legMembers: [String] = []
+        /// Legs accepted and not yet up: they count against `maximumParticipants` too.
+        var pendingLegs: Set<String> = []
+        /// Members already told that we took over (`moved`).
+        var movedSent: Set<String> = []
+        /// Rosters sent in this epoch.
+        var rosterVersion: UInt32 = 0
+        var nextRosterAt: Double?
+        /// Since when no leg is up (a mixer outside the conference then ends).
+        var idleSince: Double?
+    }
+
+    private var mixing: Mixing?
+    /// The newest roster taken (participant).
     private var rosterSeen: (epoch: Int, version: UInt32)?
-    private var nextRosterAt: Double?
-    private var idleSince: Double?
 
     // MARK: - Starting
 
@@ -155,8 +163,7 @@ public struct ConferenceSession: Sendable {
         startedAt = now
         mixers = leg.mixers
         epoch = Int(leg.epoch)
-        isMixing = true
-        idleSince = now
+        mixing = Mixing(idleSince: now)
         mixerHistory.append((ownName, epoch, now))
         actions.append(.startMixing)
         actions.append(.note("mixing a conference of \(leg.initiator) (\(leg.mixers[epoch].reason))"))
@@ -176,8 +183,8 @@ public struct ConferenceSession: Sendable {
     public var nextDeadline: Double? {
         guard !isEnded else { return nil }
         var times = [deadline]
-        if isMixing, !legMembers.isEmpty { times.append(nextRosterAt) }
-        if isMixing, !participating, let idleSince { times.append(idleSince + configuration.idleMixerTimeout) }
+        if let mixing, !mixing.legMembers.isEmpty { times.append(mixing.nextRosterAt) }
+        if let idleSince = mixing?.idleSince, !participating { times.append(idleSince + configuration.idleMixerTimeout) }
         return times.compactMap { $0 }.min()
     }
 
@@ -211,7 +218,7 @@ public struct ConferenceSession: Sendable {
         if phase == .ringing { return decline(now: now) }
         if isMixing {
             // The legs end with "mixer left": everyone moves to the next mixer at once.
-            isMixing = false
+            mixing = nil
             actions.append(.stopMixing("\(ownName) (the mixer) left"))
         } else {
             actions.append(.closeLeg("\(ownName) left"))
@@ -277,7 +284,7 @@ public struct ConferenceSession: Sendable {
         }
         if mixers.isEmpty { mixers = leg.mixers }
         guard offered < mixers.count, mixers[offered].name == ownName else { return .refuse("\(ownName) is not this conference's mixer", moved: nil) }
-        let seats = Set(legMembers).union(pendingLegs).subtracting([name]).count + (participating ? 1 : 0)
+        let seats = Set(mixing?.legMembers ?? []).union(mixing?.pendingLegs ?? []).subtracting([name]).count + (participating ? 1 : 0)
         guard seats < configuration.maximumParticipants else {
             return .refuse("the conference is full (\(configuration.maximumParticipants))", moved: nil)
         }
@@ -287,7 +294,7 @@ public struct ConferenceSession: Sendable {
             epoch = offered
             becomeMixer(now: now)
         }
-        pendingLegs.insert(name)
+        mixing?.pendingLegs.insert(name)
         // Whoever the participant knew is still on an older mixer: move them here.
         if epoch > 0 { tellMoved(leg.members.filter { $0 != name }) }
         return .accept
@@ -295,10 +302,10 @@ public struct ConferenceSession: Sendable {
 
     /// At the mixer: a participant's leg is up.
     public mutating func memberJoined(_ name: String, now: Double) {
-        pendingLegs.remove(name)
-        guard isMixing, !legMembers.contains(name) else { return }
-        legMembers.append(name)
-        idleSince = nil
+        mixing?.pendingLegs.remove(name)
+        guard let members = mixing?.legMembers, !members.contains(name) else { return }
+        mixing?.legMembers.append(name)
+        mixing?.idleSince = nil
         invited.removeAll { $0 == name }
         actions.append(.note("\(name) joined the conference"))
         publishRoster(now: now)
@@ -306,11 +313,11 @@ public struct ConferenceSession: Sendable {
 
     /// At the mixer: a participant's leg ended.
     public mutating func memberLeft(_ name: String, detail: String, now: Double) {
-        pendingLegs.remove(name)
-        guard isMixing, legMembers.contains(name) else { return }
-        legMembers.removeAll { $0 == name }
+        mixing?.pendingLegs.remove(name)
+        guard let members = mixing?.legMembers, members.contains(name) else { return }
+        mixing?.legMembers.removeAll { $0 == name }
         actions.append(.note("\(name) left the conference (\(detail))"))
-        if legMembers.isEmpty { idleSince = now }
+        if mixing?.legMembers.isEmpty == true { mixing?.idleSince = now }
         publishRoster(now: now)
     }
 
@@ -338,9 +345,9 @@ public struct ConferenceSession: Sendable {
             default: break
             }
         }
-        if isMixing, let refresh = nextRosterAt, now >= refresh, !legMembers.isEmpty { publishRoster(now: now) }
-        if !participating, isMixing, let idleSince, now - idleSince >= configuration.idleMixerTimeout {
-            isMixing = false
+        if let mixing, let refresh = mixing.nextRosterAt, now >= refresh, !mixing.legMembers.isEmpty { publishRoster(now: now) }
+        if !participating, let idleSince = mixing?.idleSince, now - idleSince >= configuration.idleMixerTimeout {
+            mixing = nil
             actions.append(.stopMixing("no participants left"))
             end("no participants left")
         }
@@ -379,9 +386,7 @@ public struct ConferenceSession: Sendable {
 
     private mutating func move(to newEpoch: Int, because reason: String, now: Double) {
         if isMixing {
-            isMixing = false
-            legMembers = []
-            pendingLegs = []
+            mixing = nil
             actions.append(.stopMixing("the conference moved to \(newEpoch < mixers.count ? mixers[newEpoch].name : "nobody")"))
             if !participating {
                 epoch = newEpoch
@@ -399,13 +404,8 @@ public struct ConferenceSession: Sendable {
 
     private mutating func becomeMixer(now: Double) {
         guard !isMixing else { return }
-        isMixing = true
+        mixing = Mixing(idleSince: participating ? nil : now)
         phase = .active
-        legMembers = []
-        pendingLegs = []
-        movedSent = []
-        rosterVersion = 0
-        idleSince = participating ? nil : now
         mixerHistory.append((ownName, epoch, now))
         actions.append(.startMixing)
         // Taking over: whoever is still on an older mixer moves here.
@@ -417,21 +417,23 @@ public struct ConferenceSession: Sendable {
         var moved = OvConferenceMoved()
         moved.epoch = UInt32(epoch)
         moved.mixer = ownName
-        for name in names.sorted() where name != ownName && movedSent.insert(name).inserted {
+        for name in names.sorted() where name != ownName && mixing?.movedSent.insert(name).inserted == true {
             actions.append(.signal(signal { $0.moved = moved }, to: name))
         }
     }
 
     private mutating func publishRoster(now: Double) {
-        members = (participating ? [ownName] : []) + legMembers
-        rosterVersion += 1
-        nextRosterAt = now + configuration.rosterRefresh
+        guard var state = mixing else { return }
+        members = (participating ? [ownName] : []) + state.legMembers
+        state.rosterVersion += 1
+        state.nextRosterAt = now + configuration.rosterRefresh
+        mixing = state
         var roster = OvConferenceRoster()
-        roster.version = rosterVersion
+        roster.version = state.rosterVersion
         roster.epoch = UInt32(epoch)
         roster.mixer = ownName
         roster.members = members
-        for member in legMembers { actions.append(.signal(signal { $0.roster = roster }, to: member)) }
+        for member in state.legMembers { actions.append(.signal(signal { $0.roster = roster }, to: member)) }
     }
 
     private func legTemplate() -> OvConferenceLeg {
