@@ -5,9 +5,11 @@ import Testing
 /// The overlay cores (supernodes' DHT, sessions) end to end in the simulated network.
 @Suite("Overlay scenarios in the simulated network")
 struct OverlayScenarioTests {
-    static func network(supernodes: Int = 20, clients: Int = 60, seed: UInt64 = 7) throws -> SimulatedNetwork {
+    /// `supernodeUDP`: supernodes with UDP endpoints (relay circuits need them).
+    static func network(supernodes: Int = 20, clients: Int = 60, seed: UInt64 = 7, supernodeUDP: Bool = false) throws -> SimulatedNetwork {
         var configuration = SimulatedNetwork.Configuration()
         configuration.seed = seed
+        configuration.supernodeUDP = supernodeUDP
         configuration.dht.requestTimeout = 1
         let network = try SimulatedNetwork(configuration: configuration)
         try network.addSupernodes(supernodes)

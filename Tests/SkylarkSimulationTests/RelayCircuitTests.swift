@@ -8,15 +8,7 @@ import Testing
 /// the chain, every hop admits its legs, and a relay that cannot be reached is built around.
 @Suite struct RelayCircuitTests {
     static func network(supernodes: Int, clients: Int, seed: UInt64) throws -> SimulatedNetwork {
-        var configuration = SimulatedNetwork.Configuration()
-        configuration.seed = seed
-        configuration.supernodeUDP = true
-        configuration.dht.requestTimeout = 1
-        let network = try SimulatedNetwork(configuration: configuration)
-        try network.addSupernodes(supernodes)
-        try network.addClients(clients)
-        network.run(for: 10)
-        return network
+        try OverlayScenarioTests.network(supernodes: supernodes, clients: clients, seed: seed, supernodeUDP: true)
     }
 
     /// Two clients attached to different supernodes.
