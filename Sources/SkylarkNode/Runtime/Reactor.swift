@@ -64,7 +64,6 @@ final class Reactor {
     var natType: NATType { nat.natType }
     var publicUDP: HostPort? { nat.publicUDP }
     var observedEndpoint: HostPort? { nat.observedEndpoint }
-    var nextKeepalive: Double = .infinity
     var cpuSampler = CPUSampler()
 
     // Supernode duties in flight.
