@@ -82,7 +82,10 @@ struct CallTable {
 
     /// Forgets calls that ended longer than `retention` ago.
     mutating func removeExpired(now: Double) {
-        entries = entries.filter { _, entry in entry.endedAt.map { now - $0 <= Self.retention } ?? true }
+        // Runs on every media tick: nothing is copied unless something expired.
+        var expired: [CallID] = []
+        for (id, entry) in entries { if let ended = entry.endedAt, now - ended > Self.retention { expired.append(id) } }
+        for id in expired { entries[id] = nil }
     }
 
     // MARK: - Reports

@@ -97,7 +97,9 @@ struct ConferenceTable {
 
     /// Forgets conferences that ended longer than `retention` ago.
     mutating func removeExpired(now: Double) {
-        entries = entries.filter { _, entry in entry.endedAt.map { now - $0 <= Self.retention } ?? true }
+        var expired: [ConferenceID] = []
+        for (id, entry) in entries { if let ended = entry.endedAt, now - ended > Self.retention { expired.append(id) } }
+        for id in expired { entries[id] = nil }
     }
 }
 

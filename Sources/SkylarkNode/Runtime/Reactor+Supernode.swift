@@ -66,9 +66,9 @@ extension Reactor {
     /// Dials a node back on a supernode's order: TCP to up to two of its addresses, a UDP probe
     /// to its port; the order's giver hears what got through.
     func startDialBackProbe(_ order: OvDialBackOrder, token: UInt64, now: Double) {
-        var links: Set<LinkID> = []
+        var dialIDs: Set<LinkID> = []
         for endpoint in order.tcpEndpoints.prefix(2).compactMap(HostPort.init) {
-            links.insert(
+            dialIDs.insert(
                 startDial(
                     .dialBackProbe(token: token), endpoints: [endpoint], role: .initiator(purpose: .dialBack, dialBackNonce: Array(order.nonce)), timeout: 3))
         }
@@ -82,7 +82,7 @@ extension Reactor {
             sendDatagram(datagram, to: target, socket: 1)
             udpSent = true
         }
-        if let result = dialBacks.started(token: token, links: links, udpSent: udpSent, now: now) { dialBackDone(result) }
+        if let result = dialBacks.started(token: token, links: dialIDs, udpSent: udpSent, now: now) { dialBackDone(result) }
     }
 
     func dialBackProbeLinkEnded(token: UInt64, linkID: LinkID, reached: Bool) {
