@@ -113,7 +113,7 @@ public final class SimulatedNetwork {
         for _ in 0..<count {
             let index = try makeSupernode()
             let seeds = randomAliveSupernodes(3, excluding: index).map { supernodes[$0].core.contact }
-            supernodes[index].core.join(seeds: seeds, now: now)
+            supernodes[index].core.join(seeds: seeds, now: Moment(now))
             drainSupernode(index)
             run(for: spacing)
         }
@@ -131,13 +131,13 @@ public final class SimulatedNetwork {
     /// Makes every pair in `pairs` buddies (request + accept), as users would.
     public func befriend(_ pairs: [(Int, Int)]) {
         for (a, b) in pairs {
-            try? clients[a].session.addBuddy(clients[b].identity.name!, text: "", now: now)
+            try? clients[a].session.addBuddy(clients[b].identity.name!, text: "", now: Moment(now))
             drainClient(a)
         }
         run(for: 5)
         for (_, b) in pairs {
             for name in clients[b].session.state.buddies.values.filter({ $0.state == .incoming }).map(\.name) {
-                try? clients[b].session.acceptBuddy(name, now: now)
+                try? clients[b].session.acceptBuddy(name, now: Moment(now))
             }
             drainClient(b)
         }
@@ -161,19 +161,19 @@ public final class SimulatedNetwork {
 
     /// A client searches for `name`; recorded in `searches` when it answers.
     public func search(from client: Int, for name: String) {
-        guard clients[client].online, let token = try? clients[client].session.search(name, now: now) else { return }
+        guard clients[client].online, let token = try? clients[client].session.search(name, now: Moment(now)) else { return }
         pendingSearches[client, default: [:]][token] = (name, now)
         drainClient(client)
     }
 
     /// Runs a command on a client's session (at the current virtual time) and sends what it says.
-    public func withSession<T>(_ client: Int, _ body: (inout ClientSession, Double) throws -> T) rethrows -> T {
+    public func withSession<T>(_ client: Int, _ body: (inout ClientSession, Moment) throws -> T) rethrows -> T {
         defer { drainClient(client) }
-        return try body(&clients[client].session, now)
+        return try body(&clients[client].session, Moment(now))
     }
 
     public func sendMessage(from client: Int, to name: String, text: String) throws -> String {
-        let id = try clients[client].session.sendMessage(to: name, text: text, now: now)
+        let id = try clients[client].session.sendMessage(to: name, text: text, now: Moment(now))
         drainClient(client)
         return id
     }
@@ -191,7 +191,7 @@ public final class SimulatedNetwork {
     /// A supernode leaves gracefully: hands over its clients and its records first.
     public func leave(supernode index: Int) {
         guard supernodes[index].alive else { return }
-        supernodes[index].core.depart(now: now)
+        supernodes[index].core.depart(now: Moment(now))
         drainSupernode(index)
         crash(supernode: index)
     }
@@ -200,17 +200,17 @@ public final class SimulatedNetwork {
     public func disconnect(client index: Int, graceful: Bool) {
         guard clients[index].online else { return }
         if graceful {
-            clients[index].session.signOff(now: now)
+            clients[index].session.signOff(now: Moment(now))
             drainClient(index)
             run(for: 0.5)
         }
         clients[index].online = false
         if let supernode = clients[index].attachedTo, supernodes[supernode].alive {
-            supernodes[supernode].core.linkClosed(clientLink(index), now: now)
+            supernodes[supernode].core.linkClosed(clientLink(index), now: Moment(now))
             drainSupernode(supernode)
         }
         clients[index].attachedTo = nil
-        clients[index].session.linkDown(now: now)
+        clients[index].session.linkDown(now: Moment(now))
         drainClient(index)
     }
 
@@ -269,7 +269,7 @@ public final class SimulatedNetwork {
         var coreConfiguration = SupernodeCore.Configuration()
         coreConfiguration.dht = configuration.dht
         let core = SupernodeCore(
-            identity: identity, verifier: verifier, contact: contact, configuration: coreConfiguration, seed: random.next(), now: now,
+            identity: identity, verifier: verifier, contact: contact, configuration: coreConfiguration, seed: random.next(), now: Moment(now),
             identifiers: SplitMix64(seed: identifierRandom.next()))
         supernodes.append(Supernode(core: core, identity: identity, peer: PeerIdentity(credential: identity.credential!)))
         aliveIndices.append(index)
@@ -331,28 +331,28 @@ public final class SimulatedNetwork {
         case let .supernodeTimer(index):
             guard supernodes[index].alive, let scheduled = supernodes[index].scheduledTimer, scheduled <= now else { return }
             supernodes[index].scheduledTimer = nil
-            supernodes[index].core.handleTimeout(now: now)
+            supernodes[index].core.handleTimeout(now: Moment(now))
             drainSupernode(index)
         case let .clientTimer(index):
             guard clients[index].online, let scheduled = clients[index].scheduledTimer, scheduled <= now else { return }
             clients[index].scheduledTimer = nil
-            clients[index].session.handleTimeout(now: now)
+            clients[index].session.handleTimeout(now: Moment(now))
             drainClient(index)
         case let .peerMessage(to, from, message):
             guard supernodes[to].alive else { return }
             messagesDelivered += 1
-            supernodes[to].core.handlePeerMessage(message, link: peerLink(from), from: supernodes[from].peer, now: now)
+            supernodes[to].core.handlePeerMessage(message, link: peerLink(from), from: supernodes[from].peer, now: Moment(now))
             drainSupernode(to)
         case let .peerUnreachable(at, peer):
             guard supernodes[at].alive else { return }
-            supernodes[at].core.peerUnreachable(peer, now: now)
+            supernodes[at].core.peerUnreachable(peer, now: Moment(now))
             drainSupernode(at)
         case let .clientToSupernode(client, supernode, message):
             guard supernodes[supernode].alive, clients[client].online, clients[client].attachedTo == supernode else { return }
             messagesDelivered += 1
             supernodes[supernode].core.handleClientMessage(
                 message, link: clientLink(client), peer: clients[client].peer,
-                observedEndpoint: "client\(client).sim:40000", now: now)
+                observedEndpoint: "client\(client).sim:40000", now: Moment(now))
             drainSupernode(supernode)
         case let .supernodeToClient(supernode, client, message):
             guard clients[client].online, clients[client].attachedTo == supernode else { return }
@@ -361,7 +361,7 @@ public final class SimulatedNetwork {
                 relayAnswers[message.id] = message
                 return
             }
-            clients[client].session.handleMessage(message, now: now)
+            clients[client].session.handleMessage(message, now: Moment(now))
             drainClient(client)
             if case let .handover(handover)? = message.body, !handover.supernodes.isEmpty {
                 detachClient(client)
@@ -377,7 +377,7 @@ public final class SimulatedNetwork {
                 return
             }
             clients[client].attachedTo = supernode
-            clients[client].session.linkUp(now: now)
+            clients[client].session.linkUp(now: Moment(now))
             drainClient(client)
         case let .custom(body):
             body()
@@ -386,7 +386,7 @@ public final class SimulatedNetwork {
 
     private func detachClient(_ client: Int) {
         clients[client].attachedTo = nil
-        clients[client].session.linkDown(now: now)
+        clients[client].session.linkDown(now: Moment(now))
         drainClient(client)
     }
 

@@ -26,7 +26,7 @@ struct DHTNetwork {
     static func makeCore(_ id: NodeID, index: Int, configuration: DHTCore.Configuration, now: Double = testNow) -> DHTCore {
         DHTCore(
             ownContact: testContact(id, name: "sn\(index)"), validator: OverlayRecordValidator(verifier: makeVerifier()),
-            configuration: configuration, seed: UInt64(index) + 1, now: now)
+            configuration: configuration, seed: UInt64(index) + 1, now: Moment(now))
     }
 
     init(ids: [NodeID], configuration: DHTCore.Configuration = .init()) {
@@ -40,12 +40,12 @@ struct DHTNetwork {
 
     /// `store` at node `id` (kept out of `#expect`/`#require`, whose expansion cannot mutate).
     mutating func store(_ record: OvDHTRecord, at id: NodeID) -> DHTCore.OperationID? {
-        cores[id]!.store(record, now: now)
+        cores[id]!.store(record, now: Moment(now))
     }
 
     /// A request handed straight to node `id`, as if `sender` had sent it.
     mutating func request(_ message: OvLinkMessage, at id: NodeID, from sender: NodeID) -> OvLinkMessage? {
-        cores[id]!.handleRequest(message, from: sender, now: now)
+        cores[id]!.handleRequest(message, from: sender, now: Moment(now))
     }
 
     /// Delivers messages until no core has anything left to say.
@@ -78,9 +78,9 @@ struct DHTNetwork {
             return
         }
         delivered.append((sender, target, message))
-        guard var answer = cores[target]!.handleRequest(message, from: sender, now: now) else { return }
+        guard var answer = cores[target]!.handleRequest(message, from: sender, now: Moment(now)) else { return }
         tamper?(target, &answer)
-        cores[sender]!.handleResponse(answer, from: target, now: now)
+        cores[sender]!.handleResponse(answer, from: target, now: Moment(now))
     }
 
     func lookup(_ operation: DHTCore.OperationID, at id: NodeID) -> DHTCore.LookupOutcome? {
@@ -94,7 +94,7 @@ struct DHTNetwork {
     }
 
     func holders(of key: NodeID) -> Set<NodeID> {
-        Set(order.filter { !cores[$0]!.localRecords(for: key, now: now).isEmpty })
+        Set(order.filter { !cores[$0]!.localRecords(for: key, now: Moment(now)).isEmpty })
     }
 
     /// Every node after the first joins through the first, one after the other.
@@ -106,7 +106,7 @@ struct DHTNetwork {
     mutating func joinAll() {
         let seed = contact(order[0])
         for id in order.dropFirst() {
-            cores[id]!.join(seeds: [seed], now: now)
+            cores[id]!.join(seeds: [seed], now: Moment(now))
             run()
         }
     }
@@ -200,26 +200,26 @@ struct DHTCoreTests {
 
         let holders = network.holders(of: key)
         let finder = try #require(nodes.first { !holders.contains($0) })
-        let operation = network.cores[finder]!.findValue(key, now: network.now)
+        let operation = network.cores[finder]!.findValue(key, now: Moment(network.now))
         network.run()
         let outcome = try #require(network.lookup(operation, at: finder))
         #expect(outcome.target == key)
         #expect(outcome.records == [record])
         #expect(outcome.hops >= 1)
         #expect(outcome.requests >= 1)
-        #expect(network.cores[finder]!.localRecords(for: key, now: network.now).isEmpty)
+        #expect(network.cores[finder]!.localRecords(for: key, now: Moment(network.now)).isEmpty)
 
         // A newer record replaces the old one everywhere it is stored, and lookups return it.
         let newer = try signedPresence(sequence: 2, supernode: nodes[1])
         let maybe3 = network.store(newer, at: nodes[4])
         _ = try #require(maybe3)
         network.run()
-        let again = network.cores[finder]!.findValue(key, now: network.now)
+        let again = network.cores[finder]!.findValue(key, now: Moment(network.now))
         network.run()
         #expect(network.lookup(again, at: finder)?.records == [newer])
 
         // A key nobody holds: no records, but the closest nodes are reported.
-        let missing = network.cores[finder]!.findValue(NodeID.presenceKey(for: "nobody"), now: network.now)
+        let missing = network.cores[finder]!.findValue(NodeID.presenceKey(for: "nobody"), now: Moment(network.now))
         network.run()
         let empty = try #require(network.lookup(missing, at: finder))
         #expect(empty.records.isEmpty)
@@ -242,7 +242,7 @@ struct DHTCoreTests {
             _ = try #require(maybe4)
             network.run()
         }
-        let operation = network.cores[nodes[5]]!.collect(NodeID.mailboxKey(for: "bob"), now: network.now)
+        let operation = network.cores[nodes[5]]!.collect(NodeID.mailboxKey(for: "bob"), now: Moment(network.now))
         network.run()
         let outcome = try #require(network.lookup(operation, at: nodes[5]))
         #expect(Set(outcome.records.map(\.value)) == Set(stored.map(\.value)))
@@ -302,17 +302,17 @@ struct DHTCoreTests {
         let (a, b, c, dead) = (nodes[0], nodes[1], nodes[2], nodes[3])
         var network = DHTNetwork(ids: nodes)
         network.silent = [dead]
-        for other in [b, c, dead] { network.cores[a]!.learn(network.contact(other), now: network.now) }
+        for other in [b, c, dead] { network.cores[a]!.learn(network.contact(other), now: Moment(network.now)) }
         network.run()
 
         let target = NodeID(bytes: Array(repeating: 0x77, count: 20))
-        let operation = network.cores[a]!.findNodes(target, now: network.now)
+        let operation = network.cores[a]!.findNodes(target, now: Moment(network.now))
         network.run()
         #expect(network.lookup(operation, at: a) == nil, "still waiting for the dead node")
         #expect(network.cores[a]!.activeOperationCount == 1)
         #expect(network.dropped.contains { $0.to == dead })
 
-        network.cores[a]!.handleUnreachable(dead, now: network.now)
+        network.cores[a]!.handleUnreachable(dead, now: Moment(network.now))
         network.run()
         let outcome = try #require(network.lookup(operation, at: a))
         #expect(Set(outcome.closest.map(\.nodeID)) == [b, c])
@@ -326,18 +326,18 @@ struct DHTCoreTests {
         let (a, dead) = (nodes[0], nodes[1])
         var network = DHTNetwork(ids: nodes)
         network.silent = [dead]
-        network.cores[a]!.learn(network.contact(dead), now: network.now)
+        network.cores[a]!.learn(network.contact(dead), now: Moment(network.now))
         let start = network.now
-        let operation = network.cores[a]!.findValue(NodeID.presenceKey(for: "alice"), now: start)
+        let operation = network.cores[a]!.findValue(NodeID.presenceKey(for: "alice"), now: Moment(start))
         network.run()
         let timeout = network.cores[a]!.configuration.requestTimeout
         #expect(network.cores[a]!.nextDeadline == start + timeout)
 
-        network.cores[a]!.handleTimeout(now: start + timeout - 0.1)
+        network.cores[a]!.handleTimeout(now: Moment(start + timeout - 0.1))
         network.run()
         #expect(network.lookup(operation, at: a) == nil)
 
-        network.cores[a]!.handleTimeout(now: start + timeout)
+        network.cores[a]!.handleTimeout(now: Moment(start + timeout))
         network.run()
         let outcome = try #require(network.lookup(operation, at: a))
         #expect(outcome.records.isEmpty)
@@ -345,9 +345,9 @@ struct DHTCoreTests {
         #expect(outcome.elapsed == timeout)
         // One failure is forgiven; a second unanswered request drops the contact.
         #expect(network.cores[a]!.routing.contains(dead))
-        let second = network.cores[a]!.findNodes(dead, now: start + 10)
+        let second = network.cores[a]!.findNodes(dead, now: Moment(start + 10))
         network.run()
-        network.cores[a]!.handleTimeout(now: start + 10 + timeout)
+        network.cores[a]!.handleTimeout(now: Moment(start + 10 + timeout))
         network.run()
         #expect(network.lookup(second, at: a) != nil)
         #expect(!network.cores[a]!.routing.contains(dead))
@@ -368,10 +368,10 @@ struct DHTCoreTests {
         #expect(network.storeReplicas(operation, at: a) == nil, "waiting for the mute replica")
         #expect(network.holders(of: key) == [a, c])
 
-        network.cores[a]!.handleTimeout(now: network.now + 1)
+        network.cores[a]!.handleTimeout(now: Moment(network.now + 1))
         network.run()
         #expect(network.storeReplicas(operation, at: a) == nil)
-        network.cores[a]!.handleTimeout(now: network.now + network.cores[a]!.configuration.requestTimeout)
+        network.cores[a]!.handleTimeout(now: Moment(network.now + network.cores[a]!.configuration.requestTimeout))
         network.run()
         // Kept here (fewer replicas than `replication`) and at c.
         #expect(network.storeReplicas(operation, at: a) == 2)
@@ -386,7 +386,7 @@ struct DHTCoreTests {
         let operation = try #require(maybe8)
         network.run()
         #expect(network.storeReplicas(operation, at: id) == 1)
-        let lookup = network.cores[id]!.findValue(NodeID.presenceKey(for: "alice"), now: network.now)
+        let lookup = network.cores[id]!.findValue(NodeID.presenceKey(for: "alice"), now: Moment(network.now))
         network.run()
         #expect(network.lookup(lookup, at: id)?.records == [record])
     }
@@ -405,7 +405,7 @@ struct DHTCoreTests {
             answer.values.records = [forged, wrongKey]
         }
         let finder = nodes[3]
-        let operation = network.cores[finder]!.findValue(key, now: network.now)
+        let operation = network.cores[finder]!.findValue(key, now: Moment(network.now))
         network.run()
         let outcome = try #require(network.lookup(operation, at: finder))
         #expect(outcome.records.isEmpty)
@@ -416,7 +416,7 @@ struct DHTCoreTests {
             guard case .values? = answer.body else { return }
             answer.values.records = [forged, genuine]
         }
-        let again = network.cores[finder]!.findValue(key, now: network.now)
+        let again = network.cores[finder]!.findValue(key, now: Moment(network.now))
         network.run()
         #expect(network.lookup(again, at: finder)?.records == [genuine])
     }
@@ -427,8 +427,8 @@ struct DHTCoreTests {
         let (a, b, c) = (nodes[0], nodes[1], nodes[2])
         var network = DHTNetwork(ids: nodes)
         network.silent = [b, c]
-        network.cores[a]!.learn(network.contact(b), now: network.now)
-        let operation = network.cores[a]!.findValue(NodeID.presenceKey(for: "alice"), now: network.now)
+        network.cores[a]!.learn(network.contact(b), now: Moment(network.now))
+        let operation = network.cores[a]!.findValue(NodeID.presenceKey(for: "alice"), now: Moment(network.now))
         network.run()
         let request = try #require(network.dropped.first { $0.to == b }?.message)
         var answer = OvLinkMessage()
@@ -436,15 +436,15 @@ struct DHTCoreTests {
         answer.values = OvValues()
         answer.values.records = [try signedPresence()]
         // c answers in b's place: ignored.
-        network.cores[a]!.handleResponse(answer, from: c, now: network.now)
+        network.cores[a]!.handleResponse(answer, from: c, now: Moment(network.now))
         network.run()
         #expect(network.lookup(operation, at: a) == nil)
         // b's own answer completes the lookup.
-        network.cores[a]!.handleResponse(answer, from: b, now: network.now)
+        network.cores[a]!.handleResponse(answer, from: b, now: Moment(network.now))
         network.run()
         #expect(network.lookup(operation, at: a)?.records.count == 1)
         // A second copy of the same answer changes nothing.
-        network.cores[a]!.handleResponse(answer, from: b, now: network.now)
+        network.cores[a]!.handleResponse(answer, from: b, now: Moment(network.now))
         network.run()
         #expect(network.reports[a]?.count == 1)
     }
@@ -475,21 +475,21 @@ struct DHTCoreTests {
         }
         #expect(network.request(unpublish(sequence: 4), at: holder, from: stranger)?.refused.code == .invalid)
         #expect(network.request(unpublish(sequence: 3), at: holder, from: attached)?.refused.code == .invalid)
-        #expect(network.cores[holder]!.localRecords(for: presenceKey, now: network.now).count == 1)
+        #expect(network.cores[holder]!.localRecords(for: presenceKey, now: Moment(network.now)).count == 1)
         let withdrawn = network.request(unpublish(sequence: 4), at: holder, from: attached)
         if case .ack? = withdrawn?.body {} else { Issue.record("expected Ack, got \(String(describing: withdrawn?.body))") }
-        #expect(network.cores[holder]!.localRecords(for: presenceKey, now: network.now).isEmpty)
+        #expect(network.cores[holder]!.localRecords(for: presenceKey, now: Moment(network.now)).isEmpty)
 
         var byAlice = OvLinkMessage()
         byAlice.mailboxClear = try SignedRecords.makeMailboxClear(ids: [Array(envelope.id)], identity: Users.alice.identity, now: network.now)
         byAlice.mailboxClear.name = "bob"
         #expect(network.request(byAlice, at: holder, from: stranger)?.refused.code == .invalid)
-        #expect(network.cores[holder]!.localRecords(for: mailboxKey, now: network.now).count == 1)
+        #expect(network.cores[holder]!.localRecords(for: mailboxKey, now: Moment(network.now)).count == 1)
         var byBob = OvLinkMessage()
         byBob.mailboxClear = try SignedRecords.makeMailboxClear(ids: [Array(envelope.id)], identity: Users.bob.identity, now: network.now)
         let cleared = network.request(byBob, at: holder, from: stranger)
         if case .ack? = cleared?.body {} else { Issue.record("expected Ack, got \(String(describing: cleared?.body))") }
-        #expect(network.cores[holder]!.localRecords(for: mailboxKey, now: network.now).isEmpty)
+        #expect(network.cores[holder]!.localRecords(for: mailboxKey, now: Moment(network.now)).isEmpty)
         // The delivered envelope cannot be stored again.
         var again = OvLinkMessage()
         again.store.record = try OvDHTRecord.mailboxItem(envelope)
@@ -512,10 +512,10 @@ struct DHTCoreTests {
         // A supernode whose id differs from the key in the last bit only: closer than anyone.
         let newcomer = NodeID(high: key.high, middle: key.middle, low: key.low ^ 1)
         network.add(newcomer, index: 9)
-        network.cores[newcomer]!.join(seeds: [network.contact(nodes[0])], now: network.now)
+        network.cores[newcomer]!.join(seeds: [network.contact(nodes[0])], now: Moment(network.now))
         network.run()
         #expect(network.holders(of: key).contains(newcomer))
-        #expect(network.cores[newcomer]!.localRecords(for: key, now: network.now) == [record])
+        #expect(network.cores[newcomer]!.localRecords(for: key, now: Moment(network.now)) == [record])
     }
 
     @Test("Maintenance via handleTimeout purges expired records")
@@ -532,7 +532,7 @@ struct DHTCoreTests {
         var now = network.now
         for _ in 0..<100 where now < network.now + 700 {
             now = max(now + 1, network.cores[id]!.nextDeadline ?? now + 60)
-            network.cores[id]!.handleTimeout(now: now)
+            network.cores[id]!.handleTimeout(now: Moment(now))
             if now < network.now + 600 { #expect(network.cores[id]!.store.count == 1) }
         }
         #expect(now >= network.now + 700)

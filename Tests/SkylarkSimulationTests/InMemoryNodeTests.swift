@@ -119,6 +119,39 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(3)))
+    func inMemoryCallSurvivesWallClocksSteppedAnHourBackAndForward() throws {
+        let lab = try InMemoryLab(supernodes: 3)
+        defer { lab.shutdown() }
+        try lab.startSupernodes()
+        let alice = try lab.startClient("alice", address: "203.0.113.40", configure: Self.talker(440))
+        let bob = try lab.startClient("bob", address: "203.0.113.41", configure: Self.talker(550))
+        befriend(alice, bob, in: lab)
+        #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .call, name: "bob")) != nil)
+        #expect(lab.network.run(within: 10) { (lastCall(alice)?.packetsReceived ?? 0) >= 100 && (lastCall(bob)?.packetsReceived ?? 0) >= 100 })
+        // A wall clock set back an hour, and one set forward an hour, each for 5 s until NTP puts it
+        // right: timers run on the monotonic clock, so audio keeps flowing both ways (50 packets a
+        // second), the call stays up and both stay attached.
+        for (stepped, seconds) in [(alice, -3_600.0), (bob, 3_600.0)] {
+            let before = (alice: try #require(lastCall(alice)), bob: try #require(lastCall(bob)))
+            stepped.stepWallClock(by: seconds)
+            lab.network.run(for: 5)
+            let after = (alice: try #require(lastCall(alice)), bob: try #require(lastCall(bob)))
+            #expect(after.alice.state == "active" && after.bob.state == "active")
+            #expect(after.alice.packetsReceived! - before.alice.packetsReceived! >= 225, "\(stepped.name) stepped \(seconds) s")
+            #expect(after.bob.packetsReceived! - before.bob.packetsReceived! >= 225, "\(stepped.name) stepped \(seconds) s")
+            #expect(alice.status()?.supernode != nil && bob.status()?.supernode != nil)
+            // What leaves the node is wall time: the call's start, as the stepped clock now reads it.
+            let startedAt = (stepped === alice ? after.alice : after.bob).startedAtMs
+            let startedBefore = (stepped === alice ? before.alice : before.bob).startedAtMs
+            #expect(abs(startedAt - startedBefore - seconds * 1000) < 1)
+            stepped.stepWallClock(by: -seconds)
+        }
+        // And the call still ends when one side hangs up.
+        #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .hangup)) != nil)
+        #expect(lab.network.run(within: 5) { lastCall(bob)?.state == "ended" })
+    }
+
+    @Test(.timeLimit(.minutes(3)))
     func inMemoryCallRelayedThroughFourSupernodesSurvivesARelayThatDies() throws {
         let lab = try InMemoryLab(supernodes: 5)
         defer { lab.shutdown() }

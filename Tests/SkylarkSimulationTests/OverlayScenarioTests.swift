@@ -1,5 +1,6 @@
 import SkylarkOverlay
 import SkylarkSimulation
+import SkylarkWire
 import Testing
 
 /// The overlay cores (supernodes' DHT, sessions) end to end in the simulated network.
@@ -143,7 +144,7 @@ struct PresenceAndMessageTests {
         #expect(replicas >= 2)
         // Kill the supernode closest to the mailbox key: another replica still has it.
         let key = NodeID.mailboxKey(for: "user1")
-        let holders = network.supernodes.indices.filter { !network.supernodes[$0].core.dht.localRecords(for: key, now: network.now).isEmpty }
+        let holders = network.supernodes.indices.filter { !network.supernodes[$0].core.dht.localRecords(for: key, now: Moment(network.now)).isEmpty }
         #expect(holders.count >= 2)
         network.crash(supernode: holders[0])
         network.run(for: 2)
@@ -155,7 +156,7 @@ struct PresenceAndMessageTests {
         // Delivered mail is cleared from the replicas.
         network.run(for: 3)
         let left = network.supernodes.indices.filter {
-            network.supernodes[$0].alive && !network.supernodes[$0].core.dht.localRecords(for: key, now: network.now).isEmpty
+            network.supernodes[$0].alive && !network.supernodes[$0].core.dht.localRecords(for: key, now: Moment(network.now)).isEmpty
         }
         #expect(left.isEmpty)
     }

@@ -90,11 +90,11 @@ struct CallTable {
 
     // MARK: - Reports
 
-    func report(_ id: CallID, now: Double) -> ControlResults.Call? {
+    func report(_ id: CallID, now: Moment) -> ControlResults.Call? {
         entries[id].map { Self.report(id, entry: $0, now: now) }
     }
 
-    static func report(_ id: CallID, entry: CallEntry, now: Double) -> ControlResults.Call {
+    static func report(_ id: CallID, entry: CallEntry, now: Moment) -> ControlResults.Call {
         let state: String
         switch entry.session.phase {
         case .calling: state = "calling"
@@ -103,7 +103,7 @@ struct CallTable {
         case .active: state = "active"
         case .ended: state = "ended"
         }
-        let stats = entry.media?.statistics(now: now)
+        let stats = entry.media?.statistics(now: now.monotonic)
         return ControlResults.Call(
             id: id.hex, peer: entry.session.peer, direction: entry.session.role == .caller ? "outgoing" : "incoming", state: state,
             path: entry.session.path.map { $0.kind.rawValue }, relays: entry.session.path?.relays ?? [], overTCP: entry.session.path?.overTCP ?? false,
@@ -113,7 +113,8 @@ struct CallTable {
             packetsSent: stats?.packetsSent, packetsReceived: stats?.packetsReceived,
             longestGapMilliseconds: stats?.longestGapMilliseconds.map { $0.rounded() },
             setupMilliseconds: entry.firstAudioAt.map { (($0 - entry.startedAt) * 1000).rounded() },
-            startedAtMs: (entry.startedAt * 1000).rounded(), firstAudioAtMs: entry.firstAudioAt.map { ($0 * 1000).rounded() },
+            startedAtMs: (now.wallTime(at: entry.startedAt) * 1000).rounded(),
+            firstAudioAtMs: entry.firstAudioAt.map { (now.wallTime(at: $0) * 1000).rounded() },
             ended: entry.endReason)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkWire
 
 /// What `skylark run` shows. On a terminal: a screen redrawn every second (role, supernode,
 /// buddies with presence, recent requests and messages). Otherwise: one line per event, for logs.
@@ -24,9 +25,9 @@ struct Console {
         }
     }
 
-    mutating func render(_ reactor: Reactor, now: Double) {
-        guard interactive, now - lastRender >= 1 else { return }
-        lastRender = now
+    mutating func render(_ reactor: Reactor, now: Moment) {
+        guard interactive, now.monotonic - lastRender >= 1 else { return }
+        lastRender = now.monotonic
         let status = reactor.statusReport(now: now)
         var lines: [String] = []
         lines.append("Skylark \(status.name)   role: \(status.role) (\(status.roleReason))")

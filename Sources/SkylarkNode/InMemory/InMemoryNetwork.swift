@@ -31,11 +31,12 @@ public final class InMemoryNetwork: @unchecked Sendable {
     public let profile: VerifiedProfile
     /// One-way delay of every link and datagram, in seconds.
     public var latency: Double
+    /// The network's time: what the nodes' wall clocks read unless one is stepped.
     public private(set) var now: Double
+    let startTime: Double
     /// Nodes that cannot reach the login server directly (they log in through a supernode).
     public var loginBlocked: Set<String> = []
     let login: LoginService
-    let clock: VirtualClock
     let directory: String
     let logger: Logger
 
@@ -55,8 +56,8 @@ public final class InMemoryNetwork: @unchecked Sendable {
         self.latency = latency
         self.logger = logger
         now = startTime
+        self.startTime = startTime
         nextTick = startTime
-        clock = VirtualClock(startTime)
     }
 
     /// Starts a node (as `skylark run NAME` would) at `address`; it logs in and attaches as the
@@ -74,7 +75,7 @@ public final class InMemoryNetwork: @unchecked Sendable {
         configure(&configuration)
         let node = try InMemoryNode(configuration: configuration, reachability: reachability, network: self, ids: ids, logger: logger)
         nodes.append(node)
-        node.start(now: now)
+        node.start()
         drainAll()
         return node
     }
@@ -130,7 +131,6 @@ public final class InMemoryNetwork: @unchecked Sendable {
 
     private func advance(to time: Double) {
         if time > now { now = time }
-        clock.set(now)
         if !nodes.contains(where: { $0.isRunning && $0.transport.mediaRunning }) { nextMediaTick = .infinity }
     }
 
@@ -215,7 +215,7 @@ public final class InMemoryNetwork: @unchecked Sendable {
         guard let other = link.other else { return }
         after(latency) {
             guard !other.closed, other.node.isRunning else { return }
-            other.receive(bytes, now: self.now)
+            other.receive(bytes, now: other.node.clock.now().wall)
         }
     }
 
@@ -241,12 +241,18 @@ public final class InMemoryNetwork: @unchecked Sendable {
     }
 }
 
-/// The virtual clock the nodes read.
+/// A node's clocks in the virtual network. The monotonic reading starts near zero, as a host's
+/// does after boot, so a deadline mistakenly compared with wall time shows at once; the wall
+/// reading is the network's time plus the node's own offset (a clock set wrong, then stepped).
 final class VirtualClock: NodeClock, @unchecked Sendable {
-    private var time: Double
-    init(_ start: Double) { time = start }
-    func set(_ value: Double) { time = value }
-    func now() -> Double { time }
+    unowned let network: InMemoryNetwork
+    var wallOffset: Double = 0
+    init(_ network: InMemoryNetwork) { self.network = network }
+    func now() -> Moment {
+        Moment(monotonic: network.now - network.startTime + Self.bootedBefore, wall: network.now + wallOffset)
+    }
+    /// How long before the network started the node's host "booted".
+    static let bootedBefore: Double = 3_600
 }
 
 /// What is due when, in order (ties in the order they were added).

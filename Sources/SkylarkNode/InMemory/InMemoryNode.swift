@@ -19,6 +19,7 @@ public final class InMemoryNode: @unchecked Sendable {
     let verifier: Verifier
     let transport: MemoryTransport
     unowned let network: InMemoryNetwork
+    let clock: VirtualClock
     private var reactor: Reactor!
     public private(set) var isRunning = true
     private var nextPort = 40_000
@@ -38,6 +39,7 @@ public final class InMemoryNode: @unchecked Sendable {
         self.configuration = configuration
         self.reachability = reachability
         self.network = network
+        clock = VirtualClock(network)
         let listen = configuration.listen.first ?? HostPort(host: "0.0.0.0", port: NodeConfiguration.defaultPort)
         address = listen.host
         switch reachability {
@@ -56,13 +58,17 @@ public final class InMemoryNode: @unchecked Sendable {
         logger[metadataKey: "node.name"] = "\(configuration.name)"
         reactor = Reactor(
             configuration: configuration, files: files, identity: identity, verifier: verifier, io: transport,
-            clock: network.clock, random: SplitMix64(seed: Self.seed(for: configuration.name)), listening: configuration.listen, sink: inbox, logger: logger,
+            clock: clock, random: SplitMix64(seed: Self.seed(for: configuration.name)), listening: configuration.listen, sink: inbox, logger: logger,
             console: false)
         reactor.console.silent = true
         transport.node = self
     }
 
-    func start(now: Double) { reactor.start(now: now) }
+    func start() { reactor.start(now: clock.now()) }
+
+    /// Steps this node's wall clock (as NTP or a user setting the time would); its monotonic clock
+    /// runs on unchanged.
+    public func stepWallClock(by seconds: Double) { clock.wallOffset += seconds }
 
     func post(_ event: NodeEvent) {
         guard isRunning else { return }
@@ -224,7 +230,7 @@ final class MemoryTransport: NodeTransport, @unchecked Sendable {
 
     /// Routes a relay packet by the circuit table; false when it is for this node.
     func forward(_ packet: [UInt8], from source: RelayCircuits.Endpoint) -> Bool {
-        guard let node, let network, let (rewritten, endpoint) = relayTable.forward(packet, from: source, now: network.now) else { return false }
+        guard let node, let network, let (rewritten, endpoint) = relayTable.forward(packet, from: source, now: node.clock.now().monotonic) else { return false }
         switch endpoint {
         case let .udp(target):
             network.sendDatagram(rewritten, from: node, socket: 0, to: target)
@@ -248,7 +254,10 @@ final class MemoryTransport: NodeTransport, @unchecked Sendable {
             return
         }
         network.after(3 * network.latency) {
-            node.post(.directLoginFinished(network.exchange(request, profile: profile, from: HostPort(host: node.publicAddress, port: node.ephemeralPort()))))
+            node.post(
+                .directLoginFinished(
+                    network.exchange(
+                        request, profile: profile, from: HostPort(host: node.publicAddress, port: node.ephemeralPort()), clientWall: node.clock.now().wall)))
         }
     }
 
@@ -321,10 +330,13 @@ extension InMemoryNetwork {
     /// 80 and 443 cannot: it logs in through its supernode).
     func loginReachable(from node: InMemoryNode) -> Bool { !loginBlocked.contains(node.name) }
 
-    /// Runs one login exchange against the login service.
-    func exchange(_ request: LoginClientExchange.Request, profile: VerifiedProfile, from source: HostPort) -> Result<Credential, LoginFailure> {
+    /// Runs one login exchange against the login service; the request carries the client's wall
+    /// time, the service judges it by the network's.
+    func exchange(
+        _ request: LoginClientExchange.Request, profile: VerifiedProfile, from source: HostPort, clientWall: Double
+    ) -> Result<Credential, LoginFailure> {
         do {
-            var exchange = try LoginClientExchange(request, serverKey: profile.loginKey, now: now)
+            var exchange = try LoginClientExchange(request, serverKey: profile.loginKey, now: clientWall)
             guard let outcome = try exchange.receive(login(exchange.requestBytes, source, now)) else { return .failure(.protocolViolation("no answer")) }
             guard case let .loggedIn(credential) = outcome else { return .failure(.protocolViolation("unexpected answer")) }
             return .success(credential)

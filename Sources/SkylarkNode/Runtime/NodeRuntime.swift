@@ -170,7 +170,7 @@ final class OutcomeBox: Sendable {
 
 /// The media clock: a `.mediaTick` every 20 ms while a call or conference has audio to send,
 /// and nothing otherwise — an idle node (a relaying supernode included) should not wake 50 times
-/// a second for nothing. The reactor sends what is due by the wall clock, so a late tick is
+/// a second for nothing. The reactor sends what is due by the monotonic clock, so a late tick is
 /// caught up rather than drifting.
 final class MediaClock: Sendable {
     private let running = Atomic<Bool>(false)

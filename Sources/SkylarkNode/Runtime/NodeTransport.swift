@@ -42,14 +42,15 @@ protocol NodeTransport: AnyObject, Sendable {
     func firstInterfaceAddress() -> String?
 }
 
-/// The runtime's sense of time, read once per event and passed to the cores as `now`.
+/// The runtime's sense of time, read once per event and passed to the cores as `now`: deadlines
+/// on the monotonic reading, timestamps that leave the node on the wall one.
 protocol NodeClock: Sendable {
-    func now() -> Double
+    func now() -> Moment
 }
 
-/// Seconds since 1970 (credentials and records carry such timestamps).
-struct WallClock: NodeClock {
-    func now() -> Double { Date().timeIntervalSince1970 }
+/// The host's clocks (`CLOCK_MONOTONIC` and the time of day).
+struct HostClock: NodeClock {
+    func now() -> Moment { Moment.now() }
 }
 
 /// Where a control request's answer goes (one JSON line); called exactly once.

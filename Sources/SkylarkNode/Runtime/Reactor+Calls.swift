@@ -10,7 +10,7 @@ extension Reactor {
 
     // MARK: - Control
 
-    func startCall(to rawName: String, relayFirst: Bool = false, promise: ControlReply, now: Double) {
+    func startCall(to rawName: String, relayFirst: Bool = false, promise: ControlReply, now: Moment) {
         guard let session else { return promise.succeed(Self.failure("not logged in yet")) }
         guard let name = try? UserName.canonical(rawName) else { return promise.succeed(Self.failure("invalid name '\(rawName)'")) }
         guard let buddy = session.state.buddies[name], buddy.state == .confirmed else {
@@ -23,9 +23,9 @@ extension Reactor {
         do {
             let call = try CallSession(
                 calling: name, candidates: ownMediaCandidates(), natType: natType, peerNAT: buddy.natType ?? .unknown,
-                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), relayFirst: relayFirst, configuration: configuration.call, now: now)
+                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), relayFirst: relayFirst, configuration: configuration.call, now: now.monotonic)
             let id = call.id
-            calls[id] = CallEntry(session: call, startedAt: now)
+            calls[id] = CallEntry(session: call, startedAt: now.monotonic)
             console.note("calling \(name) (call \(id.hex.prefix(8)))")
             logger.info("call started", metadata: ["call.id": "\(id)", "call.peer": "\(name)"])
             drainCall(id, now: now)
@@ -35,18 +35,18 @@ extension Reactor {
         }
     }
 
-    func answerCall(_ prefix: String?, promise: ControlReply, now: Double) {
+    func answerCall(_ prefix: String?, promise: ControlReply, now: Moment) {
         guard let id = resolveCall(prefix, where: { $0.session.phase == .ringing }) else {
             if prefix == nil, answerConference(promise: promise, now: now) { return }
             return promise.succeed(Self.failure(prefix.map { "no ringing call \($0)" } ?? "no call is ringing"))
         }
-        calls[id]?.session.answer(now: now)
-        calls[id]?.answeredAt = now
+        calls[id]?.session.answer(now: now.monotonic)
+        calls[id]?.answeredAt = now.monotonic
         drainCall(id, now: now)
         promise.succeed(Self.answer(callReport(id, now: now)))
     }
 
-    func hangUp(_ prefix: String?, promise: ControlReply, now: Double) {
+    func hangUp(_ prefix: String?, promise: ControlReply, now: Moment) {
         guard let id = resolveCall(prefix, where: { !$0.session.isEnded }) else {
             return promise.succeed(Self.failure(prefix.map { "no call \($0)" } ?? "no call in progress"))
         }
@@ -81,13 +81,13 @@ extension Reactor {
 
     // MARK: - Signalling and checks in
 
-    func callSignalArrived(from peer: String, _ signal: OvCallSignal, now: Double) {
+    func callSignalArrived(from peer: String, _ signal: OvCallSignal, now: Moment) {
         let id = CallID(Array(signal.callID))
         guard signal.callID.count == 16 else { return }
         if calls[id] != nil {
             guard calls[id]!.session.peer == peer else { return }
-            calls[id]!.session.handleSignal(signal, now: now)
-            if case .answer? = signal.body { calls[id]!.answeredAt = now }
+            calls[id]!.session.handleSignal(signal, now: now.monotonic)
+            if case .answer? = signal.body { calls[id]!.answeredAt = now.monotonic }
             drainCall(id, now: now)
             return
         }
@@ -105,13 +105,13 @@ extension Reactor {
         do {
             let call = try CallSession(
                 offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
-                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: configuration.call, now: now)
-            calls[id] = CallEntry(session: call, startedAt: now)
+                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: configuration.call, now: now.monotonic)
+            calls[id] = CallEntry(session: call, startedAt: now.monotonic)
             console.note("incoming call from \(peer) (call \(id.hex.prefix(8)))\(configuration.autoAnswer ? ", answering" : " — skylark answer")")
             logger.info("call ringing", metadata: ["call.id": "\(id)", "call.peer": "\(peer)"])
             if configuration.autoAnswer {
-                calls[id]!.session.answer(now: now)
-                calls[id]!.answeredAt = now
+                calls[id]!.session.answer(now: now.monotonic)
+                calls[id]!.answeredAt = now.monotonic
             }
             drainCall(id, now: now)
         } catch {
@@ -119,7 +119,7 @@ extension Reactor {
         }
     }
 
-    func pathCheckArrived(_ check: OvPathCheck, via route: MediaRoute, now: Double) {
+    func pathCheckArrived(_ check: OvPathCheck, via route: MediaRoute, now: Moment) {
         let id = CallID(Array(check.callID))
         logger.trace(
             "path check in",
@@ -128,12 +128,12 @@ extension Reactor {
                 "call.response": "\(check.response)", "call.circuit": "\(route.circuit?.hexString.prefix(8) ?? "-")",
             ])
         guard calls[id] != nil else { return }
-        calls[id]!.session.handleCheck(check, arrivedVia: route, now: now)
+        calls[id]!.session.handleCheck(check, arrivedVia: route, now: now.monotonic)
         drainCall(id, now: now)
     }
 
     /// A relay packet for this node (not one to forward): its payload is a path check or media.
-    func relayPacketArrived(_ packet: [UInt8], from source: HostPort, overTCP: Bool, now: Double) {
+    func relayPacketArrived(_ packet: [UInt8], from source: HostPort, overTCP: Bool, now: Moment) {
         guard let (leg, payload) = RelayCircuits.parse(packet), !payload.isEmpty else { return }
         if DatagramKind(Array(payload)) == .overlay, let datagram = try? OvDatagram(serializedBytes: Array(payload.dropFirst())),
             case let .pathCheck(check)? = datagram.body
@@ -144,20 +144,20 @@ extension Reactor {
     }
 
     /// Encrypted RTP from the peer, straight or out of a circuit.
-    func mediaArrived(_ packet: [UInt8], via leg: [UInt8]?, from source: HostPort, now: Double) {
+    func mediaArrived(_ packet: [UInt8], via leg: [UInt8]?, from source: HostPort, now: Moment) {
         guard let id = calls.owner(ofMedia: packet, circuit: leg, from: source, mixer: { self.conferences[$0]?.mixerMedia }) else { return }
         if let media = calls[id]!.media {
-            if media.receive(packet, now: now) { calls[id]!.session.mediaArrived(now: now) }
+            if media.receive(packet, now: now.monotonic) { calls[id]!.session.mediaArrived(now: now.monotonic) }
         } else if let conference = calls[id]!.conference, let mixer = conferences[conference.conferenceID]?.mixerMedia,
-            mixer.receive(packet, leg: id, now: now)
+            mixer.receive(packet, leg: id, now: now.monotonic)
         {
-            calls[id]!.session.mediaArrived(now: now)
+            calls[id]!.session.mediaArrived(now: now.monotonic)
         }
     }
 
     // MARK: - Actions out
 
-    func drainCall(_ id: CallID, now: Double) {
+    func drainCall(_ id: CallID, now: Moment) {
         while let action = calls[id]?.session.poll() {
             switch action {
             case let .signal(signal):
@@ -216,7 +216,7 @@ extension Reactor {
         }
     }
 
-    func requestRelay(for id: CallID, avoid: [String], now: Double) {
+    func requestRelay(for id: CallID, avoid: [String], now: Moment) {
         guard let peer = calls[id]?.session.peer else { return }
         var request = OvRelayRequest()
         request.callID = Data(id.bytes)
@@ -229,37 +229,37 @@ extension Reactor {
             var local = OvLinkMessage()
             local.id = makeRequestID()
             message(&local)
-            runtimeRequests[local.id] = (.relay(callID: id), now + 15)
+            runtimeRequests[local.id] = (.relay(callID: id), now.monotonic + 15)
             supernode?.handleClientMessage(local, link: .local, peer: ownPeer, observedEndpoint: "local", now: now)
         } else if let link = supernodeLink {
             sendRuntimeRequest(.relay(callID: id), on: link, now: now, timeout: 15, message)
         } else {
-            calls[id]?.session.relayRefused("not attached to a supernode", now: now)
+            calls[id]?.session.relayRefused("not attached to a supernode", now: now.monotonic)
         }
         logger.info("relay requested", metadata: ["call.id": "\(id)", "call.avoid": "\(avoid.joined(separator: ","))"])
     }
 
-    func relayAnswered(callID id: CallID, _ message: OvLinkMessage, now: Double) {
+    func relayAnswered(callID id: CallID, _ message: OvLinkMessage, now: Moment) {
         guard calls[id] != nil else { return }
         switch message.body {
         case let .relayGranted(granted)?:
             // Our end of the circuit is our supernode's UDP port (ourselves, when we are one).
             let ownEnd = supernode?.contact.udpEndpoint ?? session?.supernode?.udpEndpoint
-            guard let ownEnd else { return calls[id]!.session.relayRefused("no supernode UDP endpoint", now: now) }
+            guard let ownEnd else { return calls[id]!.session.relayRefused("no supernode UDP endpoint", now: now.monotonic) }
             // Over our TCP link unless UDP is known to work (blocked, or not yet tested).
             let overTCP = supernode == nil && (natType == .udpBlocked || natType == .unknown)
-            calls[id]!.session.relayGranted(granted, ownEnd: ownEnd, overTCP: overTCP, now: now)
+            calls[id]!.session.relayGranted(granted, ownEnd: ownEnd, overTCP: overTCP, now: now.monotonic)
             logger.info("relay granted", metadata: ["call.id": "\(id)", "call.relays": "\(granted.relays.joined(separator: ">"))"])
         case let .refused(refused)?:
-            calls[id]!.session.relayRefused(refused.reason, now: now)
+            calls[id]!.session.relayRefused(refused.reason, now: now.monotonic)
             logger.warning("relay refused", metadata: ["call.id": "\(id)", "call.error": "\(refused.reason)"])
         default:
-            calls[id]!.session.relayRefused("unexpected answer", now: now)
+            calls[id]!.session.relayRefused("unexpected answer", now: now.monotonic)
         }
         drainCall(id, now: now)
     }
 
-    func callPathChanged(_ id: CallID, _ path: CallSession.Path?, now: Double) {
+    func callPathChanged(_ id: CallID, _ path: CallSession.Path?, now: Moment) {
         guard var entry = calls[id] else { return }
         if let path {
             let text = Self.describe(path)
@@ -277,7 +277,7 @@ extension Reactor {
                         sharedSecret: secret, callID: entry.session.callID, role: entry.session.role == .caller ? .caller : .callee,
                         ssrc: entry.session.ssrc, peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone),
                         sink: try AudioSinkSpec.make(speakerPath(for: entry.session)), sequence: .random(in: 0...UInt16.max, using: &random),
-                        timestamp: .random(in: 0...UInt32.max, using: &random), now: now)
+                        timestamp: .random(in: 0...UInt32.max, using: &random), now: now.monotonic)
                 } catch {
                     logger.error("cannot start the call's audio", metadata: ["call.error": "\(error)"])
                     entry.session.hangUp()
@@ -290,9 +290,9 @@ extension Reactor {
         drainCall(id, now: now)
     }
 
-    func callEnded(_ id: CallID, reason: OvCallEndReason, detail: String, now: Double) {
+    func callEnded(_ id: CallID, reason: OvCallEndReason, detail: String, now: Moment) {
         guard var entry = calls[id] else { return }
-        entry.endedAt = now
+        entry.endedAt = now.monotonic
         entry.endReason = detail
         entry.media?.close()
         if entry.conference != nil {
@@ -316,31 +316,31 @@ extension Reactor {
     // MARK: - Time
 
     /// Called every 20 ms while a call has media, and from the 100 ms tick.
-    func callsTick(now: Double) {
+    func callsTick(now: Moment) {
         for id in calls.ids {
             guard var entry = calls[id] else { continue }
-            if let deadline = entry.session.nextDeadline, deadline <= now {
-                entry.session.handleTimeout(now: now)
+            if let deadline = entry.session.nextDeadline, deadline <= now.monotonic {
+                entry.session.handleTimeout(now: now.monotonic)
                 calls[id] = entry
                 drainCall(id, now: now)
                 entry = calls[id]!
             }
             if let path = entry.session.path, let media = entry.media {
-                for packet in media.packetsDue(now: now) {
+                for packet in media.packetsDue(now: now.monotonic) {
                     sendCallPacket(packet, via: path.route)
                 }
-                if media.playOut(now: now), entry.firstAudioAt == nil {
-                    calls[id]?.firstAudioAt = now
+                if media.playOut(now: now.monotonic), entry.firstAudioAt == nil {
+                    calls[id]?.firstAudioAt = now.monotonic
                     logger.info(
                         "first audio",
                         metadata: [
-                            "call.id": "\(id)", "call.setup_ms": "\(Int((now - entry.startedAt) * 1000))",
+                            "call.id": "\(id)", "call.setup_ms": "\(Int((now.monotonic - entry.startedAt) * 1000))",
                             "call.path": "\(entry.session.path.map(Self.describe) ?? "-")",
                         ])
                 }
             }
         }
-        calls.removeExpired(now: now)
+        calls.removeExpired(now: now.monotonic)
         conferenceMediaTick(now: now)
     }
 
@@ -348,11 +348,11 @@ extension Reactor {
 
     // MARK: - Reports
 
-    func callReport(_ id: CallID, now: Double) -> ControlResults.Call {
+    func callReport(_ id: CallID, now: Moment) -> ControlResults.Call {
         callReport(id, entry: calls[id]!, now: now)
     }
 
-    func callReport(_ id: CallID, entry: CallEntry, now: Double) -> ControlResults.Call {
+    func callReport(_ id: CallID, entry: CallEntry, now: Moment) -> ControlResults.Call {
         CallTable.report(id, entry: entry, now: now)
     }
 

@@ -10,7 +10,7 @@ extension Reactor {
 
     // MARK: - Control
 
-    func startConference(with rawNames: [String], promise: ControlReply, now: Double) {
+    func startConference(with rawNames: [String], promise: ControlReply, now: Moment) {
         guard let session else { return promise.succeed(Self.failure("not logged in yet")) }
         var names: [String] = []
         for raw in rawNames {
@@ -30,7 +30,7 @@ extension Reactor {
             .sorted()
         let conference = ConferenceSession(
             inviting: names, own: own, alsoAsking: Array(known.shuffled(using: &random).prefix(Self.extraMixerCandidates)),
-            configuration: configuration.conference, now: now)
+            configuration: configuration.conference, now: now.monotonic)
         let id = conference.id
         conferences[id] = ConferenceEntry(session: conference)
         console.note("conference \(id.hex.prefix(8)) with \(names.joined(separator: ", ")): asking who can mix")
@@ -39,7 +39,7 @@ extension Reactor {
         promise.succeed(Self.answer(conferenceReport(id, now: now)))
     }
 
-    func addToConference(_ rawName: String, promise: ControlReply, now: Double) {
+    func addToConference(_ rawName: String, promise: ControlReply, now: Moment) {
         guard let id = currentConference() else { return promise.succeed(Self.failure("not in a conference")) }
         guard let name = try? UserName.canonical(rawName) else { return promise.succeed(Self.failure("invalid name '\(rawName)'")) }
         guard let buddy = session?.state.buddies[name], buddy.state == .confirmed else {
@@ -47,26 +47,26 @@ extension Reactor {
         }
         guard buddy.presence == .online || buddy.presence == .away else { return promise.succeed(Self.failure("\(name) is offline")) }
         guard !conferences[id]!.session.members.contains(name) else { return promise.succeed(Self.failure("\(name) is already in the conference")) }
-        conferences[id]!.session.invite(name, now: now)
+        conferences[id]!.session.invite(name, now: now.monotonic)
         drainConference(id, now: now)
         promise.succeed(Self.answer(conferenceReport(id, now: now)))
     }
 
-    func leaveConference(promise: ControlReply, now: Double) {
+    func leaveConference(promise: ControlReply, now: Moment) {
         guard let id = currentConference() ?? ringingConference() else { return promise.succeed(Self.failure("not in a conference")) }
-        conferences[id]!.session.leave(now: now)
+        conferences[id]!.session.leave(now: now.monotonic)
         drainConference(id, now: now)
         promise.succeed(Self.answer(conferenceReport(id, now: now)))
     }
 
     /// `skylark answer` when no call rings: a conference invitation.
-    func answerConference(promise: ControlReply, now: Double) -> Bool {
+    func answerConference(promise: ControlReply, now: Moment) -> Bool {
         guard let id = ringingConference() else { return false }
         if let busy = busyText() {
             promise.succeed(Self.failure(busy))
             return true
         }
-        conferences[id]!.session.answer(now: now)
+        conferences[id]!.session.answer(now: now.monotonic)
         drainConference(id, now: now)
         promise.succeed(Self.answer(conferenceReport(id, now: now)))
         return true
@@ -97,7 +97,7 @@ extension Reactor {
 
     // MARK: - Signals in
 
-    func conferenceSignalArrived(from peer: String, _ signal: OvConferenceSignal, now: Double) {
+    func conferenceSignalArrived(from peer: String, _ signal: OvConferenceSignal, now: Moment) {
         guard signal.conferenceID.count == 16 else { return }
         let id = ConferenceID(Array(signal.conferenceID))
         switch signal.body {
@@ -123,27 +123,27 @@ extension Reactor {
             }
             var conference = ConferenceSession(
                 invite: invite, id: Array(signal.conferenceID), from: peer, ownName: own,
-                configuration: configuration.conference, now: now)
-            if configuration.autoAnswer { conference.answer(now: now) }
+                configuration: configuration.conference, now: now.monotonic)
+            if configuration.autoAnswer { conference.answer(now: now.monotonic) }
             conferences[id] = ConferenceEntry(session: conference)
             drainConference(id, now: now)
             for held in conferences.releaseHeld(for: id) { legSignalArrived(from: held.peer, held.leg, conferenceID: id, now: now) }
         case let .leg(leg)?:
             legSignalArrived(from: peer, leg, conferenceID: id, now: now)
         default:
-            conferences[id]?.session.handleSignal(signal, from: peer, now: now)
+            conferences[id]?.session.handleSignal(signal, from: peer, now: now.monotonic)
             drainConference(id, now: now)
         }
     }
 
     /// Call signalling of a leg: for a leg we have, or an offer naming us as the mixer.
-    func legSignalArrived(from peer: String, _ leg: OvConferenceLeg, conferenceID id: ConferenceID, mayHold: Bool = true, now: Double) {
+    func legSignalArrived(from peer: String, _ leg: OvConferenceLeg, conferenceID id: ConferenceID, mayHold: Bool = true, now: Moment) {
         let signal = leg.call
         guard signal.callID.count == 16 else { return }
         let callID = CallID(Array(signal.callID))
         if let entry = calls[callID] {
             guard entry.session.peer == peer, entry.conference?.conferenceID == id else { return }
-            calls[callID]!.session.handleSignal(signal, now: now)
+            calls[callID]!.session.handleSignal(signal, now: now.monotonic)
             drainCall(callID, now: now)
             return
         }
@@ -151,29 +151,31 @@ extension Reactor {
         if conferences[id] == nil, mayHold, leg.members.contains(own) {
             // The participant counts us among the invited: our invitation may arrive after this
             // leg (it travels another path). A mixer outside the conference is not held up.
-            if !conferences.hold(leg, from: peer, for: id, now: now) { logger.debug("too many leg offers held", metadata: ["conference.id": "\(id)"]) }
+            if !conferences.hold(leg, from: peer, for: id, now: now.monotonic) {
+                logger.debug("too many leg offers held", metadata: ["conference.id": "\(id)"])
+            }
             return
         }
         if conferences[id] == nil, conferences.mixedForOthers < configuration.conference.maximumMixedForOthers,
             let mixing = ConferenceSession(
                 mixingFor: leg, id: id.bytes, ownName: own, configuration: configuration.conference,
-                now: now)
+                now: now.monotonic)
         {
             conferences[id] = ConferenceEntry(session: mixing)
         }
-        let decision = conferences[id]?.session.legOffered(from: peer, leg, now: now) ?? .refuse("\(own) does not mix this conference", moved: nil)
+        let decision = conferences[id]?.session.legOffered(from: peer, leg, now: now.monotonic) ?? .refuse("\(own) does not mix this conference", moved: nil)
         drainConference(id, now: now)
         switch decision {
         case .accept:
             do {
                 var call = try CallSession(
                     offer: offer, callID: Array(signal.callID), from: peer, candidates: ownMediaCandidates(), natType: natType,
-                    ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: .conferenceLeg, now: now)
-                call.answer(now: now)
+                    ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: .conferenceLeg, now: now.monotonic)
+                call.answer(now: now.monotonic)
                 var template = OvConferenceLeg()
                 template.epoch = leg.epoch
                 calls[callID] = CallEntry(
-                    session: call, startedAt: now, answeredAt: now,
+                    session: call, startedAt: now.monotonic, answeredAt: now.monotonic,
                     conference: ConferenceLegInfo(conferenceID: id, weMix: true, template: template))
                 logger.info("conference leg accepted", metadata: ["conference.id": "\(id)", "call.id": "\(callID)", "call.peer": "\(peer)"])
                 drainCall(callID, now: now)
@@ -199,7 +201,7 @@ extension Reactor {
 
     // MARK: - Actions out
 
-    func drainConference(_ id: ConferenceID, now: Double) {
+    func drainConference(_ id: ConferenceID, now: Moment) {
         while let action = conferences[id]?.session.poll() {
             switch action {
             case let .signal(signal, to):
@@ -229,7 +231,7 @@ extension Reactor {
                 console.note(text)
                 logger.info("conference", metadata: ["conference.id": "\(id)", "conference.note": "\(text)"])
             case let .ended(reason):
-                conferences[id]!.endedAt = now
+                conferences[id]!.endedAt = now.monotonic
                 conferences[id]!.endReason = reason
                 if let legID = conferences[id]!.legID {
                     conferences[id]!.legID = nil
@@ -242,14 +244,14 @@ extension Reactor {
         }
     }
 
-    func openLeg(_ id: ConferenceID, to mixer: String, leg: OvConferenceLeg, now: Double) {
+    func openLeg(_ id: ConferenceID, to mixer: String, leg: OvConferenceLeg, now: Moment) {
         let peerNAT = leg.mixers.first { $0.name == mixer }.map { $0.capability.supernode ? .open : NATType(reported: $0.capability.natType) } ?? .unknown
         do {
             let call = try CallSession(
                 calling: mixer, candidates: ownMediaCandidates(), natType: natType, peerNAT: peerNAT,
-                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: .conferenceLeg, now: now)
+                ssrc: UInt32.random(in: 1...UInt32.max, using: &random), configuration: .conferenceLeg, now: now.monotonic)
             let callID = call.id
-            calls[callID] = CallEntry(session: call, startedAt: now, conference: ConferenceLegInfo(conferenceID: id, weMix: false, template: leg))
+            calls[callID] = CallEntry(session: call, startedAt: now.monotonic, conference: ConferenceLegInfo(conferenceID: id, weMix: false, template: leg))
             conferences[id]?.legID = callID
             logger.info(
                 "conference leg opened",
@@ -259,26 +261,26 @@ extension Reactor {
                 ])
             drainCall(callID, now: now)
         } catch {
-            conferences[id]?.session.legEnded("cannot open a leg: \(error)", now: now)
+            conferences[id]?.session.legEnded("cannot open a leg: \(error)", now: now.monotonic)
             drainConference(id, now: now)
         }
     }
 
-    func startMixing(_ id: ConferenceID, now: Double) {
+    func startMixing(_ id: ConferenceID, now: Moment) {
         guard let conference = conferences[id], conference.mixerMedia == nil else { return }
         let local = conference.session.participating ? conference.session.ownName : nil
         do {
             conferences[id]!.mixerMedia = try MixerMedia(
                 localName: local, source: local == nil ? nil : try AudioSourceSpec.make(configuration.microphone),
-                sink: local == nil ? nil : try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: conference.session.ownName)), now: now)
+                sink: local == nil ? nil : try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: conference.session.ownName)), now: now.monotonic)
             logger.info("mixing", metadata: ["conference.id": "\(id)", "conference.epoch": "\(conference.session.epoch)"])
         } catch {
             logger.error("cannot start mixing", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
-            conferences[id]!.session.leave(now: now)
+            conferences[id]!.session.leave(now: now.monotonic)
         }
     }
 
-    func stopMixing(_ id: ConferenceID, reason: String, now: Double) {
+    func stopMixing(_ id: ConferenceID, reason: String, now: Moment) {
         for (callID, _) in calls.mixedLegs(of: id) {
             calls[callID]!.session.hangUp()
             drainCall(callID, now: now)
@@ -291,7 +293,7 @@ extension Reactor {
     // MARK: - Legs (called from the call code)
 
     /// A leg's path works: its audio starts (ours to the mixer, or one more at our mixer).
-    func conferenceLegConnected(_ callID: CallID, now: Double) {
+    func conferenceLegConnected(_ callID: CallID, now: Moment) {
         guard let entry = calls[callID], let leg = entry.conference, let secret = entry.session.sharedSecret,
             let peerSSRC = entry.session.peerSSRC, conferences[leg.conferenceID] != nil
         else { return }
@@ -302,7 +304,7 @@ extension Reactor {
                 try media.addLeg(
                     callID, participant: entry.session.peer, sharedSecret: secret, callID: entry.session.callID, ssrc: entry.session.ssrc,
                     peerSSRC: peerSSRC, sequence: .random(in: 0...UInt16.max, using: &random), timestamp: .random(in: 0...UInt32.max, using: &random))
-                conferences[id]!.session.memberJoined(entry.session.peer, now: now)
+                conferences[id]!.session.memberJoined(entry.session.peer, now: now.monotonic)
             } catch {
                 logger.error("cannot mix a leg", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
                 calls[callID]!.session.hangUp()
@@ -315,8 +317,8 @@ extension Reactor {
                     sharedSecret: secret, callID: entry.session.callID, role: .caller, ssrc: entry.session.ssrc,
                     peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone),
                     sink: try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: entry.session.peer)), conferenceLeg: true,
-                    sequence: .random(in: 0...UInt16.max, using: &random), timestamp: .random(in: 0...UInt32.max, using: &random), now: now)
-                conferences[id]!.session.legConnected(now: now)
+                    sequence: .random(in: 0...UInt16.max, using: &random), timestamp: .random(in: 0...UInt32.max, using: &random), now: now.monotonic)
+                conferences[id]!.session.legConnected(now: now.monotonic)
             } catch {
                 logger.error("cannot start the conference audio", metadata: ["conference.error": "\(error)"])
                 calls[callID]!.session.hangUp()
@@ -327,23 +329,23 @@ extension Reactor {
     }
 
     /// A leg ended: a member left our mix, or we lost our mixer (unless we closed the leg).
-    func conferenceLegEnded(_ callID: CallID, detail: String, now: Double) {
+    func conferenceLegEnded(_ callID: CallID, detail: String, now: Moment) {
         guard let leg = calls[callID]?.conference, let peer = calls[callID]?.session.peer, conferences[leg.conferenceID] != nil else { return }
         let id = leg.conferenceID
         if leg.weMix {
             conferences[id]!.mixerMedia?.removeLeg(callID)
-            conferences[id]!.session.memberLeft(peer, detail: detail, now: now)
+            conferences[id]!.session.memberLeft(peer, detail: detail, now: now.monotonic)
         } else if conferences[id]!.legID == callID {
             conferences[id]!.legID = nil
-            conferences[id]!.session.legEnded(detail, now: now)
+            conferences[id]!.session.legEnded(detail, now: now.monotonic)
         }
         drainConference(id, now: now)
     }
 
     /// Our mixer's packets for one tick, out on each leg's path.
-    func conferenceMediaTick(now: Double) {
+    func conferenceMediaTick(now: Moment) {
         for media in conferences.mixers {
-            for (legID, packet) in media.tick(now: now) {
+            for (legID, packet) in media.tick(now: now.monotonic) {
                 guard let path = calls[legID]?.session.path else { continue }
                 sendCallPacket(packet, via: path.route)
             }
@@ -351,22 +353,22 @@ extension Reactor {
     }
 
     /// Timers of the conference cores, every 100 ms; ended conferences are kept a minute.
-    func conferencesTick(now: Double) {
-        if now >= nextCPUSample {
-            nextCPUSample = now + 2
+    func conferencesTick(now: Moment) {
+        if now.monotonic >= nextCPUSample {
+            nextCPUSample = now.monotonic + 2
             if let idle = conferenceCPU.sample() { idleCPUShare = idle }
         }
-        for (id, offers) in conferences.expiredHolds(now: now) {
+        for (id, offers) in conferences.expiredHolds(now: now.monotonic) {
             // No invitation came: we only mix.
             for offer in offers { legSignalArrived(from: offer.peer, offer.leg, conferenceID: id, mayHold: false, now: now) }
         }
         for id in conferences.ids {
-            if let deadline = conferences[id]?.session.nextDeadline, deadline <= now {
-                conferences[id]!.session.handleTimeout(now: now)
+            if let deadline = conferences[id]?.session.nextDeadline, deadline <= now.monotonic {
+                conferences[id]!.session.handleTimeout(now: now.monotonic)
                 drainConference(id, now: now)
             }
         }
-        conferences.removeExpired(now: now)
+        conferences.removeExpired(now: now.monotonic)
     }
 
     /// `--speaker` for conference audio: "{peer}" becomes "conference-MIXER", so each mixer's
@@ -377,7 +379,7 @@ extension Reactor {
 
     // MARK: - Reports
 
-    func conferenceReport(_ id: ConferenceID, now: Double) -> ControlResults.Conference {
+    func conferenceReport(_ id: ConferenceID, now: Moment) -> ControlResults.Conference {
         let entry = conferences[id]!
         let core = entry.session
         let state: String
@@ -406,7 +408,7 @@ extension Reactor {
             mixer: core.mixer?.name, mixerReason: core.mixer?.reason, weMix: core.isMixing, epoch: core.epoch,
             candidates: core.mixers.map { ControlResults.MixerCandidate(name: $0.name, reason: $0.reason) },
             members: core.members, invited: core.invited,
-            mixerHistory: core.mixerHistory.map { ControlResults.MixerTurn(name: $0.name, epoch: $0.epoch, atMs: ($0.at * 1000).rounded()) },
+            mixerHistory: core.mixerHistory.map { ControlResults.MixerTurn(name: $0.name, epoch: $0.epoch, atMs: (now.wallTime(at: $0.at) * 1000).rounded()) },
             leg: entry.legID.flatMap { calls[$0] != nil ? callReport($0, now: now) : nil },
             legs: legs,
             mixing: counters.map {
@@ -414,8 +416,10 @@ extension Reactor {
                     ticks: $0.ticks, decodes: $0.decodes, encodes: $0.encodes, sharedEncodes: $0.sharedEncodes,
                     packetsOut: $0.packetsOut)
             },
-            audioSinceMs: (entry.mixerMedia.map(\.firstLocalAudioAt) ?? entry.legID.flatMap { calls[$0]?.firstAudioAt }).map { ($0 * 1000).rounded() },
-            startedAtMs: (core.startedAt * 1000).rounded(), ended: entry.endReason)
+            audioSinceMs: (entry.mixerMedia.map(\.firstLocalAudioAt) ?? entry.legID.flatMap { calls[$0]?.firstAudioAt }).map {
+                (now.wallTime(at: $0) * 1000).rounded()
+            },
+            startedAtMs: (now.wallTime(at: core.startedAt) * 1000).rounded(), ended: entry.endReason)
     }
 }
 

@@ -5,7 +5,7 @@ import SkylarkWire
 extension Reactor {
     static let controlWait: Double = 12
 
-    func control(_ request: ControlRequest, promise: ControlReply, now: Double) {
+    func control(_ request: ControlRequest, promise: ControlReply, now: Moment) {
         if request.command == .status { return promise.succeed(Self.answer(statusReport(now: now))) }
         guard session != nil else { return promise.succeed(Self.failure("not logged in yet (\(login.description))")) }
         let name = request.name ?? ""
@@ -26,12 +26,12 @@ extension Reactor {
                 promise.succeed(Self.answer(buddyEntries()))
             case .search:
                 let token = try session!.search(name, now: now)
-                searchWaiters[token] = (promise, now + Self.controlWait)
+                searchWaiters[token] = (promise, now.monotonic + Self.controlWait)
             case .message:
                 let id = try session!.sendMessage(to: name, text: request.text ?? "", now: now)
                 guard !id.isEmpty else { return promise.succeed(Self.failure("the message could not be sealed")) }
                 // Answer once a supernode took it (delivered or stored), or with "queued".
-                messageWaiters[id] = (promise, now + Self.controlWait)
+                messageWaiters[id] = (promise, now.monotonic + Self.controlWait)
             case .inbox:
                 let state = session!.state
                 promise.succeed(Self.answer(ControlResults.Inbox(messages: state.inbox, outbox: state.outbox.map(messageResult))))
@@ -65,12 +65,12 @@ extension Reactor {
         }
     }
 
-    func controlTick(now: Double) {
-        for (token, waiter) in searchWaiters where waiter.deadline <= now {
+    func controlTick(now: Moment) {
+        for (token, waiter) in searchWaiters where waiter.deadline <= now.monotonic {
             searchWaiters[token] = nil
             waiter.promise.succeed(Self.failure("the search did not finish in time"))
         }
-        for (id, waiter) in messageWaiters where waiter.deadline <= now {
+        for (id, waiter) in messageWaiters where waiter.deadline <= now.monotonic {
             messageWaiters[id] = nil
             waiter.promise.succeed(messageAnswer(id: id))
         }
@@ -106,7 +106,7 @@ extension Reactor {
         }
     }
 
-    func statusReport(now: Double) -> ControlResults.Status {
+    func statusReport(now: Moment) -> ControlResults.Status {
         let supernodeName: String?
         if let supernode {
             supernodeName = "self (\(supernode.contact.endpoints.map(\.description).joined(separator: ", ")))"
@@ -134,7 +134,7 @@ extension Reactor {
             storedRecords: supernode?.dht.store.count,
             hostCacheEntries: hostCache.count,
             hostCacheRefresh: hostCacheRefresh,
-            uptimeSeconds: (now - startedAt).rounded(),
+            uptimeSeconds: (now.monotonic - startedAt).rounded(),
             buddies: buddyEntries(),
             queues: sink.counters)
     }

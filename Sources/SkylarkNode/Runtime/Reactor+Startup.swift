@@ -5,7 +5,7 @@ import SkylarkTraversal
 import SkylarkWire
 
 extension Reactor {
-    func start(now: Double) {
+    func start(now: Moment) {
         console.note(
             "\(configuration.name): listening on \(listening.map(\.description).joined(separator: ", ")), supernode mode \(configuration.supernodeMode.rawValue)"
         )
@@ -19,18 +19,18 @@ extension Reactor {
     /// Our own addresses never count as candidate supernodes.
     var ownEndpoints: Set<HostPort> { Set(listening + configuration.listen + advertisedTCP()) }
 
-    func startBootstrap(now: Double, reason: String, preferred: [HostPort] = []) {
+    func startBootstrap(now: Moment, reason: String, preferred: [HostPort] = []) {
         guard supernodeLink == nil, supernode == nil else { return }
         let own = ownEndpoints
         var candidates = preferred.filter { !own.contains($0) }
-        for candidate in hostCache.dialOrder(now: now, excluding: own) where !candidates.contains(candidate) {
+        for candidate in hostCache.dialOrder(now: now.wall, excluding: own) where !candidates.contains(candidate) {
             candidates.append(candidate)
         }
-        var search = SupernodeSearch(now: now, candidates: candidates, reason: reason)
+        var search = SupernodeSearch(now: now.monotonic, candidates: candidates, reason: reason)
         // UDP first: whoever answers is alive and goes to the front of the queue.
         for endpoint in search.queryTargets {
             let nonce = SecureRandom.bytes(8)
-            search.queried(endpoint, nonce: nonce, now: now)
+            search.queried(endpoint, nonce: nonce, now: now.monotonic)
             var datagram = OvDatagram()
             datagram.hostCacheQuery = OvHostCacheQuery()
             datagram.hostCacheQuery.nonce = Data(nonce)
@@ -44,7 +44,7 @@ extension Reactor {
         bootstrapTick(now: now)
     }
 
-    func bootstrapTick(now: Double) {
+    func bootstrapTick(now: Moment) {
         guard bootstrap != nil else { return }
         if supernodeLink != nil || supernode != nil {
             bootstrap = nil
@@ -53,34 +53,35 @@ extension Reactor {
         let purpose: OvLinkPurpose = identity.credential == nil ? .anonymous : .peer
         for endpoint in bootstrap?.nextDials() ?? [] {
             let id = startDial(
-                .bootstrap(endpoint, startedAt: now), endpoints: [endpoint], role: .initiator(purpose: purpose), timeout: SupernodeSearch.connectTimeout)
+                .bootstrap(endpoint, startedAt: now.monotonic), endpoints: [endpoint], role: .initiator(purpose: purpose),
+                timeout: SupernodeSearch.connectTimeout)
             bootstrap?.dialing(id)
         }
-        if bootstrap?.isRoundOver(now: now) == true {
-            let candidates = hostCache.dialOrder(now: now, excluding: ownEndpoints)
+        if bootstrap?.isRoundOver(now: now.monotonic) == true {
+            let candidates = hostCache.dialOrder(now: now.wall, excluding: ownEndpoints)
             let tried = bootstrap?.triedCount ?? 0
-            if bootstrap?.startRound(now: now, candidates: candidates, warnAfter: configuration.bootstrapTimeout) == true {
+            if bootstrap?.startRound(now: now.monotonic, candidates: candidates, warnAfter: configuration.bootstrapTimeout) == true {
                 logger.warning("no supernode reachable yet; still trying", metadata: ["bootstrap.tried": "\(tried)"])
                 console.note("no supernode reachable yet; still trying")
             }
         }
     }
 
-    func bootstrapUDPAnswer(_ answer: OvHostCacheAnswer, from source: HostPort, now: Double) {
-        guard let (endpoint, rtt) = bootstrap?.answered(nonce: Array(answer.nonce), now: now) else { return }
-        hostCache.recordSuccess(endpoint, rtt: rtt, nodeID: nil, now: now)
+    func bootstrapUDPAnswer(_ answer: OvHostCacheAnswer, from source: HostPort, now: Moment) {
+        guard let (endpoint, rtt) = bootstrap?.answered(nonce: Array(answer.nonce), now: now.monotonic) else { return }
+        hostCache.recordSuccess(endpoint, rtt: rtt, nodeID: nil, now: now.wall)
         learn(answer.supernodes, now: now)
         hostCacheRefresh = "udp"
         bootstrapTick(now: now)
     }
 
-    func bootstrapLinkUp(_ id: LinkID, endpoint: HostPort, peer: PeerIdentity?, now: Double) {
+    func bootstrapLinkUp(_ id: LinkID, endpoint: HostPort, peer: PeerIdentity?, now: Moment) {
         bootstrap?.dialEnded(id)
         guard supernodeLink == nil, supernode == nil, phase != .finished else {
             links.drop(id, reason: .anotherSupernodeAnsweredFirst)
             return
         }
-        links.makeSupernodeLink(id, now: now, keepaliveInterval: configuration.keepaliveInterval)
+        links.makeSupernodeLink(id, now: now.monotonic, keepaliveInterval: configuration.keepaliveInterval)
         udpAnsweredThisBootstrap = bootstrap?.udpAnswered ?? false
         bootstrap = nil
         logger.info("supernode link up", metadata: ["supernode.name": "\(peer?.name ?? "?")", "peer.address": "\(endpoint)"])
@@ -99,15 +100,15 @@ extension Reactor {
         }
     }
 
-    func learn(_ contacts: [OvContact], now: Double) {
+    func learn(_ contacts: [OvContact], now: Moment) {
         let parsed = contacts.compactMap(Contact.init).filter { $0.nodeID != identity.nodeID }
         for contact in parsed where contact.udpEndpoint != nil { knownSupernodes[contact.nodeID] = contact }
-        hostCache.learn(parsed.flatMap { contact in contact.endpoints.map { ($0, nodeID: Optional(contact.nodeID.bytes)) } }, now: now)
+        hostCache.learn(parsed.flatMap { contact in contact.endpoints.map { ($0, nodeID: Optional(contact.nodeID.bytes)) } }, now: now.wall)
         hostCacheDirty = true
         for contact in parsed { supernode?.learn(contact, now: now) }
     }
 
-    func handedOver(_ handover: OvHandover, now: Double) {
+    func handedOver(_ handover: OvHandover, now: Moment) {
         learn(handover.supernodes, now: now)
         let preferred = handover.supernodes.compactMap(Contact.init).flatMap(\.endpoints)
         guard let left = links.dropSupernodeLink(reason: .handedOver) else { return }
@@ -118,7 +119,7 @@ extension Reactor {
 
     // MARK: - Answers to the runtime's own requests
 
-    func runtimeAnswer(_ request: RuntimeRequest, _ message: OvLinkMessage, link: LinkID, now: Double) {
+    func runtimeAnswer(_ request: RuntimeRequest, _ message: OvLinkMessage, link: LinkID, now: Moment) {
         switch request {
         case .hostCache:
             if case let .hostCacheReply(reply)? = message.body {
@@ -137,7 +138,7 @@ extension Reactor {
                 links.close(link, reason: .authenticationRefused)
             }
         case .dialBack:
-            reachability.answered(now: now)
+            reachability.answered(now: now.monotonic)
         case let .relay(callID):
             relayAnswered(callID: callID, message, now: now)
         }
@@ -152,8 +153,8 @@ extension Reactor {
         io.loginDirect(request, profile: configuration.profile, timeout: configuration.loginDirectTimeout)
     }
 
-    func directLoginFinished(_ result: Result<Credential, LoginFailure>, now: Double) {
-        guard let step = login.directFinished(result, now: now, supernodeLinkUp: supernodeLink != nil) else { return }
+    func directLoginFinished(_ result: Result<Credential, LoginFailure>, now: Moment) {
+        guard let step = login.directFinished(result, now: now.monotonic, supernodeLinkUp: supernodeLink != nil) else { return }
         if case let .failure(failure) = result, step == .relay || step == .waitForSupernode {
             logger.notice("login server unreachable directly; logging in through a supernode", metadata: ["login.error": "\(failure)"])
             console.note("login server unreachable directly (\(failure)); logging in through a supernode")
@@ -161,7 +162,7 @@ extension Reactor {
         loginStep(step, now: now)
     }
 
-    func loginStep(_ step: LoginProgress.Step, now: Double) {
+    func loginStep(_ step: LoginProgress.Step, now: Moment) {
         switch step {
         case let .loggedIn(credential, path): loggedIn(credential, path: path, now: now)
         case .relay: startLoginRelay(now: now)
@@ -171,18 +172,18 @@ extension Reactor {
         }
     }
 
-    func loginTick(now: Double) {
+    func loginTick(now: Moment) {
         let limit = max(30, configuration.bootstrapTimeout * 2)
-        if let step = login.timedOut(now: now, supernodeLinkUp: supernodeLink != nil, limit: limit) { loginStep(step, now: now) }
+        if let step = login.timedOut(now: now.monotonic, supernodeLinkUp: supernodeLink != nil, limit: limit) { loginStep(step, now: now) }
     }
 
-    func startLoginRelay(now: Double) {
+    func startLoginRelay(now: Moment) {
         guard let link = supernodeLink, let publicKey = try? identity.key.publicKey().rawRepresentation() else { return }
         let exchange: LoginClientExchange
         do {
             exchange = try LoginClientExchange(
                 .login(name: configuration.name, password: configuration.password, userPublicKey: publicKey),
-                serverKey: configuration.profile.loginKey, now: now)
+                serverKey: configuration.profile.loginKey, now: now.wall)
         } catch {
             return fail("cannot build the login request: \(error)", exitCode: 1)
         }
@@ -193,23 +194,23 @@ extension Reactor {
         }
     }
 
-    func loginRelayAnswered(_ message: OvLinkMessage, now: Double) {
+    func loginRelayAnswered(_ message: OvLinkMessage, now: Moment) {
         let via = links.ourSupernode?.peer?.name ?? "a supernode"
         if let step = login.relayAnswered(message, via: via) { loginStep(step, now: now) }
     }
 
     /// Proves our credential on an anonymous link to our supernode; attaching follows its ack.
-    func authenticate(_ link: LinkID, now: Double) {
+    func authenticate(_ link: LinkID, now: Moment) {
         let requestID = makeRequestID()
-        runtimeRequests[requestID] = (.authenticate, now + 10)
+        runtimeRequests[requestID] = (.authenticate, now.monotonic + 10)
         links.authenticate(link, requestID: requestID)
     }
 
-    func loginRelayFailed(_ reason: String, now: Double) {
+    func loginRelayFailed(_ reason: String, now: Moment) {
         fail("login server unreachable at \(configuration.profile.loginEndpoint) directly and through the supernode: \(reason)", exitCode: 6)
     }
 
-    func loggedIn(_ credential: Credential, path: String, now: Double) {
+    func loggedIn(_ credential: Credential, path: String, now: Moment) {
         login.loggedIn(path: path)
         do {
             try files.client.save(credential)
@@ -224,7 +225,7 @@ extension Reactor {
         phase = .running
         logger.info("logged in", metadata: ["login.name": "\(credential.name)", "login.path": "\(path)"])
         console.note("logged in as \(credential.name) (\(path))")
-        if let decision = reachability.loggedIn(now: now) {
+        if let decision = reachability.loggedIn(now: now.monotonic) {
             becomeSupernode(now: now, reason: decision.reason)
         } else if let link = supernodeLink {
             authenticate(link, now: now)
@@ -264,13 +265,13 @@ extension Reactor {
 
     // MARK: - NAT type
 
-    func natTick(now: Double) {
+    func natTick(now: Moment) {
         if nat.probe != nil {
-            if let timeout = nat.probe?.pollTimeout(), timeout <= now { nat.probe?.handleTimeout(now: now) }
+            if let timeout = nat.probe?.pollTimeout(), timeout <= now.monotonic { nat.probe?.handleTimeout(now: now.monotonic) }
             return
         }
-        guard nat.isCheckDue(now: now), phase == .running else { return }
-        nat.checking(now: now)
+        guard nat.isCheckDue(now: now.monotonic), phase == .running else { return }
+        nat.checking(now: now.monotonic)
         // Probes go to supernodes' UDP endpoints as they advertise them (a TCP endpoint may be
         // port 443, where no UDP is served).
         let primary: HostPort?
@@ -287,7 +288,7 @@ extension Reactor {
         if let local = localAddress { locals.append(HostPort(host: local, port: port)) }
         for listen in listening where !Self.isUnspecified(listen.host) { locals.append(HostPort(host: listen.host, port: port)) }
         var probe = NATProbe(localAddresses: locals, primary: primary, secondary: secondary, using: &random)
-        probe.start(now: now)
+        probe.start(now: now.monotonic)
         nat.start(probe)
     }
 
@@ -311,7 +312,7 @@ extension Reactor {
         sendDatagram(datagram, to: via)
     }
 
-    func natFinished(_ result: NATType, mapped: HostPort?, changed: Bool, now: Double) {
+    func natFinished(_ result: NATType, mapped: HostPort?, changed: Bool, now: Moment) {
         if changed {
             logger.info("NAT type", metadata: ["nat.type": "\(result)", "nat.mapped": "\(mapped?.description ?? "-")"])
             console.note("NAT type: \(result)\(mapped.map { ", public UDP \($0)" } ?? "")")
@@ -321,14 +322,14 @@ extension Reactor {
 
     // MARK: - Promotion
 
-    func reachabilityTick(now: Double) {
-        if reachability.isCheckOver(now: now) { finishReachabilityCheck(now: now) }
-        if phase == .running, reachability.isCheckDue(now: now), !startReachabilityCheck(now: now) { reachability.couldNotStart(now: now) }
+    func reachabilityTick(now: Moment) {
+        if reachability.isCheckOver(now: now.monotonic) { finishReachabilityCheck(now: now) }
+        if phase == .running, reachability.isCheckDue(now: now.monotonic), !startReachabilityCheck(now: now) { reachability.couldNotStart(now: now.monotonic) }
     }
 
     /// Asks for a dial-back of our addresses: through our supernode, or as a supernode in auto
     /// mode through a peer (so that it can step down). False when there is no one to ask.
-    func startReachabilityCheck(now: Double) -> Bool {
+    func startReachabilityCheck(now: Moment) -> Bool {
         let nonce = SecureRandom.bytes(16)
         let tcp = advertisedTCP()
         guard let udpEndpoint = advertisedUDP() else { return false }
@@ -342,7 +343,7 @@ extension Reactor {
             var message = OvLinkMessage()
             message.id = makeRequestID()
             message.dialBackOrder = order
-            runtimeRequests[message.id] = (.dialBack, now + 10)
+            runtimeRequests[message.id] = (.dialBack, now.monotonic + 10)
             send(message, to: prober, now: now)
         } else {
             guard let link = supernodeLink, session?.isAttached == true else { return false }
@@ -353,13 +354,13 @@ extension Reactor {
                 message.dialBackRequest.nonce = Data(nonce)
             }
         }
-        reachability.started(nonce: nonce, now: now)
+        reachability.started(nonce: nonce, now: now.monotonic)
         return true
     }
 
-    func finishReachabilityCheck(now: Double) {
+    func finishReachabilityCheck(now: Moment) {
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        guard let (check, decision) = reachability.finish(now: now, idleCPU: cpuSampler.sample(), cores: cores) else { return }
+        guard let (check, decision) = reachability.finish(now: now.monotonic, idleCPU: cpuSampler.sample(), cores: cores) else { return }
         logger.debug("reachability", metadata: ["reach.tcp": "\(check.tcpReached)", "reach.udp": "\(check.udpReached)", "role.reason": "\(decision.reason)"])
         guard decision.changed else { return }
         if decision.role == .supernode { becomeSupernode(now: now, reason: decision.reason) } else { demote(now: now, reason: decision.reason) }

@@ -5,7 +5,7 @@ import SkylarkWire
 extension Reactor {
     /// Starts serving as a supernode: the overlay core joins the DHT through the supernodes we
     /// know, inbound links are accepted as clients and peers, and our own session attaches to us.
-    func becomeSupernode(now: Double, reason: String) {
+    func becomeSupernode(now: Moment, reason: String) {
         guard supernode == nil, let nodeID = identity.nodeID, let name = identity.name else { return }
         let endpoints = advertisedTCP()
         let contact = Contact(nodeID: nodeID, name: name, endpoints: endpoints, udpEndpoint: advertisedUDP())
@@ -20,7 +20,7 @@ extension Reactor {
             seeds.append(Contact(nodeID: peer.nodeID, name: peer.name, endpoints: [endpoint], udpEndpoint: session?.supernode?.udpEndpoint))
         }
         let own = ownEndpoints
-        for entry in hostCache.ranked(now: now) {
+        for entry in hostCache.ranked(now: now.wall) {
             guard let hex = entry.nodeID, let bytes = [UInt8](hexString: hex), let endpoint = HostPort(entry.endpoint), !own.contains(endpoint) else {
                 continue
             }
@@ -35,7 +35,7 @@ extension Reactor {
         links.dropSupernodeLink(reason: .promotedToSupernode)
         session?.linkDown(now: now)
         session?.linkUp(now: now)
-        nat.checkAgain(after: 1, now: now)
+        nat.checkAgain(after: 1, now: now.monotonic)
         logger.notice(
             "now a supernode",
             metadata: [
@@ -45,7 +45,7 @@ extension Reactor {
     }
 
     /// Stops serving: clients are handed over, peers told, and we attach to another supernode.
-    func demote(now: Double, reason: String) {
+    func demote(now: Moment, reason: String) {
         guard supernode != nil else { return }
         supernode?.depart(now: now)
         drainCores(now: now)
@@ -65,7 +65,7 @@ extension Reactor {
 
     /// Dials a node back on a supernode's order: TCP to up to two of its addresses, a UDP probe
     /// to its port; the order's giver hears what got through.
-    func startDialBackProbe(_ order: OvDialBackOrder, token: UInt64, now: Double) {
+    func startDialBackProbe(_ order: OvDialBackOrder, token: UInt64, now: Moment) {
         var dialIDs: Set<LinkID> = []
         for endpoint in order.tcpEndpoints.prefix(2).compactMap(HostPort.init) {
             dialIDs.insert(
@@ -82,7 +82,7 @@ extension Reactor {
             sendDatagram(datagram, to: target, socket: 1)
             udpSent = true
         }
-        if let result = dialBacks.started(token: token, links: dialIDs, udpSent: udpSent, now: now) { dialBackDone(result) }
+        if let result = dialBacks.started(token: token, links: dialIDs, udpSent: udpSent, now: now.monotonic) { dialBackDone(result) }
     }
 
     func dialBackProbeLinkEnded(token: UInt64, linkID: LinkID, reached: Bool) {
@@ -95,19 +95,19 @@ extension Reactor {
 
     /// A supernode that knows no other supernode (it started first, or everyone it knew left)
     /// keeps dialling the ones in its host cache until one lets it join.
-    func seedTick(now: Double) {
-        guard let supernode, seeds.isAttemptDue(now: now, knowsPeers: supernode.dht.routing.count > 0) else { return }
-        for endpoint in hostCache.dialOrder(now: now, excluding: ownEndpoints).prefix(SeedSchedule.dialsPerAttempt) {
+    func seedTick(now: Moment) {
+        guard let supernode, seeds.isAttemptDue(now: now.monotonic, knowsPeers: supernode.dht.routing.count > 0) else { return }
+        for endpoint in hostCache.dialOrder(now: now.wall, excluding: ownEndpoints).prefix(SeedSchedule.dialsPerAttempt) {
             seeds.dialing(startDial(.seed(endpoint), endpoints: [endpoint], role: .initiator(purpose: .supernode), timeout: 2))
         }
     }
 
-    func supernodeDutiesTick(now: Double) {
+    func supernodeDutiesTick(now: Moment) {
         seedTick(now: now)
-        if supernode != nil, now >= nextRelayExpiry {
-            nextRelayExpiry = now + 5
-            _ = io.relayTable.expire(now: now)
+        if supernode != nil, now.monotonic >= nextRelayExpiry {
+            nextRelayExpiry = now.monotonic + 5
+            _ = io.relayTable.expire(now: now.monotonic)
         }
-        for result in dialBacks.expire(now: now) { dialBackDone(result) }
+        for result in dialBacks.expire(now: now.monotonic) { dialBackDone(result) }
     }
 }

@@ -94,7 +94,7 @@ final class Reactor {
 
     init(
         configuration: NodeConfiguration, files: NodeStateFiles, identity: LocalIdentity, verifier: Verifier,
-        io: any NodeTransport, clock: any NodeClock = WallClock(), random: any RandomNumberGenerator = SystemRandomNumberGenerator(), listening: [HostPort],
+        io: any NodeTransport, clock: any NodeClock = HostClock(), random: any RandomNumberGenerator = SystemRandomNumberGenerator(), listening: [HostPort],
         sink: NodeEventSink, logger: Logger, console: Bool
     ) {
         self.configuration = configuration
@@ -109,18 +109,19 @@ final class Reactor {
         self.logger = logger
         self.console = Console(interactive: console)
         let now = clock.now()
-        self.startedAt = now
+        self.startedAt = now.monotonic
         let defaults = configuration.profile.profile.supernodes.compactMap(HostPort.init)
         let loaded = files.loadHostCache(defaults: defaults)
         self.hostCache = loaded.cache
         self.nat = NATMonitor(recheckInterval: configuration.natRecheckInterval)
-        self.reachability = ReachabilityMonitor(configuration: configuration.promotion, interval: configuration.reachabilityCheckInterval, startedAt: now)
+        self.reachability = ReachabilityMonitor(
+            configuration: configuration.promotion, interval: configuration.reachabilityCheckInterval, startedAt: now.monotonic)
         if let warning = loaded.warning { logger.warning("\(warning)") }
     }
 
     /// Our key and, once logged in, our credential (links read it through `io.setIdentity`).
     var identity: LocalIdentity
-    var now: Double { clock.now() }
+    var now: Moment { clock.now() }
 
     /// Processes events until the node has stopped; returns how it ended.
     func run(_ inbox: NodeInbox) async -> NodeOutcome {
@@ -143,7 +144,7 @@ final class Reactor {
 
     // MARK: - Events
 
-    func handle(_ event: NodeEvent, now: Double) {
+    func handle(_ event: NodeEvent, now: Moment) {
         switch event {
         case let .linkEstablished(link):
             linkEstablished(link, now: now)
@@ -184,9 +185,9 @@ final class Reactor {
         }
     }
 
-    func tick(now: Double) {
-        if let deadline = supernode?.nextDeadline, deadline <= now { supernode?.handleTimeout(now: now) }
-        if let deadline = session?.nextDeadline, deadline <= now { session?.handleTimeout(now: now) }
+    func tick(now: Moment) {
+        if let deadline = supernode?.nextDeadline, deadline <= now.monotonic { supernode?.handleTimeout(now: now) }
+        if let deadline = session?.nextDeadline, deadline <= now.monotonic { session?.handleTimeout(now: now) }
         natTick(now: now)
         bootstrapTick(now: now)
         loginTick(now: now)
@@ -195,16 +196,16 @@ final class Reactor {
         controlTick(now: now)
         callsTick(now: now)
         conferencesTick(now: now)
-        links.tick(now: now, keepaliveInterval: configuration.keepaliveInterval)
+        links.tick(now: now.monotonic, keepaliveInterval: configuration.keepaliveInterval)
         reachabilityTick(now: now)
-        if hostCacheDirty && now >= nextHostCacheSave { saveHostCache(now: now) }
+        if hostCacheDirty && now.monotonic >= nextHostCacheSave { saveHostCache(now: now) }
         shutdownTick(now: now)
         console.render(self, now: now)
     }
 
     /// Moves messages between the node's own session and its supernode core (when it is one)
     /// and carries out every action, until both are quiet.
-    func drainCores(now: Double) {
+    func drainCores(now: Moment) {
         var progressed = true
         while progressed {
             progressed = false
@@ -221,20 +222,20 @@ final class Reactor {
                 perform(action)
             }
         }
-        if let (result, mapped, changed) = nat.finished(now: now) { natFinished(result, mapped: mapped, changed: changed, now: now) }
+        if let (result, mapped, changed) = nat.finished(now: now.monotonic) { natFinished(result, mapped: mapped, changed: changed, now: now) }
     }
 
     // MARK: - Links
 
-    func linkEstablished(_ link: LinkInfo, now: Double) {
+    func linkEstablished(_ link: LinkInfo, now: Moment) {
         guard case let .dialled(dial, entry) = links.established(link, isSupernode: supernode != nil) else { return }
         switch dial {
         case let .bootstrap(endpoint, startedAt):
-            hostCache.recordSuccess(endpoint, rtt: now - startedAt, nodeID: entry.peer?.nodeID.bytes, now: now)
+            hostCache.recordSuccess(endpoint, rtt: now.monotonic - startedAt, nodeID: entry.peer?.nodeID.bytes, now: now.wall)
             hostCacheDirty = true
             bootstrapLinkUp(entry.id, endpoint: endpoint, peer: entry.peer, now: now)
         case let .seed(endpoint):
-            hostCache.recordSuccess(endpoint, rtt: nil, nodeID: entry.peer?.nodeID.bytes, now: now)
+            hostCache.recordSuccess(endpoint, rtt: nil, nodeID: entry.peer?.nodeID.bytes, now: now.wall)
             hostCacheDirty = true
             seeds.dialEnded(entry.id)
             guard let peer = entry.peer, supernode != nil else { return }
@@ -245,7 +246,7 @@ final class Reactor {
         }
     }
 
-    func linkMessage(_ id: LinkID, _ message: OvLinkMessage, now: Double) {
+    func linkMessage(_ id: LinkID, _ message: OvLinkMessage, now: Moment) {
         guard let entry = links[id] else { return }
         // Answers to the runtime's own requests (login relay, host cache, dial-back...).
         if message.id >= 1 << 61, message.id < 1 << 62, let (request, _) = runtimeRequests.removeValue(forKey: message.id) {
@@ -259,7 +260,7 @@ final class Reactor {
             case let .relayData(data)?:
                 relayPacketArrived(Array(data.packet), from: entry.dialled ?? HostPort(host: "0.0.0.0", port: 0), overTCP: true, now: now)
             case let .attached(attached)?:
-                nat.attached(observed: HostPort(attached.observedEndpoint), now: now)
+                nat.attached(observed: HostPort(attached.observedEndpoint), now: now.monotonic)
                 session?.handleMessage(message, now: now)
             default:
                 session?.handleMessage(message, now: now)
@@ -276,7 +277,7 @@ final class Reactor {
         }
     }
 
-    func linkClosed(_ id: LinkID, reason: LinkCloseReason, now: Double) {
+    func linkClosed(_ id: LinkID, reason: LinkCloseReason, now: Moment) {
         let entry: LinkTable.Entry
         switch links.closed(id) {
         case let .dial(dial): return dialEnded(dial, linkID: id, reason: reason, now: now)
@@ -287,13 +288,13 @@ final class Reactor {
         case .ourSupernode:
             session?.linkDown(now: now)
             if let endpoint = entry.dialled, phase == .running || phase == .starting {
-                hostCache.recordFailure(endpoint, now: now)
+                hostCache.recordFailure(endpoint, now: now.wall)
                 hostCacheDirty = true
             }
             logger.notice("supernode link lost", metadata: ["link.reason": "\(reason)", "supernode.name": "\(entry.peer?.name ?? "?")"])
             console.note("lost supernode \(entry.peer?.name ?? "?"): \(reason)")
             // A login relayed through this link never got its answer: relay it through the next.
-            login.supernodeLinkLost(now: now)
+            login.supernodeLinkLost(now: now.monotonic)
             switch phase {
             case .stopping, .finished: break
             case .starting, .running: if supernode == nil { startBootstrap(now: now, reason: "reconnect") }
@@ -306,16 +307,16 @@ final class Reactor {
         }
     }
 
-    func dialFailed(_ id: LinkID, reason: String, now: Double) {
+    func dialFailed(_ id: LinkID, reason: String, now: Moment) {
         guard let dial = links.dialFailed(id) else { return }
         dialEnded(dial, linkID: id, reason: .unreachable(reason), now: now)
     }
 
     /// A dial that never became a link: connect failed or the handshake did.
-    func dialEnded(_ dial: LinkTable.DialPurpose, linkID: LinkID, reason: LinkCloseReason, now: Double) {
+    func dialEnded(_ dial: LinkTable.DialPurpose, linkID: LinkID, reason: LinkCloseReason, now: Moment) {
         switch dial {
         case let .bootstrap(endpoint, _):
-            hostCache.recordFailure(endpoint, now: now)
+            hostCache.recordFailure(endpoint, now: now.wall)
             hostCacheDirty = true
             bootstrap?.dialEnded(linkID)
             logger.debug("bootstrap dial failed", metadata: ["peer.address": "\(endpoint)", "link.reason": "\(reason)"])
@@ -323,7 +324,7 @@ final class Reactor {
             supernode?.peerUnreachable(nodeID, now: now)
         case let .seed(endpoint):
             seeds.dialEnded(linkID)
-            hostCache.recordFailure(endpoint, now: now)
+            hostCache.recordFailure(endpoint, now: now.wall)
             hostCacheDirty = true
         case let .dialBackProbe(token):
             let reached = reason == .link(.dialBackComplete)
@@ -332,7 +333,7 @@ final class Reactor {
     }
 
     /// Sends to a supernode, dialling it first if no link is open.
-    func send(_ message: OvLinkMessage, to contact: Contact, now: Double) {
+    func send(_ message: OvLinkMessage, to contact: Contact, now: Moment) {
         links.send(message, to: contact, newLinkID: io.makeLinkID)
     }
 
@@ -366,23 +367,23 @@ final class Reactor {
         return nextRequestID
     }
 
-    func sendRuntimeRequest(_ kind: RuntimeRequest, on link: LinkID, now: Double, timeout: Double = 10, _ fill: (inout OvLinkMessage) -> Void) {
+    func sendRuntimeRequest(_ kind: RuntimeRequest, on link: LinkID, now: Moment, timeout: Double = 10, _ fill: (inout OvLinkMessage) -> Void) {
         var message = OvLinkMessage()
         message.id = makeRequestID()
         fill(&message)
-        runtimeRequests[message.id] = (kind, now + timeout)
+        runtimeRequests[message.id] = (kind, now.monotonic + timeout)
         send(message, on: link)
     }
 
-    func expireRuntimeRequests(now: Double) {
-        for (id, entry) in runtimeRequests where entry.deadline <= now {
+    func expireRuntimeRequests(now: Moment) {
+        for (id, entry) in runtimeRequests where entry.deadline <= now.monotonic {
             runtimeRequests[id] = nil
             if case .loginRelay = entry.0 { loginRelayFailed("no answer from the supernode", now: now) }
             if case .dialBack = entry.0 { finishReachabilityCheck(now: now) }
             // No answer to our credential: this link cannot carry the session; bootstrap again.
             if case .authenticate = entry.0, let link = supernodeLink { links.close(link, reason: .authenticationRefused) }
             if case let .relay(callID) = entry.0 {
-                calls[callID]?.session.relayRefused("the supernode did not answer", now: now)
+                calls[callID]?.session.relayRefused("the supernode did not answer", now: now.monotonic)
                 drainCall(callID, now: now)
             }
         }
@@ -390,7 +391,7 @@ final class Reactor {
 
     // MARK: - Actions
 
-    func perform(_ action: SupernodeCore.Action, now: Double) {
+    func perform(_ action: SupernodeCore.Action, now: Moment) {
         switch action {
         case let .send(link, message):
             if link == .local {
@@ -422,7 +423,7 @@ final class Reactor {
         }
     }
 
-    func perform(_ action: ClientSession.Action, now: Double) {
+    func perform(_ action: ClientSession.Action, now: Moment) {
         switch action {
         case let .send(message):
             if supernode != nil {
@@ -441,7 +442,7 @@ final class Reactor {
 
     var ownPeer: PeerIdentity? { identity.credential.map(PeerIdentity.init(credential:)) }
 
-    func sessionEvent(_ event: ClientSession.Event, now: Double) {
+    func sessionEvent(_ event: ClientSession.Event, now: Moment) {
         switch event {
         case let .attached(name):
             console.note("attached to supernode \(name)")
@@ -483,7 +484,7 @@ final class Reactor {
         io.sendDatagram(DatagramKind.overlay(body), to: target, socket: socket)
     }
 
-    func datagram(_ bytes: [UInt8], from source: HostPort, socket: Int, now: Double) {
+    func datagram(_ bytes: [UInt8], from source: HostPort, socket: Int, now: Moment) {
         switch DatagramKind(bytes) {
         case .stun:
             if supernode != nil, let answer = STUNResponder.respond(to: bytes, from: source, software: "skylark \(SkylarkVersion.current)") {
@@ -491,7 +492,7 @@ final class Reactor {
             } else if let message = try? STUNMessage.decode(bytes), message.messageClass == .successResponse,
                 let mapped = (try? message.xorMappedAddress()) ?? (try? message.mappedAddress()) ?? nil
             {
-                nat.probe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now)
+                nat.probe?.handleBindingResponse(transactionID: message.transactionID, mappedAddress: mapped, now: now.monotonic)
             }
             return
         case .relay: return relayPacketArrived(bytes, from: source, overTCP: false, now: now)
@@ -516,7 +517,7 @@ final class Reactor {
         case let .probeRequest(request)?:
             supernode?.probeRequested(request, from: source, now: now)
         case let .probe(probe)?:
-            nat.probe?.handleProbeArrived(transactionID: Array(probe.transactionID), now: now)
+            nat.probe?.handleProbeArrived(transactionID: Array(probe.transactionID), now: now.monotonic)
             reachability.udpReached(nonce: Array(probe.transactionID))
         case nil:
             return
@@ -527,21 +528,21 @@ final class Reactor {
 
     /// Signs the user off first (buddies see it at once); a supernode then hands its clients over
     /// and announces its departure half a second later, once the sign-off has gone through it.
-    func beginShutdown(now: Double) {
+    func beginShutdown(now: Moment) {
         guard phase != .finished else { return }
         if case .stopping = phase { return finish() }
-        phase = .stopping(since: now)
+        phase = .stopping(since: now.monotonic)
         logger.info("stopping")
         session?.signOff(now: now)
     }
 
-    func shutdownTick(now: Double) {
+    func shutdownTick(now: Moment) {
         guard case let .stopping(since) = phase else { return }
-        if let supernode, !supernode.hasDeparted, now - since >= 0.5 {
+        if let supernode, !supernode.hasDeparted, now.monotonic - since >= 0.5 {
             self.supernode?.depart(now: now)
         }
         let linger: Double = supernode == nil ? 1.5 : 2
-        if now - since >= linger || (supernode == nil && session?.isAttached != true) { finish() }
+        if now.monotonic - since >= linger || (supernode == nil && session?.isAttached != true) { finish() }
     }
 
     func fail(_ reason: String, exitCode: Int32) {
@@ -562,9 +563,9 @@ final class Reactor {
         console.finish()
     }
 
-    func saveHostCache(now: Double) {
+    func saveHostCache(now: Moment) {
         hostCacheDirty = false
-        nextHostCacheSave = now + 5
+        nextHostCacheSave = now.monotonic + 5
         do { try files.save(hostCache) } catch { logger.warning("cannot save the host cache", metadata: ["state.error": "\(error)"]) }
     }
 }

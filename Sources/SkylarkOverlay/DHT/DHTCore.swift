@@ -96,15 +96,15 @@ public struct DHTCore: Sendable {
     /// still in flight (their own last requests carry their contact).
     private var departed: [NodeID: Double] = [:]
 
-    public init(ownContact: Contact, validator: any RecordValidator, configuration: Configuration = .init(), seed: UInt64, now: Double) {
+    public init(ownContact: Contact, validator: any RecordValidator, configuration: Configuration = .init(), seed: UInt64, now: Moment) {
         self.ownContact = ownContact
         self.configuration = configuration
         self.routing = RoutingTable(ownID: ownContact.nodeID, bucketSize: configuration.k)
         self.store = RecordStore()
         self.validator = validator
         self.random = SplitMix64(seed: seed)
-        self.nextMaintenance = now + min(configuration.refreshInterval, configuration.republishInterval) / 4
-        self.lastRepublish = now
+        self.nextMaintenance = now.monotonic + min(configuration.refreshInterval, configuration.republishInterval) / 4
+        self.lastRepublish = now.monotonic
     }
 
     public var ownID: NodeID { ownContact.nodeID }
@@ -119,60 +119,60 @@ public struct DHTCore: Sendable {
 
     /// Joins the overlay through `seeds` (any supernodes): looks up our own id, which fills the
     /// routing table and announces us to the nodes near us.
-    public mutating func join(seeds: [Contact], now: Double) {
-        let seeds = seeds.filter { $0.nodeID != ownID && (departed[$0.nodeID] ?? 0) <= now }
-        for seed in seeds { routing.seen(seed, now: now - 1) }
+    public mutating func join(seeds: [Contact], now: Moment) {
+        let seeds = seeds.filter { $0.nodeID != ownID && (departed[$0.nodeID] ?? 0) <= now.monotonic }
+        for seed in seeds { routing.seen(seed, now: now.monotonic - 1) }
         _ = start(target: ownID, kind: .nodes, purpose: .maintenance, seeds: seeds, silent: true, now: now)
     }
 
     /// Adds a contact learnt elsewhere (a host cache, a link that opened to us).
-    public mutating func learn(_ contact: Contact, now: Double) {
+    public mutating func learn(_ contact: Contact, now: Moment) {
         if let until = departed[contact.nodeID] {
-            guard until <= now else { return }
+            guard until <= now.monotonic else { return }
             departed[contact.nodeID] = nil
         }
-        if routing.seen(contact, now: now) { replicate(to: contact, now: now) }
+        if routing.seen(contact, now: now.monotonic) { replicate(to: contact, now: now) }
     }
 
-    public mutating func findValue(_ key: NodeID, now: Double) -> OperationID {
+    public mutating func findValue(_ key: NodeID, now: Moment) -> OperationID {
         start(target: key, kind: .value, purpose: .findValue, seeds: nil, silent: false, now: now)
     }
 
     /// Every item held under `key` by any of its replicas (a mailbox).
-    public mutating func collect(_ key: NodeID, now: Double) -> OperationID {
+    public mutating func collect(_ key: NodeID, now: Moment) -> OperationID {
         start(target: key, kind: .collect, purpose: .findValue, seeds: nil, silent: false, now: now)
     }
 
-    public mutating func findNodes(_ target: NodeID, now: Double) -> OperationID {
+    public mutating func findNodes(_ target: NodeID, now: Moment) -> OperationID {
         start(target: target, kind: .nodes, purpose: .findNodes, seeds: nil, silent: false, now: now)
     }
 
     /// Validates `record`, then stores it at the `replication` closest supernodes (and here if
     /// this node is one of them).
-    public mutating func store(_ record: OvDHTRecord, now: Double) -> OperationID? {
-        guard let info = validator.validate(record, now: now) else { return nil }
+    public mutating func store(_ record: OvDHTRecord, now: Moment) -> OperationID? {
+        guard let info = validator.validate(record, now: now.wall) else { return nil }
         return start(target: info.key, kind: .nodes, purpose: .store([record]), seeds: nil, silent: false, now: now)
     }
 
     /// Sends `message` (an Unpublish or ClearMailbox) to the supernodes closest to `key`, and
     /// applies it here too.
-    public mutating func broadcast(_ message: OvLinkMessage, near key: NodeID, now: Double) -> OperationID {
+    public mutating func broadcast(_ message: OvLinkMessage, near key: NodeID, now: Moment) -> OperationID {
         _ = apply(message, from: ownID, now: now)
         return start(target: key, kind: .nodes, purpose: .broadcast(message), seeds: nil, silent: false, now: now)
     }
 
     /// Whether the validator accepts a mailbox clear (checked before spending a lookup on it).
-    public func validatorAccepts(_ clear: OvClearMailbox, now: Double) -> Bool {
-        validator.validate(clear, now: now) != nil
+    public func validatorAccepts(_ clear: OvClearMailbox, now: Moment) -> Bool {
+        validator.validate(clear, now: now.wall) != nil
     }
 
     /// The records held here for `key` (no network).
-    public func localRecords(for key: NodeID, now: Double) -> [OvDHTRecord] { store.records(for: key, now: now) }
+    public func localRecords(for key: NodeID, now: Moment) -> [OvDHTRecord] { store.records(for: key, now: now.wall) }
 
     // MARK: - Inputs
 
     /// A DHT request from the supernode `sender` (its id verified by the link). Returns the answer.
-    public mutating func handleRequest(_ message: OvLinkMessage, from sender: NodeID, now: Double) -> OvLinkMessage? {
+    public mutating func handleRequest(_ message: OvLinkMessage, from sender: NodeID, now: Moment) -> OvLinkMessage? {
         var answer = OvLinkMessage()
         answer.id = message.id
         switch message.body {
@@ -185,7 +185,7 @@ public struct DHTCore: Sendable {
             noteSender(request.hasSender ? request.sender : nil, verified: sender, now: now)
             let key = NodeID(bytes: request.key)
             var values = OvValues()
-            values.records = store.records(for: key, now: now)
+            values.records = store.records(for: key, now: now.wall)
             values.closer = routing.closest(to: key, count: configuration.k, excluding: [sender]).map(\.message)
             answer.values = values
         case let .store(request)?:
@@ -194,11 +194,11 @@ public struct DHTCore: Sendable {
                 answer.stored = OvStored()
                 return answer
             }
-            guard let info = validator.validate(request.record, now: now) else {
+            guard let info = validator.validate(request.record, now: now.wall) else {
                 answer.refused = .init(code: .invalid, reason: "record refused: bad signature, wrong key or stale")
                 return answer
             }
-            switch store.put(request.record, info: info, now: now) {
+            switch store.put(request.record, info: info, now: now.wall) {
             case .stored, .alreadyHeld: answer.stored = OvStored()
             case let .refused(why): answer.refused = .init(code: .invalid, reason: why)
             }
@@ -207,8 +207,8 @@ public struct DHTCore: Sendable {
         case let .depart(depart)?:
             if NodeID(bytes: depart.nodeID) == sender {
                 routing.remove(sender)
-                departed[sender] = now + 60
-                if departed.count > 10_000 { departed = departed.filter { $0.value > now } }
+                departed[sender] = now.monotonic + 60
+                if departed.count > 10_000 { departed = departed.filter { $0.value > now.monotonic } }
             }
             answer.ack = OvAck()
         default:
@@ -218,7 +218,7 @@ public struct DHTCore: Sendable {
     }
 
     /// An answer to one of our requests, from the supernode `sender`.
-    public mutating func handleResponse(_ message: OvLinkMessage, from sender: NodeID, now: Double) {
+    public mutating func handleResponse(_ message: OvLinkMessage, from sender: NodeID, now: Moment) {
         guard let request = outstanding[message.id], request.contact.nodeID == sender else { return }
         outstanding[message.id] = nil
         learn(request.contact, now: now)
@@ -231,7 +231,7 @@ public struct DHTCore: Sendable {
             case let .nodes(nodes)?: contacts = nodes.contacts.prefix(configuration.k * 2).compactMap(Contact.init)
             case let .values(values)?:
                 contacts = values.closer.prefix(configuration.k * 2).compactMap(Contact.init)
-                records = values.records.filter { validator.validate($0, now: now)?.key == operation.lookup.target }
+                records = values.records.filter { validator.validate($0, now: now.wall)?.key == operation.lookup.target }
             default:
                 operation.lookup.failed(sender)
                 operations[operationID] = operation
@@ -258,15 +258,15 @@ public struct DHTCore: Sendable {
 
     /// A supernode could not be reached (dial failed, link closed): fail its requests now
     /// rather than at their timeout.
-    public mutating func handleUnreachable(_ id: NodeID, now: Double) {
+    public mutating func handleUnreachable(_ id: NodeID, now: Moment) {
         let failed = outstanding.filter { $0.value.contact.nodeID == id }.map(\.key)
         for requestID in failed { fail(requestID, now: now) }
         if failed.isEmpty { routing.failed(id) }
     }
 
-    public mutating func handleTimeout(now: Double) {
-        for (requestID, request) in outstanding where request.deadline <= now { fail(requestID, now: now) }
-        for (operationID, operation) in operations where operation.deadline <= now {
+    public mutating func handleTimeout(now: Moment) {
+        for (requestID, request) in outstanding where request.deadline <= now.monotonic { fail(requestID, now: now) }
+        for (operationID, operation) in operations where operation.deadline <= now.monotonic {
             switch (operation.phase, operation.purpose) {
             case (.looking, .store), (.looking, .broadcast):
                 // Out of time while looking: deliver to the best contacts found so far.
@@ -275,7 +275,7 @@ public struct DHTCore: Sendable {
                 finish(operationID, now: now)
             }
         }
-        if now >= nextMaintenance { maintain(now: now) }
+        if now.monotonic >= nextMaintenance { maintain(now: now) }
     }
 
     public mutating func poll() -> Action? {
@@ -291,18 +291,18 @@ public struct DHTCore: Sendable {
 
     // MARK: - Internals
 
-    private mutating func start(target: NodeID, kind: Lookup.Kind, purpose: Purpose, seeds: [Contact]?, silent: Bool, now: Double) -> OperationID {
+    private mutating func start(target: NodeID, kind: Lookup.Kind, purpose: Purpose, seeds: [Contact]?, silent: Bool, now: Moment) -> OperationID {
         let id = makeID()
         let initial = seeds ?? routing.closest(to: target, count: configuration.k)
-        let lookup = Lookup(target: target, kind: kind, seeds: initial, k: configuration.k, alpha: configuration.alpha, exclude: ownID, now: now)
-        operations[id] = Operation(lookup: lookup, purpose: purpose, phase: .looking, deadline: now + configuration.lookupTimeout, silent: silent)
+        let lookup = Lookup(target: target, kind: kind, seeds: initial, k: configuration.k, alpha: configuration.alpha, exclude: ownID, now: now.monotonic)
+        operations[id] = Operation(lookup: lookup, purpose: purpose, phase: .looking, deadline: now.monotonic + configuration.lookupTimeout, silent: silent)
         // A lookup into a bucket's range refreshes it as well as a dedicated refresh would.
-        routing.touch(bucket: routing.bucketIndex(for: target), now: now)
+        routing.touch(bucket: routing.bucketIndex(for: target), now: now.monotonic)
         advance(id, now: now)
         return id
     }
 
-    private mutating func advance(_ id: OperationID, now: Double) {
+    private mutating func advance(_ id: OperationID, now: Moment) {
         guard var operation = operations[id], case .looking = operation.phase else { return }
         let asks = operation.lookup.nextRequests()
         operations[id] = operation
@@ -326,7 +326,7 @@ public struct DHTCore: Sendable {
         if operation.lookup.isFinished { lookupDone(id, now: now) }
     }
 
-    private mutating func lookupDone(_ id: OperationID, now: Double) {
+    private mutating func lookupDone(_ id: OperationID, now: Moment) {
         guard var operation = operations[id] else { return }
         let closest = operation.lookup.closestAnswered
         switch operation.purpose {
@@ -338,8 +338,8 @@ public struct DHTCore: Sendable {
             var acknowledged = 0
             if keepsLocalCopy(of: operation.lookup.target, among: replicas) {
                 for record in records {
-                    guard let info = validator.validate(record, now: now) else { continue }
-                    switch store.put(record, info: info, now: now) {
+                    guard let info = validator.validate(record, now: now.wall) else { continue }
+                    switch store.put(record, info: info, now: now.wall) {
                     case .stored, .alreadyHeld: acknowledged = 1
                     case .refused: break
                     }
@@ -358,7 +358,7 @@ public struct DHTCore: Sendable {
                 }
             }
             operations[id]?.phase = .sending(pending: pending, acknowledged: acknowledged)
-            let deliveryDeadline = now + configuration.requestTimeout * 2
+            let deliveryDeadline = now.monotonic + configuration.requestTimeout * 2
             operations[id]?.deadline = deliveryDeadline
             if pending.isEmpty { finish(id, now: now) }
         case let .broadcast(template):
@@ -369,14 +369,14 @@ public struct DHTCore: Sendable {
                 pending.insert(send(template, to: contact, operation: id, kind: .delivery, now: now))
             }
             operations[id]?.phase = .sending(pending: pending, acknowledged: 0)
-            let deliveryDeadline = now + configuration.requestTimeout * 2
+            let deliveryDeadline = now.monotonic + configuration.requestTimeout * 2
             operations[id]?.deadline = deliveryDeadline
             if pending.isEmpty { finish(id, now: now) }
         }
     }
 
     /// Ends an operation (done, or out of time) and reports it.
-    private mutating func finish(_ id: OperationID, now: Double) {
+    private mutating func finish(_ id: OperationID, now: Moment) {
         guard let operation = operations.removeValue(forKey: id) else { return }
         for (requestID, request) in outstanding where request.operation == id { outstanding[requestID]?.operation = nil }
         guard !operation.silent else { return }
@@ -386,10 +386,10 @@ public struct DHTCore: Sendable {
         switch operation.purpose {
         case .findValue, .findNodes:
             // Our own copy counts too: this supernode may be one of the replicas.
-            let records = lookup.records + store.records(for: lookup.target, now: now)
+            let records = lookup.records + store.records(for: lookup.target, now: now.wall)
             let outcome = LookupOutcome(
                 target: lookup.target, records: best(records, now: now), closest: lookup.closestAnswered,
-                hops: lookup.hops, requests: lookup.requestsSent, elapsed: now - lookup.startedAt)
+                hops: lookup.hops, requests: lookup.requestsSent, elapsed: now.monotonic - lookup.startedAt)
             actions.append(.lookupFinished(id, outcome))
         case .store:
             actions.append(.storeFinished(id, replicas: acknowledged))
@@ -401,16 +401,16 @@ public struct DHTCore: Sendable {
     }
 
     @discardableResult
-    private mutating func send(_ message: OvLinkMessage, to contact: Contact, operation: OperationID?, kind: RequestKind, now: Double) -> UInt64 {
+    private mutating func send(_ message: OvLinkMessage, to contact: Contact, operation: OperationID?, kind: RequestKind, now: Moment) -> UInt64 {
         var message = message
         let requestID = makeID()
         message.id = requestID
-        outstanding[requestID] = Outstanding(operation: operation, contact: contact, deadline: now + configuration.requestTimeout, kind: kind)
+        outstanding[requestID] = Outstanding(operation: operation, contact: contact, deadline: now.monotonic + configuration.requestTimeout, kind: kind)
         actions.append(.send(to: contact, message: message))
         return requestID
     }
 
-    private mutating func fail(_ requestID: UInt64, now: Double) {
+    private mutating func fail(_ requestID: UInt64, now: Moment) {
         guard let request = outstanding.removeValue(forKey: requestID) else { return }
         routing.failed(request.contact.nodeID)
         guard let operationID = request.operation, var operation = operations[operationID] else { return }
@@ -432,28 +432,28 @@ public struct DHTCore: Sendable {
     }
 
     /// Unpublish and ClearMailbox, from a verified supernode (or ourselves).
-    private mutating func apply(_ message: OvLinkMessage, from sender: NodeID, now: Double) -> Bool {
+    private mutating func apply(_ message: OvLinkMessage, from sender: NodeID, now: Moment) -> Bool {
         switch message.body {
         case let .unpublish(unpublish)?:
             return store.withdrawPresence(key: NodeID(bytes: unpublish.key), sequence: unpublish.sequence, by: sender)
         case let .mailboxClear(clear)?:
-            guard let valid = validator.validate(clear, now: now) else { return false }
-            store.removeMailboxItems(key: valid.key, ids: valid.ids, now: now)
+            guard let valid = validator.validate(clear, now: now.wall) else { return false }
+            store.removeMailboxItems(key: valid.key, ids: valid.ids, now: now.wall)
             return true
         default:
             return false
         }
     }
 
-    private mutating func noteSender(_ contact: OvContact?, verified: NodeID, now: Double) {
+    private mutating func noteSender(_ contact: OvContact?, verified: NodeID, now: Moment) {
         guard let contact, let parsed = Contact(contact), parsed.nodeID == verified else { return }
         learn(parsed, now: now)
     }
 
     /// Hands a newly met supernode the records it is now closer to than we are.
-    private mutating func replicate(to contact: Contact, now: Double) {
+    private mutating func replicate(to contact: Contact, now: Moment) {
         for key in store.allKeys where contact.nodeID.distance(to: key) < ownID.distance(to: key) {
-            for record in store.records(for: key, now: now) {
+            for record in store.records(for: key, now: now.wall) {
                 var request = OvStore()
                 request.record = record
                 request.sender = ownContact.message
@@ -470,11 +470,11 @@ public struct DHTCore: Sendable {
     }
 
     /// Presence: the highest valid sequence. Mailbox: every item once.
-    private func best(_ records: [OvDHTRecord], now: Double) -> [OvDHTRecord] {
+    private func best(_ records: [OvDHTRecord], now: Moment) -> [OvDHTRecord] {
         var presence: (OvDHTRecord, UInt64)?
         var items: [[UInt8]: OvDHTRecord] = [:]
         for record in records {
-            guard let info = validator.validate(record, now: now) else { continue }
+            guard let info = validator.validate(record, now: now.wall) else { continue }
             switch info.kind {
             case .presence:
                 if presence == nil || info.sequence > presence!.1 { presence = (record, info.sequence) }
@@ -487,21 +487,21 @@ public struct DHTCore: Sendable {
         return (presence.map { [$0.0] } ?? []) + items.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map(\.value)
     }
 
-    private mutating func maintain(now: Double) {
-        store.expire(now: now)
-        for index in routing.staleBuckets(before: now - configuration.refreshInterval) {
+    private mutating func maintain(now: Moment) {
+        store.expire(now: now.wall)
+        for index in routing.staleBuckets(before: now.monotonic - configuration.refreshInterval) {
             let target = ownID.randomID(sharingPrefix: index, random: (random.next(), random.next(), UInt32(truncatingIfNeeded: random.next())))
-            routing.touch(bucket: index, now: now)
+            routing.touch(bucket: index, now: now.monotonic)
             _ = start(target: target, kind: .nodes, purpose: .maintenance, seeds: nil, silent: true, now: now)
         }
-        if now >= lastRepublish + configuration.republishInterval {
-            lastRepublish = now
+        if now.monotonic >= lastRepublish + configuration.republishInterval {
+            lastRepublish = now.monotonic
             for key in store.replicatedKeys {
-                let records = store.records(for: key, now: now)
+                let records = store.records(for: key, now: now.wall)
                 if !records.isEmpty { _ = start(target: key, kind: .nodes, purpose: .store(records), seeds: nil, silent: true, now: now) }
             }
         }
-        nextMaintenance = now + min(configuration.refreshInterval, configuration.republishInterval) / 4
+        nextMaintenance = now.monotonic + min(configuration.refreshInterval, configuration.republishInterval) / 4
     }
 
     private mutating func makeID() -> UInt64 {

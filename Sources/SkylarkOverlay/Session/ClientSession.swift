@@ -157,7 +157,7 @@ public struct ClientSession: Sendable {
     // MARK: - Link to the supernode
 
     /// The link to a supernode is up and authenticated: attach.
-    public mutating func linkUp(now: Double) {
+    public mutating func linkUp(now: Moment) {
         link = .attaching
         var attach = OvAttach()
         attach.privateEndpoints = privateEndpoints
@@ -165,7 +165,7 @@ public struct ClientSession: Sendable {
         request(.attach, now: now) { $0.attach = attach }
     }
 
-    public mutating func linkDown(now: Double) {
+    public mutating func linkDown(now: Moment) {
         let wasAttached = isAttached
         link = .down
         // Searches the user is waiting for get an answer now rather than never.
@@ -189,7 +189,7 @@ public struct ClientSession: Sendable {
     }
 
     /// What the NAT probe and the adapter learnt; republished at once when attached.
-    public mutating func setNetwork(natType: NATType, publicEndpoint: String, privateEndpoints: [String], now: Double) {
+    public mutating func setNetwork(natType: NATType, publicEndpoint: String, privateEndpoints: [String], now: Moment) {
         guard natType != self.natType || publicEndpoint != self.publicEndpoint || privateEndpoints != self.privateEndpoints else { return }
         self.natType = natType
         self.publicEndpoint = publicEndpoint
@@ -197,7 +197,7 @@ public struct ClientSession: Sendable {
         if isAttached { publishPresence(now: now) }
     }
 
-    public mutating func setStatus(_ status: PresenceStatus, now: Double) {
+    public mutating func setStatus(_ status: PresenceStatus, now: Moment) {
         guard status == .online || status == .away, status != self.status else { return }
         self.status = status
         if isAttached {
@@ -208,7 +208,7 @@ public struct ClientSession: Sendable {
 
     /// Going away on purpose: buddies see us offline at once (signed by us, so no confirmation
     /// is needed), then the supernode lets us go.
-    public mutating func signOff(now: Double) {
+    public mutating func signOff(now: Moment) {
         guard isAttached else { return }
         status = .offline
         publishPresence(now: now)
@@ -218,14 +218,14 @@ public struct ClientSession: Sendable {
 
     // MARK: - Commands
 
-    public mutating func addBuddy(_ rawName: String, text: String, now: Double) throws(CommandError) {
+    public mutating func addBuddy(_ rawName: String, text: String, now: Moment) throws(CommandError) {
         let name = try canonical(rawName)
         guard name != self.name else { throw .yourself }
         if let buddy = state.buddies[name], buddy.state == .incoming {
             return try acceptBuddy(name, now: now)
         }
         if state.buddies[name]?.state != .confirmed {
-            state.buddies[name] = Buddy(name: name, state: .requested, since: now)
+            state.buddies[name] = Buddy(name: name, state: .requested, since: now.wall)
             actions.append(.saveState)
         }
         var card = OvBuddyCard()
@@ -234,7 +234,7 @@ public struct ClientSession: Sendable {
         send(kind: .buddyRequest, to: name, payload: (try? card.serializedBytes()) ?? [], store: true, now: now)
     }
 
-    public mutating func acceptBuddy(_ rawName: String, now: Double) throws(CommandError) {
+    public mutating func acceptBuddy(_ rawName: String, now: Moment) throws(CommandError) {
         let name = try canonical(rawName)
         guard var buddy = state.buddies[name], buddy.state == .incoming || buddy.state == .confirmed else { throw .noRequestFrom(name) }
         buddy.state = .confirmed
@@ -247,7 +247,7 @@ public struct ClientSession: Sendable {
         buddyBecameConfirmed(name, now: now)
     }
 
-    public mutating func removeBuddy(_ rawName: String, now: Double) throws(CommandError) {
+    public mutating func removeBuddy(_ rawName: String, now: Moment) throws(CommandError) {
         let name = try canonical(rawName)
         guard state.buddies.removeValue(forKey: name) != nil else { throw .notABuddy(name) }
         actions.append(.saveState)
@@ -256,7 +256,7 @@ public struct ClientSession: Sendable {
     }
 
     /// Seals `text` for the buddy and queues it; returns the message id.
-    public mutating func sendMessage(to rawName: String, text: String, now: Double) throws(CommandError) -> String {
+    public mutating func sendMessage(to rawName: String, text: String, now: Moment) throws(CommandError) -> String {
         let name = try canonical(rawName)
         guard let buddy = state.buddies[name], buddy.state == .confirmed, let keyHex = buddy.messageKey,
             let key = [UInt8](hexString: keyHex)
@@ -264,13 +264,13 @@ public struct ClientSession: Sendable {
         let id = identifiers.bytes(16)
         guard let sealed = try? MessageSealing.seal(text, to: key, from: self.name, to: name, id: id),
             let payload = try? sealed.serializedBytes() as [UInt8],
-            let envelope = try? SignedRecords.makeEnvelope(kind: .message, to: name, payload: payload, id: id, identity: identity, now: now),
+            let envelope = try? SignedRecords.makeEnvelope(kind: .message, to: name, payload: payload, id: id, identity: identity, now: now.wall),
             let bytes = try? envelope.serializedBytes() as [UInt8]
         else {
             actions.append(.event(.warning("could not seal a message for \(name)")))
             return ""
         }
-        let message = OutboxMessage(id: id.hexString, to: name, text: text, sentAt: now, state: .queued, envelope: Data(bytes))
+        let message = OutboxMessage(id: id.hexString, to: name, text: text, sentAt: now.wall, state: .queued, envelope: Data(bytes))
         state.outbox.append(message)
         actions.append(.saveState)
         if isAttached { deliver(envelope, store: true, messageID: message.id, now: now) }
@@ -278,7 +278,7 @@ public struct ClientSession: Sendable {
     }
 
     /// Sends call signalling to a buddy (live only: a call signal is never stored).
-    public mutating func sendCallSignal(_ signal: OvCallSignal, to rawName: String, now: Double) throws(CommandError) {
+    public mutating func sendCallSignal(_ signal: OvCallSignal, to rawName: String, now: Moment) throws(CommandError) {
         let name = try canonical(rawName)
         guard state.buddies[name]?.state == .confirmed else { throw .notABuddy(name) }
         guard let payload = try? signal.serializedBytes() as [UInt8] else { return }
@@ -287,7 +287,7 @@ public struct ClientSession: Sendable {
 
     /// Sends conference signalling (live only). Invitations go to buddies only; mixers and
     /// capability queries may go to anyone.
-    public mutating func sendConferenceSignal(_ signal: OvConferenceSignal, to rawName: String, now: Double) throws(CommandError) {
+    public mutating func sendConferenceSignal(_ signal: OvConferenceSignal, to rawName: String, now: Moment) throws(CommandError) {
         let name = try canonical(rawName)
         if case .invite? = signal.body, state.buddies[name]?.state != .confirmed { throw .notABuddy(name) }
         guard let payload = try? signal.serializedBytes() as [UInt8] else { return }
@@ -295,7 +295,7 @@ public struct ClientSession: Sendable {
     }
 
     /// Looks a user up in the DHT; the answer comes as `.searchFinished(token:)`.
-    public mutating func search(_ rawName: String, now: Double) throws(CommandError) -> UInt64 {
+    public mutating func search(_ rawName: String, now: Moment) throws(CommandError) -> UInt64 {
         let name = try canonical(rawName)
         let token = nextID
         if !isAttached {
@@ -320,7 +320,7 @@ public struct ClientSession: Sendable {
     // MARK: - Inputs
 
     /// An envelope the supernode delivered (live, or from the mailbox).
-    public mutating func handleIncoming(_ message: OvLinkMessage, now: Double) {
+    public mutating func handleIncoming(_ message: OvLinkMessage, now: Moment) {
         guard case let .incoming(incoming)? = message.body else { return }
         process(incoming.envelope, now: now)
         var ack = OvLinkMessage()
@@ -330,7 +330,7 @@ public struct ClientSession: Sendable {
     }
 
     /// Messages from the supernode that are not incoming envelopes: answers, handovers.
-    public mutating func handleMessage(_ message: OvLinkMessage, now: Double) {
+    public mutating func handleMessage(_ message: OvLinkMessage, now: Moment) {
         if case .incoming? = message.body { return handleIncoming(message, now: now) }
         guard let (kind, _) = pending.removeValue(forKey: message.id) else { return }
         switch (kind, message.body) {
@@ -343,8 +343,8 @@ public struct ClientSession: Sendable {
             for buddy in confirmedBuddies { lookUp(buddy, purpose: .refresh, now: now) }
             pushPresenceToBuddies(now: now)
             flushOutbox(now: now)
-            nextRecheck = now + configuration.buddyRecheckInterval
-            nextRetry = now + configuration.retryInterval
+            nextRecheck = now.monotonic + configuration.buddyRecheckInterval
+            nextRetry = now.monotonic + configuration.retryInterval
         case (.attach, _):
             actions.append(.event(.warning("the supernode refused to attach us: \(refusal(message))")))
         case (.publish, .stored?):
@@ -356,7 +356,7 @@ public struct ClientSession: Sendable {
             var hops = 0
             if case let .searchResult(result)? = body {
                 hops = Int(result.hops)
-                if result.found { found = try? SignedRecords.verifyPresence(result.presence, verifier: verifier, now: now) }
+                if result.found { found = try? SignedRecords.verifyPresence(result.presence, verifier: verifier, now: now.wall) }
                 if let record = found?.record, record.name != name { found = nil }
             }
             let failed: String? = { if case .searchResult? = body { return nil } else { return refusal(message) } }()
@@ -364,7 +364,7 @@ public struct ClientSession: Sendable {
         case let (.deliver(messageID), .deliverResult(result)?):
             guard let messageID else { return }
             switch result.status {
-            case .delivered: updateOutbox(messageID, .delivered(at: now, receipt: false))
+            case .delivered: updateOutbox(messageID, .delivered(at: now.wall, receipt: false))
             case .stored where result.replicas > 0: updateOutbox(messageID, .stored(replicas: Int(result.replicas)))
             default: break  // stays queued; retried
             }
@@ -376,7 +376,7 @@ public struct ClientSession: Sendable {
                 process(envelope, now: now)
                 ids.append(Array(envelope.id))
             }
-            if !ids.isEmpty, let clear = try? SignedRecords.makeMailboxClear(ids: ids, identity: identity, now: now) {
+            if !ids.isEmpty, let clear = try? SignedRecords.makeMailboxClear(ids: ids, identity: identity, now: now.wall) {
                 request(.clearMailbox, now: now) { $0.mailboxClear = clear }
             }
         case (.fetchMailbox, _), (.clearMailbox, _), (.detach, _):
@@ -384,35 +384,35 @@ public struct ClientSession: Sendable {
         }
     }
 
-    public mutating func handleTimeout(now: Double) {
-        for (id, entry) in pending where entry.deadline <= now {
+    public mutating func handleTimeout(now: Moment) {
+        for (id, entry) in pending where entry.deadline <= now.monotonic {
             pending[id] = nil
             if case let .search(token, name, purpose) = entry.0 {
                 searchAnswered(token: token, name: name, purpose: purpose, found: nil, hops: 0, error: "no answer from the supernode", now: now)
             }
         }
-        for (name, entry) in confirming where entry.at <= now {
+        for (name, entry) in confirming where entry.at <= now.monotonic {
             confirming[name] = nil
             lookUp(name, purpose: .confirmDeparture(sequence: entry.sequence), now: now)
         }
         guard isAttached else { return }
-        if now >= nextPublish { publishPresence(now: now) }
-        if now >= nextRecheck {
-            nextRecheck = now + configuration.buddyRecheckInterval
+        if now.monotonic >= nextPublish { publishPresence(now: now) }
+        if now.monotonic >= nextRecheck {
+            nextRecheck = now.monotonic + configuration.buddyRecheckInterval
             for buddy in state.buddies.values where buddy.state == .confirmed && buddy.presence != .offline {
                 lookUp(buddy.name, purpose: .refresh, now: now)
             }
         }
-        if now >= nextRetry {
-            nextRetry = now + configuration.retryInterval
+        if now.monotonic >= nextRetry {
+            nextRetry = now.monotonic + configuration.retryInterval
             flushOutbox(now: now)
         }
     }
 
     // MARK: - Envelopes
 
-    private mutating func process(_ envelope: OvEnvelope, now: Double) {
-        guard envelope.to == name, let sender = try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now) else { return }
+    private mutating func process(_ envelope: OvEnvelope, now: Moment) {
+        guard envelope.to == name, let sender = try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now.wall) else { return }
         let idHex = Array(envelope.id).hexString
         switch envelope.kind {
         case .presence, .departure, .call, .conference:
@@ -427,7 +427,7 @@ public struct ClientSession: Sendable {
         switch envelope.kind {
         case .buddyRequest:
             guard let card = try? OvBuddyCard(serializedBytes: envelope.payload), card.messageKey.count == X25519.keyByteCount else { return }
-            var buddy = state.buddies[from] ?? Buddy(name: from, state: .incoming, since: now)
+            var buddy = state.buddies[from] ?? Buddy(name: from, state: .incoming, since: now.wall)
             buddy.messageKey = Array(card.messageKey).hexString
             buddy.requestText = card.text
             switch buddy.state {
@@ -458,13 +458,13 @@ public struct ClientSession: Sendable {
                 let sealed = try? OvSealedText(serializedBytes: envelope.payload),
                 let text = try? MessageSealing.open(sealed, with: messageKey, from: from, to: name, id: Array(envelope.id))
             else { return }
-            let message = InboxMessage(id: idHex, from: from, text: text, sentAt: Double(envelope.sentAtMs) / 1000, receivedAt: now)
+            let message = InboxMessage(id: idHex, from: from, text: text, sentAt: Double(envelope.sentAtMs) / 1000, receivedAt: now.wall)
             state.inbox.append(message)
             if state.inbox.count > configuration.maximumInbox { state.inbox.removeFirst(state.inbox.count - configuration.maximumInbox) }
             actions.append(.event(.messageReceived(message)))
             var receipt = OvReceipt()
             receipt.messageID = envelope.id
-            receipt.deliveredAtMs = Int64(now * 1000)
+            receipt.deliveredAtMs = Int64(now.wall * 1000)
             send(kind: .receipt, to: from, payload: (try? receipt.serializedBytes()) ?? [], store: true, now: now)
         case .receipt:
             guard let receipt = try? OvReceipt(serializedBytes: envelope.payload) else { return }
@@ -475,7 +475,7 @@ public struct ClientSession: Sendable {
         case .presence:
             guard var buddy = state.buddies[from], buddy.state == .confirmed,
                 let signed = try? OvSignedPresence(serializedBytes: envelope.payload),
-                let (record, _) = try? SignedRecords.verifyPresence(signed, verifier: verifier, now: now),
+                let (record, _) = try? SignedRecords.verifyPresence(signed, verifier: verifier, now: now.wall),
                 record.name == from, record.sequence > buddy.presenceSequence
             else { return }
             confirming[from] = nil
@@ -497,7 +497,7 @@ public struct ClientSession: Sendable {
                 let buddy = state.buddies[departure.subject], buddy.state == .confirmed, buddy.presence != .offline,
                 buddy.supernode == from, departure.lastSequence >= buddy.presenceSequence
             else { return }
-            confirming[departure.subject] = (now + configuration.departureConfirmDelay, departure.lastSequence)
+            confirming[departure.subject] = (now.monotonic + configuration.departureConfirmDelay, departure.lastSequence)
         default:
             return
         }
@@ -505,14 +505,14 @@ public struct ClientSession: Sendable {
 
     // MARK: - Presence
 
-    private mutating func publishPresence(now: Double) {
+    private mutating func publishPresence(now: Moment) {
         guard case let .attached(supernode) = link else { return }
-        state.presenceSequence = max(state.presenceSequence + 1, UInt64(now * 1000))
+        state.presenceSequence = max(state.presenceSequence + 1, UInt64(now.wall * 1000))
         var record = OvPresenceRecord()
         record.name = name
         record.sequence = state.presenceSequence
-        record.publishedAtMs = Int64(now * 1000)
-        record.expiresAtMs = Int64((now + configuration.presenceLifetime) * 1000)
+        record.publishedAtMs = Int64(now.wall * 1000)
+        record.expiresAtMs = Int64((now.wall + configuration.presenceLifetime) * 1000)
         record.status = status == .away ? .away : status == .offline ? .offline : .online
         record.supernode = supernode.message
         record.publicEndpoint = publicEndpoint
@@ -522,7 +522,7 @@ public struct ClientSession: Sendable {
         guard let signed = try? SignedRecords.signPresence(record, identity: identity) else { return }
         latestPresence = signed
         actions.append(.saveState)
-        nextPublish = now + configuration.presenceLifetime / 3
+        nextPublish = now.monotonic + configuration.presenceLifetime / 3
         request(.publish, now: now) { message in
             var publish = OvPublishPresence()
             publish.presence = signed
@@ -532,12 +532,12 @@ public struct ClientSession: Sendable {
 
     private var latestPresence: OvSignedPresence?
 
-    private mutating func pushPresenceToBuddies(now: Double) {
+    private mutating func pushPresenceToBuddies(now: Moment) {
         guard let latestPresence, let payload = try? latestPresence.serializedBytes() as [UInt8] else { return }
         for buddy in confirmedBuddies { send(kind: .presence, to: buddy, payload: payload, store: false, now: now) }
     }
 
-    private mutating func buddyBecameConfirmed(_ name: String, now: Double) {
+    private mutating func buddyBecameConfirmed(_ name: String, now: Moment) {
         guard isAttached else { return }
         lookUp(name, purpose: .refresh, now: now)
         if let latestPresence, let payload = try? latestPresence.serializedBytes() as [UInt8] {
@@ -550,7 +550,7 @@ public struct ClientSession: Sendable {
         request(.attach, now: now) { $0.attach = attach }
     }
 
-    private mutating func lookUp(_ name: String, purpose: SearchPurpose, now: Double) {
+    private mutating func lookUp(_ name: String, purpose: SearchPurpose, now: Moment) {
         let token = nextID
         request(.search(token: token, name: name, purpose: purpose), now: now) { message in
             var search = OvSearch()
@@ -559,7 +559,7 @@ public struct ClientSession: Sendable {
         }
     }
 
-    private mutating func searchAnswered(token: UInt64, name: String, purpose: SearchPurpose, found: OvPresenceRecord?, hops: Int, error: String?, now: Double)
+    private mutating func searchAnswered(token: UInt64, name: String, purpose: SearchPurpose, found: OvPresenceRecord?, hops: Int, error: String?, now: Moment)
     {
         switch purpose {
         case .user:
@@ -597,7 +597,7 @@ public struct ClientSession: Sendable {
         }
     }
 
-    private mutating func apply(_ record: OvPresenceRecord, to buddy: inout Buddy, now: Double) {
+    private mutating func apply(_ record: OvPresenceRecord, to buddy: inout Buddy, now: Moment) {
         buddy.presenceSequence = record.sequence
         buddy.supernode = record.supernode.name
         buddy.natType = NATType(reported: record.natType)
@@ -606,10 +606,10 @@ public struct ClientSession: Sendable {
         setPresence(&buddy, Self.status(of: record), now: now)
     }
 
-    private mutating func setPresence(_ buddy: inout Buddy, _ status: PresenceStatus, now: Double) {
+    private mutating func setPresence(_ buddy: inout Buddy, _ status: PresenceStatus, now: Moment) {
         guard buddy.presence != status else { return }
         buddy.presence = status
-        buddy.presenceChangedAt = now
+        buddy.presenceChangedAt = now.wall
         actions.append(.event(.presenceChanged(name: buddy.name, status: status)))
     }
 
@@ -623,14 +623,14 @@ public struct ClientSession: Sendable {
 
     // MARK: - Sending
 
-    private mutating func send(kind: OvEnvelopeKind, to recipient: String, payload: [UInt8], store: Bool, now: Double) {
-        guard isAttached, let envelope = try? SignedRecords.makeEnvelope(kind: kind, to: recipient, payload: payload, identity: identity, now: now) else {
+    private mutating func send(kind: OvEnvelopeKind, to recipient: String, payload: [UInt8], store: Bool, now: Moment) {
+        guard isAttached, let envelope = try? SignedRecords.makeEnvelope(kind: kind, to: recipient, payload: payload, identity: identity, now: now.wall) else {
             return
         }
         deliver(envelope, store: store, messageID: nil, now: now)
     }
 
-    private mutating func deliver(_ envelope: OvEnvelope, store: Bool, messageID: String?, now: Double) {
+    private mutating func deliver(_ envelope: OvEnvelope, store: Bool, messageID: String?, now: Moment) {
         request(.deliver(messageID: messageID), now: now) { message in
             var deliver = OvDeliver()
             deliver.envelope = envelope
@@ -639,7 +639,7 @@ public struct ClientSession: Sendable {
         }
     }
 
-    private mutating func flushOutbox(now: Double) {
+    private mutating func flushOutbox(now: Moment) {
         let inFlight = Set(pending.values.compactMap { entry -> String? in if case let .deliver(id) = entry.0 { return id } else { return nil } })
         for message in state.outbox where message.state == .queued && !inFlight.contains(message.id) {
             guard let envelope = try? OvEnvelope(serializedBytes: message.envelope) else { continue }
@@ -662,12 +662,12 @@ public struct ClientSession: Sendable {
 
     // MARK: - Helpers
 
-    private mutating func request(_ kind: Pending, now: Double, _ fill: (inout OvLinkMessage) -> Void) {
+    private mutating func request(_ kind: Pending, now: Moment, _ fill: (inout OvLinkMessage) -> Void) {
         var message = OvLinkMessage()
         message.id = nextID
         nextID += 1
         fill(&message)
-        pending[message.id] = (kind, now + configuration.requestTimeout)
+        pending[message.id] = (kind, now.monotonic + configuration.requestTimeout)
         actions.append(.send(message))
     }
 

@@ -58,7 +58,6 @@ public struct SupernodeCore: Sendable {
         public var peer: PeerIdentity
         public var watchers: [String]
         public var observedEndpoint: String
-        public var attachedAt: Double
         public var presenceSequence: UInt64?
     }
 
@@ -137,7 +136,7 @@ public struct SupernodeCore: Sendable {
     public private(set) var hasDeparted = false
 
     public init(
-        identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Double,
+        identity: LocalIdentity, verifier: Verifier, contact: Contact, configuration: Configuration = .init(), seed: UInt64, now: Moment,
         relays: RelayTable = RelayTable(), identifiers: any RandomNumberGenerator & Sendable = SecureRandomGenerator()
     ) {
         self.relays = relays
@@ -157,12 +156,12 @@ public struct SupernodeCore: Sendable {
 
     public mutating func updateContact(_ contact: Contact) { dht.updateOwnContact(contact) }
 
-    public mutating func join(seeds: [Contact], now: Double) {
+    public mutating func join(seeds: [Contact], now: Moment) {
         dht.join(seeds: seeds, now: now)
         drainDHT(now: now)
     }
 
-    public mutating func learn(_ contact: Contact, now: Double) {
+    public mutating func learn(_ contact: Contact, now: Moment) {
         dht.learn(contact, now: now)
         drainDHT(now: now)
     }
@@ -190,17 +189,17 @@ public struct SupernodeCore: Sendable {
 
     /// A client's link closed. Unless it detached on purpose, its buddies hear of it after the
     /// grace period, and only if it has not attached again by then.
-    public mutating func linkClosed(_ link: LinkID, now: Double) {
+    public mutating func linkClosed(_ link: LinkID, now: Moment) {
         failRequests(onLink: link)
         guard let client = clients.removeValue(forKey: link) else { return }
         if linkByName[client.peer.name] == link { linkByName[client.peer.name] = nil }
-        departures[client.peer.name] = Departure(client: client, announceAt: now + configuration.departureGrace)
+        departures[client.peer.name] = Departure(client: client, announceAt: now.monotonic + configuration.departureGrace)
         log("client link dropped", ["client.name": client.peer.name])
     }
 
     // MARK: - Client requests
 
-    public mutating func handleClientMessage(_ message: OvLinkMessage, link: LinkID, peer: PeerIdentity?, observedEndpoint: String, now: Double) {
+    public mutating func handleClientMessage(_ message: OvLinkMessage, link: LinkID, peer: PeerIdentity?, observedEndpoint: String, now: Moment) {
         guard !hasDeparted else { return refuse(link, message.id, .unavailable, "this supernode is leaving") }
         // An answer to an Incoming we delivered (its id is the delivery's).
         if let delivery = deliveries[message.id], case let .awaitingClient(target, _) = delivery.stage, target == link {
@@ -237,7 +236,7 @@ public struct SupernodeCore: Sendable {
             }
             departures[peer.name] = nil
             let watchers = attach.watchers.prefix(1000).compactMap { try? UserName.canonical($0) }
-            clients[link] = AttachedClient(peer: peer, watchers: watchers, observedEndpoint: observedEndpoint, attachedAt: now, presenceSequence: nil)
+            clients[link] = AttachedClient(peer: peer, watchers: watchers, observedEndpoint: observedEndpoint, presenceSequence: nil)
             linkByName[peer.name] = link
             var attached = OvAttached()
             attached.supernode = contact.message
@@ -252,7 +251,7 @@ public struct SupernodeCore: Sendable {
         case let .publishPresence(publish)?:
             guard clients[link] != nil else { return refuse(link, message.id, .notAllowed, "attach first") }
             let verified: (record: OvPresenceRecord, credential: Credential)
-            do { verified = try SignedRecords.verifyPresence(publish.presence, verifier: verifier, now: now) } catch {
+            do { verified = try SignedRecords.verifyPresence(publish.presence, verifier: verifier, now: now.wall) } catch {
                 return refuse(link, message.id, .invalid, "presence refused: \(error)")
             }
             guard verified.record.name == peer.name else { return refuse(link, message.id, .invalid, "presence for another user") }
@@ -272,7 +271,7 @@ public struct SupernodeCore: Sendable {
 
         case let .deliver(deliver)?:
             let envelope = deliver.envelope
-            guard envelope.from == peer.name, (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now)) != nil else {
+            guard envelope.from == peer.name, (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now.wall)) != nil else {
                 return refuse(link, message.id, .invalid, "envelope refused: not signed by the sender")
             }
             guard let recipient = try? UserName.canonical(envelope.to), recipient == envelope.to else {
@@ -304,7 +303,7 @@ public struct SupernodeCore: Sendable {
                 var out = OvLinkMessage()
                 out.id = makeID()
                 out.dialBackOrder = order
-                pendingByRequest[out.id] = (.dialBackViaPeer(link: link, requestID: message.id, prober: prober.name), now + 15)
+                pendingByRequest[out.id] = (.dialBackViaPeer(link: link, requestID: message.id, prober: prober.name), now.monotonic + 15)
                 actions.append(.sendToNode(prober, out))
             } else {
                 let token = makeID()
@@ -337,7 +336,7 @@ public struct SupernodeCore: Sendable {
 
     // MARK: - Supernode requests and answers
 
-    public mutating func handlePeerMessage(_ message: OvLinkMessage, link: LinkID, from sender: PeerIdentity, now: Double) {
+    public mutating func handlePeerMessage(_ message: OvLinkMessage, link: LinkID, from sender: PeerIdentity, now: Moment) {
         guard !hasDeparted else { return }
         // Answers are matched to our requests by id and by who answers; a request is never taken
         // for an answer, whatever its id (every supernode numbers its own requests).
@@ -363,7 +362,7 @@ public struct SupernodeCore: Sendable {
             dht.handleResponse(message, from: sender.nodeID, now: now)
         case let .forward(forward)?:
             let envelope = forward.envelope
-            guard (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now)) != nil,
+            guard (try? SignedRecords.verifyEnvelope(envelope, verifier: verifier, now: now.wall)) != nil,
                 let target = linkByName[envelope.to]
             else {
                 var answer = OvLinkMessage()
@@ -375,7 +374,7 @@ public struct SupernodeCore: Sendable {
             let id = makeID()
             deliveries[id] = Delivery(
                 origin: .peer(link: link, requestID: message.id), envelope: envelope, storeIfOffline: false,
-                stage: .awaitingClient(link: target, requestID: id), deadline: now + configuration.clientDeliveryTimeout)
+                stage: .awaitingClient(link: target, requestID: id), deadline: now.monotonic + configuration.clientDeliveryTimeout)
             actions.append(.send(link: target, message: incoming(envelope, id: id)))
         case let .dialBackOrder(order)?:
             let token = makeID()
@@ -396,7 +395,7 @@ public struct SupernodeCore: Sendable {
     }
 
     /// A supernode we wanted to reach could not be dialled, or its link closed.
-    public mutating func peerUnreachable(_ id: NodeID, now: Double) {
+    public mutating func peerUnreachable(_ id: NodeID, now: Moment) {
         dht.handleUnreachable(id, now: now)
         for (key, delivery) in deliveries {
             if case let .forwarding(node, _) = delivery.stage, node == id { forwardAnswered(key, delivered: false, now: now) }
@@ -428,12 +427,12 @@ public struct SupernodeCore: Sendable {
 
     /// A UDP ProbeRequest arrived from `source` (NAT type detection). Answers only to the
     /// source, at most `probesPerMinute` per source, so the port cannot be used to flood others.
-    public mutating func probeRequested(_ request: OvProbeRequest, from source: HostPort, now: Double) {
-        var budget = probeBudget[source.host] ?? (now, 0)
-        if now - budget.windowStart > 60 { budget = (now, 0) }
+    public mutating func probeRequested(_ request: OvProbeRequest, from source: HostPort, now: Moment) {
+        var budget = probeBudget[source.host] ?? (now.monotonic, 0)
+        if now.monotonic - budget.windowStart > 60 { budget = (now.monotonic, 0) }
         budget.count += 1
         probeBudget[source.host] = budget
-        if probeBudget.count > 10_000 { probeBudget = probeBudget.filter { now - $0.value.windowStart <= 60 } }
+        if probeBudget.count > 10_000 { probeBudget = probeBudget.filter { now.monotonic - $0.value.windowStart <= 60 } }
         guard budget.count <= configuration.probesPerMinute, request.transactionID.count <= 32 else { return }
         switch request.kind {
         case .fromOtherPort:
@@ -452,25 +451,25 @@ public struct SupernodeCore: Sendable {
         }
     }
 
-    public mutating func handleTimeout(now: Double) {
+    public mutating func handleTimeout(now: Moment) {
         guard !hasDeparted else { return }
         dht.handleTimeout(now: now)
-        for (name, departure) in departures where departure.announceAt <= now {
+        for (name, departure) in departures where departure.announceAt <= now.monotonic {
             departures[name] = nil
             announceDeparture(departure.client, now: now)
         }
-        for (id, delivery) in deliveries where delivery.deadline <= now {
+        for (id, delivery) in deliveries where delivery.deadline <= now.monotonic {
             switch delivery.stage {
             case .awaitingClient: clientAnswered(id, delivered: false, now: now)
             case .forwarding: forwardAnswered(id, delivered: false, now: now)
             case .lookingUp, .storing: break  // the DHT core times those out itself
             }
         }
-        for (requestID, setup) in circuitSetups where setup.deadline <= now {
+        for (requestID, setup) in circuitSetups where setup.deadline <= now.monotonic {
             circuitSetups[requestID] = nil
             circuitFailed(setup, reason: "a relay did not answer", now: now)
         }
-        for (id, entry) in pendingByRequest where entry.deadline <= now {
+        for (id, entry) in pendingByRequest where entry.deadline <= now.monotonic {
             pendingByRequest[id] = nil
             if case let .dialBackViaPeer(link, requestID, prober) = entry.pending {
                 var result = OvDialBackResult()
@@ -486,7 +485,7 @@ public struct SupernodeCore: Sendable {
 
     /// Leaving the overlay: hand every client a list of other supernodes, give our records to
     /// the nodes closest to them, and tell our contacts we are gone.
-    public mutating func depart(now: Double) {
+    public mutating func depart(now: Moment) {
         guard !hasDeparted else { return }
         hasDeparted = true
         // Anything the DHT still wanted to send would carry our contact and undo the Depart.
@@ -499,7 +498,7 @@ public struct SupernodeCore: Sendable {
             actions.append(.send(link: link, message: message))
         }
         for key in dht.store.allKeys {
-            for record in dht.store.records(for: key, now: now) {
+            for record in dht.store.records(for: key, now: now.wall) {
                 for target in dht.routing.closest(to: key, count: configuration.dht.replication) {
                     var store = OvStore()
                     store.record = record
@@ -521,12 +520,12 @@ public struct SupernodeCore: Sendable {
 
     // MARK: - Delivery
 
-    private mutating func startDelivery(_ envelope: OvEnvelope, storeIfOffline: Bool, origin: Origin, now: Double) {
+    private mutating func startDelivery(_ envelope: OvEnvelope, storeIfOffline: Bool, origin: Origin, now: Moment) {
         let id = makeID()
         if let target = linkByName[envelope.to] {
             deliveries[id] = Delivery(
                 origin: origin, envelope: envelope, storeIfOffline: storeIfOffline,
-                stage: .awaitingClient(link: target, requestID: id), deadline: now + configuration.clientDeliveryTimeout)
+                stage: .awaitingClient(link: target, requestID: id), deadline: now.monotonic + configuration.clientDeliveryTimeout)
             actions.append(.send(link: target, message: incoming(envelope, id: id)))
             return
         }
@@ -534,23 +533,23 @@ public struct SupernodeCore: Sendable {
         deliveries[id] = Delivery(origin: origin, envelope: envelope, storeIfOffline: storeIfOffline, stage: .lookingUp(operation), deadline: .infinity)
     }
 
-    private mutating func clientAnswered(_ id: UInt64, delivered: Bool, now: Double) {
+    private mutating func clientAnswered(_ id: UInt64, delivered: Bool, now: Moment) {
         guard let delivery = deliveries[id] else { return }
         if delivered { return finishDelivery(id, .delivered, replicas: 0) }
         if case .peer = delivery.origin { return finishDelivery(id, .offline, replicas: 0) }
         storeOrGiveUp(id, now: now)
     }
 
-    private mutating func forwardAnswered(_ id: UInt64, delivered: Bool, now: Double) {
+    private mutating func forwardAnswered(_ id: UInt64, delivered: Bool, now: Moment) {
         guard deliveries[id] != nil else { return }
         if delivered { return finishDelivery(id, .delivered, replicas: 0) }
         storeOrGiveUp(id, now: now)
     }
 
-    private mutating func lookedUp(_ id: UInt64, outcome: DHTCore.LookupOutcome, now: Double) {
+    private mutating func lookedUp(_ id: UInt64, outcome: DHTCore.LookupOutcome, now: Moment) {
         guard let delivery = deliveries[id] else { return }
         let presence = outcome.records.first.flatMap { try? OvSignedPresence(serializedBytes: $0.value) }
-            .flatMap { try? SignedRecords.verifyPresence($0, verifier: verifier, now: now).record }
+            .flatMap { try? SignedRecords.verifyPresence($0, verifier: verifier, now: now.wall).record }
         guard let presence, presence.status != .offline, let target = Contact(presence.supernode), target.nodeID != contact.nodeID else {
             return storeOrGiveUp(id, now: now)
         }
@@ -559,13 +558,13 @@ public struct SupernodeCore: Sendable {
         var message = OvLinkMessage()
         message.id = id
         message.forward = forward
-        let deadline = now + configuration.forwardTimeout
+        let deadline = now.monotonic + configuration.forwardTimeout
         deliveries[id]?.stage = .forwarding(node: target.nodeID, requestID: id)
         deliveries[id]?.deadline = deadline
         actions.append(.sendToNode(target, message))
     }
 
-    private mutating func storeOrGiveUp(_ id: UInt64, now: Double) {
+    private mutating func storeOrGiveUp(_ id: UInt64, now: Moment) {
         guard let delivery = deliveries[id] else { return }
         guard delivery.storeIfOffline, let record = try? OvDHTRecord.mailboxItem(delivery.envelope), let operation = dht.store(record, now: now) else {
             return finishDelivery(id, .offline, replicas: 0)
@@ -617,10 +616,10 @@ public struct SupernodeCore: Sendable {
 
     private mutating func relayLookupFinished(
         _ lookup: (link: LinkID, requestID: UInt64, callee: String, avoid: Set<NodeID>),
-        _ outcome: DHTCore.LookupOutcome, now: Double
+        _ outcome: DHTCore.LookupOutcome, now: Moment
     ) {
         let presence = outcome.records.first.flatMap { try? OvSignedPresence(serializedBytes: $0.value) }
-            .flatMap { try? SignedRecords.verifyPresence($0, verifier: verifier, now: now).record }
+            .flatMap { try? SignedRecords.verifyPresence($0, verifier: verifier, now: now.wall).record }
         guard let presence, presence.status != .offline, let far = Contact(presence.supernode), far.udpEndpoint != nil else {
             return refuse(lookup.link, lookup.requestID, .unavailable, "\(lookup.callee) is not online")
         }
@@ -630,7 +629,7 @@ public struct SupernodeCore: Sendable {
 
     /// Our end of a circuit for a client: a leg facing the client, bound by its first packet,
     /// and a leg toward the first hop of the chain (two relays, then the callee's supernode).
-    private mutating func buildCircuit(_ origin: CircuitSetupState.Origin, now: Double) {
+    private mutating func buildCircuit(_ origin: CircuitSetupState.Origin, now: Moment) {
         guard case let .client(link, requestID, callee, far, _, avoid) = origin else { return }
         let ownLeg = makeLegID()
         var candidates = dht.routing.allContacts.filter { $0.nodeID != far.nodeID && !avoid.contains($0.nodeID) && $0.udpEndpoint != nil }
@@ -644,7 +643,7 @@ public struct SupernodeCore: Sendable {
             let farLeg = makeLegID()
             guard linkByName[callee] != nil else { return refuse(link, requestID, .unavailable, "\(callee) is not attached here any more") }
             do {
-                try relays.admit(towardCaller: .init(id: ownLeg, endpoint: nil), towardCallee: .init(id: farLeg, endpoint: nil), now: now)
+                try relays.admit(towardCaller: .init(id: ownLeg, endpoint: nil), towardCallee: .init(id: farLeg, endpoint: nil), now: now.monotonic)
             } catch {
                 return refuse(link, requestID, .overloaded, error.description)
             }
@@ -654,7 +653,7 @@ public struct SupernodeCore: Sendable {
         do {
             try relays.admit(
                 towardCaller: .init(id: ownLeg, endpoint: nil),
-                towardCallee: .init(id: makeLegID(), endpoint: first.udpEndpoint.map { .udp($0) }), now: now)
+                towardCallee: .init(id: makeLegID(), endpoint: first.udpEndpoint.map { .udp($0) }), now: now.monotonic)
         } catch {
             return refuse(link, requestID, .overloaded, error.description)
         }
@@ -664,10 +663,10 @@ public struct SupernodeCore: Sendable {
     private mutating func makeLegID() -> [UInt8] { identifiers.bytes(RelayCircuits.legIDByteCount) }
 
     /// Sends the CircuitSetup for the leg after `ownLeg` to the first of `chain`.
-    private mutating func sendSetup(toward chain: [Contact], after ownLeg: [UInt8], callee: String, origin: CircuitSetupState.Origin, now: Double) {
+    private mutating func sendSetup(toward chain: [Contact], after ownLeg: [UInt8], callee: String, origin: CircuitSetupState.Origin, now: Moment) {
         // The leg id toward the next hop was chosen at admission: read it back by routing nothing.
         guard let next = chain.first, let nextLeg = relays.outgoingLeg(after: ownLeg) else {
-            circuitFailed(CircuitSetupState(origin: origin, ownLeg: ownLeg, next: contact.nodeID, deadline: now), reason: "no relay", now: now)
+            circuitFailed(CircuitSetupState(origin: origin, ownLeg: ownLeg, next: contact.nodeID, deadline: now.monotonic), reason: "no relay", now: now)
             return
         }
         var setup = OvCircuitSetup()
@@ -679,12 +678,13 @@ public struct SupernodeCore: Sendable {
         var message = OvLinkMessage()
         message.id = makeID()
         message.circuitSetup = setup
-        circuitSetups[message.id] = CircuitSetupState(origin: origin, ownLeg: ownLeg, next: next.nodeID, deadline: now + configuration.circuitSetupTimeout)
+        circuitSetups[message.id] = CircuitSetupState(
+            origin: origin, ownLeg: ownLeg, next: next.nodeID, deadline: now.monotonic + configuration.circuitSetupTimeout)
         actions.append(.sendToNode(next, message))
     }
 
     /// We are a hop of someone's circuit.
-    private mutating func circuitSetupArrived(_ setup: OvCircuitSetup, link: LinkID, requestID: UInt64, now: Double) {
+    private mutating func circuitSetupArrived(_ setup: OvCircuitSetup, link: LinkID, requestID: UInt64, now: Moment) {
         guard setup.legID.count == RelayCircuits.legIDByteCount, let previous = HostPort(setup.previousEndpoint) else {
             return refuse(link, requestID, .invalid, "bad circuit setup")
         }
@@ -695,7 +695,7 @@ public struct SupernodeCore: Sendable {
             guard linkByName[setup.callee] != nil else { return refuse(link, requestID, .unavailable, "\(setup.callee) is not attached here") }
             let farLeg = makeLegID()
             do {
-                try relays.admit(towardCaller: inbound, towardCallee: .init(id: farLeg, endpoint: nil), bandwidth: Double(setup.bandwidth), now: now)
+                try relays.admit(towardCaller: inbound, towardCallee: .init(id: farLeg, endpoint: nil), bandwidth: Double(setup.bandwidth), now: now.monotonic)
             } catch {
                 return refuse(link, requestID, .overloaded, error.description)
             }
@@ -713,14 +713,14 @@ public struct SupernodeCore: Sendable {
         do {
             try relays.admit(
                 towardCaller: inbound, towardCallee: .init(id: makeLegID(), endpoint: .udp(nextUDP)),
-                bandwidth: Double(setup.bandwidth), now: now)
+                bandwidth: Double(setup.bandwidth), now: now.monotonic)
         } catch {
             return refuse(link, requestID, .overloaded, error.description)
         }
         sendSetup(toward: remaining, after: inbound.id, callee: setup.callee, origin: .upstream(link: link, requestID: requestID), now: now)
     }
 
-    private mutating func circuitAnswered(_ setup: CircuitSetupState, _ message: OvLinkMessage, now: Double) {
+    private mutating func circuitAnswered(_ setup: CircuitSetupState, _ message: OvLinkMessage, now: Moment) {
         guard case let .circuitReady(ready)? = message.body else {
             var reason = "refused"
             if case let .refused(refused)? = message.body { reason = refused.reason }
@@ -742,7 +742,7 @@ public struct SupernodeCore: Sendable {
         }
     }
 
-    private mutating func circuitFailed(_ setup: CircuitSetupState, reason: String, now: Double) {
+    private mutating func circuitFailed(_ setup: CircuitSetupState, reason: String, now: Moment) {
         relays.teardown(leg: setup.ownLeg)
         switch setup.origin {
         case let .upstream(link, requestID):
@@ -770,7 +770,7 @@ public struct SupernodeCore: Sendable {
 
     // MARK: - Departures
 
-    private mutating func announceDeparture(_ client: AttachedClient, now: Double) {
+    private mutating func announceDeparture(_ client: AttachedClient, now: Moment) {
         guard linkByName[client.peer.name] == nil else { return }  // back already
         unpublish(client, now: now)
         var departure = OvDeparture()
@@ -778,7 +778,7 @@ public struct SupernodeCore: Sendable {
         departure.lastSequence = client.presenceSequence ?? 0
         guard let payload = try? departure.serializedBytes() as [UInt8] else { return }
         for watcher in client.watchers {
-            guard let envelope = try? SignedRecords.makeEnvelope(kind: .departure, to: watcher, payload: payload, identity: identity, now: now) else {
+            guard let envelope = try? SignedRecords.makeEnvelope(kind: .departure, to: watcher, payload: payload, identity: identity, now: now.wall) else {
                 continue
             }
             startDelivery(envelope, storeIfOffline: false, origin: .notice, now: now)
@@ -786,7 +786,7 @@ public struct SupernodeCore: Sendable {
         log("announced departure", ["client.name": client.peer.name, "client.watchers": "\(client.watchers.count)"])
     }
 
-    private mutating func unpublish(_ client: AttachedClient, now: Double) {
+    private mutating func unpublish(_ client: AttachedClient, now: Moment) {
         guard let sequence = client.presenceSequence else { return }
         var unpublish = OvUnpublish()
         unpublish.key = Data(NodeID.presenceKey(for: client.peer.name).bytes)
@@ -800,7 +800,7 @@ public struct SupernodeCore: Sendable {
 
     // MARK: - DHT results
 
-    private mutating func drainDHT(now: Double) {
+    private mutating func drainDHT(now: Moment) {
         while let action = dht.poll() {
             switch action {
             case let .send(contact, message):
@@ -862,7 +862,7 @@ public struct SupernodeCore: Sendable {
         }
     }
 
-    private mutating func peerAnswered(_ pending: Pending, _ message: OvLinkMessage, now: Double) {
+    private mutating func peerAnswered(_ pending: Pending, _ message: OvLinkMessage, now: Moment) {
         guard case let .dialBackViaPeer(link, requestID, prober) = pending else { return }
         var result = OvDialBackResult()
         if case let .dialBackResult(answer)? = message.body { result = answer }
