@@ -88,9 +88,14 @@ public struct ConferenceSession: Sendable {
 
     private var actions: [Action] = []
     private var deadline: Double?
-    // Gathering (initiator).
-    private var capabilities: [String: OvMixerCapability] = [:]
-    private var queried: Set<String> = []
+    /// What only the initiator has while it gathers capabilities; gone once it has elected.
+    private struct Gathering {
+        var capabilities: [String: OvMixerCapability]
+        /// Who was asked for a capability (each once).
+        var queried: Set<String> = []
+    }
+
+    private var gathering: Gathering?
     /// What only the mixer has, while this node mixes; made fresh each time it takes over.
     private struct Mixing {
         /// Members whose legs are up, in the order they joined.
@@ -127,12 +132,12 @@ public struct ConferenceSession: Sendable {
         startedAt = now
         invited = invitees.filter { $0 != own.name }
         members = [own.name]
-        capabilities[own.name] = own
+        gathering = Gathering(capabilities: [own.name: own])
         deadline = now + configuration.gatherTimeout
         for name in invited { query(name) }
         if !own.supernodeName.isEmpty { query(own.supernodeName) }
         for name in alsoAsking { query(name) }
-        if queried.isEmpty { elect(now: now) }
+        if gathering?.queried.isEmpty == true { elect(now: now) }
     }
 
     /// An invitation arrived from `inviter`.
@@ -232,11 +237,11 @@ public struct ConferenceSession: Sendable {
         guard Array(signal.conferenceID) == conferenceID, !isEnded else { return }
         switch signal.body {
         case let .capability(capability)?:
-            guard phase == .gathering, queried.contains(sender), capability.name == sender else { return }
-            capabilities[sender] = capability
+            guard gathering?.queried.contains(sender) == true, capability.name == sender else { return }
+            gathering?.capabilities[sender] = capability
             // A participant's supernode is a candidate too.
             if !capability.supernodeName.isEmpty { query(capability.supernodeName) }
-            if queried.allSatisfy({ capabilities[$0] != nil }) { elect(now: now) }
+            if let gathering, gathering.queried.allSatisfy({ gathering.capabilities[$0] != nil }) { elect(now: now) }
         case let .decline(decline)?:
             guard invited.contains(sender) else { return }
             invited.removeAll { $0 == sender }
@@ -356,15 +361,16 @@ public struct ConferenceSession: Sendable {
     // MARK: - Internals
 
     private mutating func query(_ name: String) {
-        guard name != ownName, queried.insert(name).inserted else { return }
+        guard name != ownName, gathering?.queried.insert(name).inserted == true else { return }
         actions.append(.signal(signal { $0.query = OvConferenceQuery() }, to: name))
     }
 
     private mutating func elect(now: Double) {
-        guard phase == .gathering else { return }
+        guard phase == .gathering, let gathered = gathering else { return }
+        gathering = nil
         deadline = nil
         let participants = Set([ownName] + invited)
-        let known = capabilities.values.sorted { $0.name < $1.name }
+        let known = gathered.capabilities.values.sorted { $0.name < $1.name }
         mixers = MixerElection.rank(known, participants: participants, conferenceSize: participants.count)
         epoch = 0
         for name in invited { actions.append(.signal(inviteSignal(), to: name)) }
@@ -467,6 +473,7 @@ public struct ConferenceSession: Sendable {
     private mutating func end(_ reason: String) {
         guard !isEnded else { return }
         phase = .ended(reason)
+        gathering = nil
         deadline = nil
         actions.append(.ended(reason))
     }
