@@ -14,7 +14,10 @@ struct SkylarkBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "skylark-bench",
         abstract: "Skylark benchmarks (see Docs/PERFORMANCE.md).",
-        subcommands: [LoginRate.self, OverlayBench.self, AttachBench.self, AudioMatch.self, AudioTones.self, RelayBench.self, MediaBench.self, MixerBench.self])
+        subcommands: [
+            LoginRate.self, OverlayBench.self, AttachBench.self, AudioMatch.self, AudioTones.self, RelayBench.self, MediaBench.self, MixerBench.self,
+            MemoryScaleBench.self,
+        ])
 }
 
 /// Logins per second through the real login server (TCP on loopback, full exchange) against the

@@ -90,6 +90,33 @@ public final class InMemoryLab {
         return node
     }
 
+    /// Registers and starts many clients at once (at `address(index)`), then waits until every one
+    /// is attached: one wait for all rather than one each.
+    @discardableResult
+    public func startClients(_ names: [String], address: (Int) -> String) throws -> [InMemoryNode] {
+        var started: [InMemoryNode] = []
+        for (index, name) in names.enumerated() {
+            try register(name)
+            started.append(try network.start(name, password: Self.password(name), address: address(index), supernode: .never))
+        }
+        guard network.run(within: 60, until: { started.allSatisfy { $0.status()?.presence == "online" } }) else {
+            throw LabError.notReady("\(names.count) clients")
+        }
+        return started
+    }
+
+    /// Registers and starts a supernode that is not one of the profile's defaults (one joining the
+    /// network later); it bootstraps through the defaults that are up.
+    @discardableResult
+    public func startExtraSupernode(_ name: String, address: String) throws -> InMemoryNode {
+        try register(name)
+        let node = try network.start(name, password: Self.password(name), address: address, supernode: .always)
+        guard network.run(within: 30, until: { node.status()?.role == "supernode" && (node.status()?.dhtContacts ?? 0) > 0 }) else {
+            throw LabError.notReady(name)
+        }
+        return node
+    }
+
     public static func password(_ name: String) -> String { "password-\(name)-long-enough" }
 
     public enum LabError: Error, CustomStringConvertible {

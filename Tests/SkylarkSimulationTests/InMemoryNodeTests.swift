@@ -44,10 +44,16 @@ import Testing
         try lab.startSupernodes()
         let alice = try lab.startClient("alice", address: "192.168.1.2", reachability: .nat(publicAddress: "203.0.113.101", symmetric: false))
         let bob = try lab.startClient("bob", address: "192.168.2.2", reachability: .nat(publicAddress: "203.0.113.102", symmetric: true))
-        // A request is not consent: no presence before bob accepts.
-        #expect(alice.result(ControlResults.Done.self, ControlRequest(command: .buddyAdd, name: "bob")) != nil)
+        // A request is not consent: bob sees it with its text, alice sees no presence and may
+        // not write to bob before he accepts.
+        #expect(alice.result(ControlResults.Done.self, ControlRequest(command: .buddyAdd, name: "bob", text: "hi, it's alice")) != nil)
         #expect(lab.network.run(within: 10) { buddies(bob).contains { $0.name == "alice" } })
+        let request = try #require(buddies(bob).first { $0.name == "alice" })
+        #expect(request.state == "incoming" && request.requestText == "hi, it's alice")
+        #expect(buddies(alice).first { $0.name == "bob" }?.state == "requested")
         #expect(presence(of: "bob", at: alice) != "online")
+        let refused = try #require(alice.control(ControlRequest(command: .message, name: "bob", text: "too soon")))
+        #expect(refused.contains("\"ok\":false") && refused.contains("bob is not your buddy yet"), "\(refused)")
         #expect(bob.result(ControlResults.Done.self, ControlRequest(command: .buddyAccept, name: "alice")) != nil)
         #expect(lab.network.run(within: 10) { presence(of: "bob", at: alice) == "online" && presence(of: "alice", at: bob) == "online" })
         // Away and back, then signing off, reach the other side within 3 s.

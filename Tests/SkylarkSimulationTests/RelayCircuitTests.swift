@@ -7,8 +7,17 @@ import Testing
 /// simulated network: the caller's supernode picks two relays and the callee's supernode ends
 /// the chain, every hop admits its legs, and a relay that cannot be reached is built around.
 @Suite struct RelayCircuitTests {
+    /// Supernodes with UDP endpoints (what circuits are built on), settled for 10 s.
     static func network(supernodes: Int, clients: Int, seed: UInt64) throws -> SimulatedNetwork {
-        try OverlayScenarioTests.network(supernodes: supernodes, clients: clients, seed: seed, supernodeUDP: true)
+        var configuration = SimulatedNetwork.Configuration()
+        configuration.seed = seed
+        configuration.supernodeUDP = true
+        configuration.dht.requestTimeout = 1
+        let network = try SimulatedNetwork(configuration: configuration)
+        try network.addSupernodes(supernodes)
+        try network.addClients(clients)
+        network.run(for: 10)
+        return network
     }
 
     /// Two clients attached to different supernodes.

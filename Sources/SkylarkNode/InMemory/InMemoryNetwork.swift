@@ -31,6 +31,14 @@ public final class InMemoryNetwork: @unchecked Sendable {
     public let profile: VerifiedProfile
     /// One-way delay of every link and datagram, in seconds.
     public var latency: Double
+    /// Share of link writes that are lost once and retransmitted (TCP: they arrive one
+    /// `retransmissionDelay` late, and so does everything written on that link after them).
+    public var lossRate = 0.0
+    public var retransmissionDelay = 0.2
+    /// Link writes that were lost and retransmitted so far.
+    public private(set) var retransmissions = 0
+    /// Draws the losses; seeded, so a lossy run repeats.
+    private var lossRandom = SplitMix64(seed: 0x105_5E5)
     /// The network's time: what the nodes' wall clocks read unless one is stepped.
     public private(set) var now: Double
     let startTime: Double
@@ -210,13 +218,28 @@ public final class InMemoryNetwork: @unchecked Sendable {
         responder.start()
     }
 
-    /// Bytes written on a link reach the other end after the link's delay.
+    /// Bytes written on a link reach the other end after the link's delay, in order: a lost write
+    /// holds back the ones behind it, as TCP's retransmission does.
     func carry(_ bytes: [UInt8], from link: MemoryLink) {
         guard let other = link.other else { return }
-        after(latency) {
+        var arrival = now + latency
+        if lossRate > 0, Double(lossRandom.next() >> 11) / Double(1 << 53) < lossRate {
+            arrival += retransmissionDelay
+            retransmissions += 1
+        }
+        arrival = max(arrival, link.lastArrival)
+        link.lastArrival = arrival
+        after(arrival - now) {
             guard !other.closed, other.node.isRunning else { return }
             other.receive(bytes, now: other.node.clock.now().wall)
         }
+    }
+
+    /// A network blip at `node`: every TCP link it has drops (both ends see the connection
+    /// close); the node keeps running and reconnects as it would.
+    public func dropLinks(of node: InMemoryNode) {
+        for link in Array(node.transport.links.values) { closeLink(link, reason: .connectionClosed) }
+        drainAll()
     }
 
     func closeLink(_ link: MemoryLink, reason: LinkCloseReason) {

@@ -291,6 +291,8 @@ final class MemoryLink: LinkActionTarget {
     let remote: HostPort
     let local: HostPort
     var closed = false
+    /// When the last write on this link reaches the other end (writes never overtake).
+    var lastArrival: Double = 0
 
     init(id: LinkID, node: InMemoryNode, link: SecureLink, remote: HostPort, local: HostPort) {
         self.id = id
