@@ -34,6 +34,13 @@ let package = Package(
             pkgConfig: "opus",
             providers: [.apt(["libopus-dev"])]
         ),
+        .systemLibrary(
+            name: "CPulse",
+            pkgConfig: "libpulse-simple",
+            providers: [.apt(["libpulse-dev"])]
+        ),
+        // PulseAudio's asynchronous API (device lists) behind one blocking call.
+        .target(name: "CPulseShims", dependencies: ["CPulse"]),
         // Functions and macros Swift cannot call directly (OSSL_PARAM builders, OPENSSL_free,
         // recvmmsg/sendmmsg, whose struct mmsghdr Glibc's Swift module does not show).
         .target(name: "CShims", dependencies: ["COpenSSL"]),
@@ -52,6 +59,8 @@ let package = Package(
         .target(name: "SkylarkTraversal", dependencies: ["SkylarkWire"]),
         // Opus, RTP, media encryption, jitter buffer, audio files and analysis (sans-I/O cores).
         .target(name: "SkylarkMedia", dependencies: ["COpus", "COpusShims", "SkylarkCrypto"]),
+        // Device audio: PulseAudio capture and playback on the device's clock, device lists.
+        .target(name: "SkylarkAudio", dependencies: ["CPulse", "CPulseShims", "SkylarkMedia"]),
         .target(
             name: "SkylarkOverlay",
             dependencies: [
@@ -91,7 +100,7 @@ let package = Package(
         .target(
             name: "SkylarkNode",
             dependencies: [
-                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay", "SkylarkTraversal", "SkylarkMedia", "CShims",
+                "SkylarkCrypto", "SkylarkWire", "SkylarkOverlay", "SkylarkTraversal", "SkylarkMedia", "SkylarkAudio", "CShims",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -117,7 +126,7 @@ let package = Package(
         .executableTarget(
             name: "skylark",
             dependencies: [
-                "SkylarkCLI", "SkylarkClientCLI", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkOverlay",
+                "SkylarkCLI", "SkylarkClientCLI", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkOverlay", "SkylarkAudio", "SkylarkMedia",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -178,6 +187,7 @@ let package = Package(
         ),
         .testTarget(name: "SkylarkTraversalTests", dependencies: ["SkylarkTraversal", "SkylarkWire", "SkylarkTestSupport"]),
         .testTarget(name: "SkylarkMediaTests", dependencies: ["SkylarkMedia", "SkylarkCrypto", "SkylarkTestSupport"]),
+        .testTarget(name: "SkylarkAudioTests", dependencies: ["SkylarkAudio", "SkylarkMedia", "SkylarkTestSupport"]),
         .testTarget(name: "SkylarkOverlayTests", dependencies: ["SkylarkOverlay", "SkylarkTraversal", "SkylarkWire", "SkylarkCrypto", "SkylarkTestSupport"]),
         .testTarget(name: "SkylarkSimulationTests", dependencies: ["SkylarkSimulation", "SkylarkNode", "SkylarkOverlay", "SkylarkCrypto", "SkylarkWire"]),
         .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTraversal", "SkylarkTestSupport"]),

@@ -36,6 +36,10 @@ public enum ControlReport {
 
     public static func done(_ done: ControlResults.Done) -> [String] { [done.done] }
 
+    public static func audio(_ audio: ControlResults.Audio) -> [String] {
+        ["microphone \(audio.muted ? "muted" : "on"), speaker volume \(audio.volumePercent) %"]
+    }
+
     public static func search(_ result: ControlResults.Search) -> [String] {
         guard result.found else { return ["\(result.name): not found (offline or no such user)"] }
         var line = "\(result.name): \(result.status) via supernode \(result.supernode ?? "?")"

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOPosix
+import SkylarkAudio
 import SkylarkCLI
 import SkylarkClientCLI
 import SkylarkNode
@@ -26,8 +27,16 @@ struct Run: AsyncParsableCommand {
     @Option(help: "auto: at most one role change per this many seconds.") var roleChangeInterval: Double = 600
     @Option(help: "auto: idle CPU share (0-1) needed to serve as a supernode.") var minIdleCpu: Double = 0.5
     @Option(help: "Seconds a dropped client has to come back before its buddies are told.") var departureGrace: Double = 2
-    @Option(help: "What your microphone plays in calls: a 48 kHz WAV file, tone:HZ or silence.") var mic: String = "silence"
-    @Option(help: "Where call audio goes: a WAV file (written as it arrives) or null.") var speaker: String = "null"
+    @Option(
+        help:
+            "What your microphone plays in calls: pulse (the sound server's default source), pulse:SOURCE, a 48 kHz WAV file, tone:HZ or silence. Default: pulse on a terminal when a sound server answers, else silence."
+    )
+    var mic: String?
+    @Option(
+        help:
+            "Where call audio goes: pulse (the sound server's default sink), pulse:SINK, a WAV file (written as it arrives) or null. Default: pulse on a terminal when a sound server answers, else null."
+    )
+    var speaker: String?
     @Flag(help: "Answer incoming calls and conference invitations at once (unattended nodes).") var autoAnswer = false
     @Option(help: "Uplink this node offers as a conference mixer, kb/s (default: the default route's link speed, else 1000).")
     var upstreamKbps: Int?
@@ -56,6 +65,11 @@ struct Run: AsyncParsableCommand {
         configuration.promotion.minimumIdleCPU = minIdleCpu
         configuration.reachabilityCheckInterval = reachabilityInterval
         configuration.supernode.departureGrace = departureGrace
+        let interactive = !noConsole && isatty(STDOUT_FILENO) == 1
+        // On a terminal a person is listening: the sound server's devices, if one answers.
+        let soundServer = (mic == nil || speaker == nil) && interactive && (try? PulseServer().devices(timeout: 1)) != nil
+        let mic = mic ?? (soundServer ? "pulse" : "silence")
+        let speaker = speaker ?? (soundServer ? "pulse" : "null")
         configuration.microphone = mic
         configuration.speaker = speaker == "null" ? nil : speaker
         configuration.autoAnswer = autoAnswer
@@ -66,8 +80,8 @@ struct Run: AsyncParsableCommand {
         guard conferenceSize >= 2 else { tool.fail("--conference-size must be at least 2", code: 1) }
         configuration.conference.maximumParticipants = conferenceSize
         do { try AudioSourceSpec.check(mic) } catch { tool.fail("--mic: \(error)", code: 1) }
+        do { try AudioSinkSpec.check(speaker) } catch { tool.fail("--speaker: \(error)", code: 1) }
 
-        let interactive = !noConsole && isatty(STDOUT_FILENO) == 1
         let node = NodeRuntime(configuration: configuration, group: MultiThreadedEventLoopGroup.singleton, logger: logger, console: interactive) { ready in
             announce("skylark listening on \(ready.listening.map(\.description).joined(separator: ", ")); control socket \(ready.controlSocket)")
         }
@@ -188,6 +202,27 @@ struct Presence: AsyncParsableCommand {
     @Argument(help: "online or away") var status: String
     @OptionGroup var control: ControlOptions
     func run() async throws { printLines(ControlReport.done(await control.send(ControlRequest(command: .presence, text: status)))) }
+}
+
+// MARK: - Audio
+
+struct Mute: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mute your microphone in calls (the far end hears silence).")
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printLines(ControlReport.audio(await control.send(ControlRequest(command: .mute)))) }
+}
+
+struct Unmute: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Unmute your microphone.")
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printLines(ControlReport.audio(await control.send(ControlRequest(command: .unmute)))) }
+}
+
+struct Volume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set the speaker volume, in percent (0-200; 100 plays calls as they arrive).")
+    @Argument(help: "0 to 200") var percent: Int
+    @OptionGroup var control: ControlOptions
+    func run() async throws { printLines(ControlReport.audio(await control.send(ControlRequest(command: .volume, text: "\(percent)")))) }
 }
 
 // MARK: - Calls

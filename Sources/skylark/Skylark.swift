@@ -15,7 +15,7 @@ struct Skylark: AsyncParsableCommand {
         version: SkylarkVersion.current.description,
         subcommands: [
             Register.self, Login.self, Update.self, Run.self, Status.self, BuddyCommand.self, Search.self, Msg.self,
-            Inbox.self, Presence.self, Call.self, Answer.self, Hangup.self, Calls.self, Conf.self,
+            Inbox.self, Presence.self, Call.self, Answer.self, Hangup.self, Calls.self, Conf.self, AudioCommand.self, Mute.self, Unmute.self, Volume.self,
         ])
 }
 

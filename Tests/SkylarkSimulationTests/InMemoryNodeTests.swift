@@ -158,6 +158,37 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(3)))
+    func inMemoryMuteSilencesTheMicrophoneAndVolumeScalesTheSpeaker() throws {
+        let lab = try InMemoryLab(supernodes: 3)
+        defer { lab.shutdown() }
+        try lab.startSupernodes()
+        let alice = try lab.startClient("alice", address: "203.0.113.40", configure: Self.talker(440))
+        let bob = try lab.startClient("bob", address: "203.0.113.41") { configuration in
+            Self.talker(550)(&configuration)
+            configuration.speaker = "\(lab.directory)/bob-from-{peer}.wav"
+        }
+        befriend(alice, bob, in: lab)
+        func speaker(_ node: InMemoryNode) -> Double { node.status()?.audio?.speakerDBFS ?? -96 }
+        #expect(alice.result(ControlResults.Call.self, ControlRequest(command: .call, name: "bob")) != nil)
+        // A 0.3 full-scale tone is about -13 dBFS.
+        #expect(lab.network.run(within: 10) { speaker(bob) > -20 })
+        let muted = try #require(alice.result(ControlResults.Audio.self, ControlRequest(command: .mute)))
+        #expect(muted.muted)
+        #expect(lab.network.run(within: 2) { speaker(bob) < -60 }, "bob still hears \(speaker(bob)) dBFS")
+        #expect(lastCall(alice)?.state == "active")
+        #expect(alice.result(ControlResults.Audio.self, ControlRequest(command: .unmute))?.muted == false)
+        #expect(lab.network.run(within: 2) { speaker(bob) > -20 })
+        // Half the volume is 6 dB down; out of range is refused and changes nothing.
+        let loud = speaker(bob)
+        #expect(bob.result(ControlResults.Audio.self, ControlRequest(command: .volume, text: "50"))?.volumePercent == 50)
+        lab.network.run(for: 1)
+        #expect(abs(speaker(bob) - (loud - 6)) <= 1.5, "\(loud) dBFS, then \(speaker(bob)) dBFS at 50 %")
+        let refused = try #require(bob.control(ControlRequest(command: .volume, text: "250")))
+        #expect(refused.contains("\"ok\":false") && refused.contains("0 to 200"))
+        #expect(bob.status()?.audio?.volumePercent == 50)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
     func inMemoryCallRelayedThroughFourSupernodesSurvivesARelayThatDies() throws {
         let lab = try InMemoryLab(supernodes: 5)
         defer { lab.shutdown() }

@@ -36,6 +36,12 @@ struct Console {
         if let clients = status.attachedClients {
             lines.append("serving \(clients) client(s), \(status.dhtContacts ?? 0) DHT contact(s), \(status.storedRecords ?? 0) record(s)")
         }
+        if reactor.hasActiveMedia {
+            let audio = reactor.audioReport()
+            lines.append(
+                "audio: microphone \(audio.muted ? "MUTED" : "\(Int(audio.microphoneDBFS)) dBFS")   speaker \(Int(audio.speakerDBFS)) dBFS at \(audio.volumePercent) %"
+            )
+        }
         lines.append("")
         lines.append("buddies:")
         if status.buddies.isEmpty { lines.append("  (none — skylark buddy add NAME)") }

@@ -23,6 +23,10 @@ public struct ControlRequest: Codable, Sendable {
         case conferenceAdd = "conf.add"
         case conferenceLeave = "conf.leave"
         case conferenceStatus = "conf.status"
+        case mute
+        case unmute
+        /// text: the speaker volume in percent, 0–200.
+        case volume
     }
 
     public var command: Command
@@ -72,6 +76,8 @@ public enum ControlResults {
         public var buddies: [BuddyEntry]
         /// What waits for the node and what was dropped (NodeInbox, link send queues).
         public var queues: Queues? = nil
+        /// Mute, volume and the last frame's levels.
+        public var audio: Audio? = nil
     }
 
     /// The node's inbound queues and what their limits dropped, since start.
@@ -133,6 +139,14 @@ public enum ControlResults {
     public struct Inbox: Codable, Sendable {
         public var messages: [InboxMessage]
         public var outbox: [Message]
+    }
+
+    /// The node's audio settings and the last frame's levels (dBFS, -96 for silence).
+    public struct Audio: Codable, Sendable, Equatable {
+        public var muted: Bool
+        public var volumePercent: Int
+        public var microphoneDBFS: Double
+        public var speakerDBFS: Double
     }
 
     public struct Done: Codable, Sendable {

@@ -1,11 +1,29 @@
+import Logging
+import SkylarkAudio
 import SkylarkMedia
 
 /// `--mic`: what a node's microphone plays in calls.
 public enum AudioSourceSpec {
-    /// "silence", "tone:HZ" or the path of a 48 kHz WAV file (played in a loop).
-    public static func check(_ spec: String) throws { _ = try make(spec) }
+    /// "silence", "tone:HZ", the path of a 48 kHz WAV file (played in a loop), "pulse" (the sound
+    /// server's default source) or "pulse:SOURCE". A device must exist when the node starts; one
+    /// that goes away later only makes the call silent until it is back.
+    public static func check(_ spec: String) throws {
+        if let device = PulseSpec(spec) {
+            try device.check(kind: "source", in: { $0.sources })
+            return
+        }
+        _ = try make(spec)
+    }
 
-    static func make(_ spec: String) throws -> any AudioSource {
+    /// The source `spec` names, muted through `controls`.
+    static func make(_ spec: String, logger: Logger? = nil, controls: AudioControls) throws -> any AudioSource {
+        ControlledSource(try make(spec, logger: logger), controls: controls)
+    }
+
+    static func make(_ spec: String, logger: Logger? = nil) throws -> any AudioSource {
+        if let device = PulseSpec(spec) {
+            return PulseCapture(device: device.name, changes: device.reporter("microphone", logger))
+        }
         if spec == "silence" { return SilenceSource() }
         if spec.hasPrefix("tone:") {
             guard let hz = Double(spec.dropFirst(5)), (20...20_000).contains(hz) else {
@@ -17,9 +35,60 @@ public enum AudioSourceSpec {
     }
 }
 
-/// `--speaker`: where a call's audio goes (a WAV file per call, or nowhere).
-enum AudioSinkSpec {
-    static func make(_ path: String?) throws -> (any AudioSink)? {
-        try path.map { try WAVFileSink(path: $0) }
+/// `--speaker`: where a call's audio goes (a WAV file per call, a PulseAudio sink, or nowhere).
+public enum AudioSinkSpec {
+    /// "pulse" or "pulse:SINK" must name a sink of a sound server that answers.
+    public static func check(_ spec: String) throws {
+        if let device = PulseSpec(spec) { try device.check(kind: "sink", in: { $0.sinks }) }
+    }
+
+    /// The sink `spec` names (nil: none), at the volume `controls` says.
+    static func make(_ spec: String?, logger: Logger? = nil, controls: AudioControls) throws -> (any AudioSink)? {
+        guard let spec else { return nil }
+        let sink: any AudioSink
+        if let device = PulseSpec(spec) {
+            sink = PulsePlayback(device: device.name, changes: device.reporter("speaker", logger))
+        } else {
+            sink = try WAVFileSink(path: spec)
+        }
+        return ControlledSink(sink, controls: controls)
+    }
+}
+
+/// "pulse" or "pulse:NAME".
+public struct PulseSpec: Sendable {
+    /// nil: the server's default.
+    public var name: String?
+
+    public init?(_ spec: String) {
+        if spec == "pulse" {
+            name = nil
+        } else if spec.hasPrefix("pulse:"), spec.count > 6 {
+            name = String(spec.dropFirst(6))
+        } else {
+            return nil
+        }
+    }
+
+    func check(kind: String, in list: (AudioDevices) -> [AudioDevices.Device]) throws {
+        let devices = try PulseServer().devices()
+        guard let name else { return }
+        let known = list(devices).map(\.name)
+        guard known.contains(name) else { throw AudioDeviceError.noSuchDevice(kind: kind, name: name, known: known) }
+    }
+
+    /// Logs a device going away and coming back, once each.
+    func reporter(_ role: String, _ logger: Logger?) -> @Sendable (DeviceCondition) -> Void {
+        let device = name ?? "default"
+        return { condition in
+            switch condition {
+            case .running: logger?.notice("\(role) device is playing", metadata: ["audio.device": "\(device)"])
+            case let .waiting(reason):
+                logger?.warning(
+                    "\(role) device is gone; the call goes on in silence until it is back",
+                    metadata: ["audio.device": "\(device)", "audio.reason": "\(reason)"])
+            case .connecting, .closed: break
+            }
+        }
     }
 }

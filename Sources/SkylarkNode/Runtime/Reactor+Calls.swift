@@ -275,8 +275,10 @@ extension Reactor {
                 do {
                     entry.media = try CallMedia(
                         sharedSecret: secret, callID: entry.session.callID, role: entry.session.role == .caller ? .caller : .callee,
-                        ssrc: entry.session.ssrc, peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone),
-                        sink: try AudioSinkSpec.make(speakerPath(for: entry.session)), sequence: .random(in: 0...UInt16.max, using: &random),
+                        ssrc: entry.session.ssrc, peerSSRC: peerSSRC,
+                        source: try AudioSourceSpec.make(configuration.microphone, logger: logger, controls: audio),
+                        sink: try AudioSinkSpec.make(speakerPath(for: entry.session), logger: logger, controls: audio),
+                        sequence: .random(in: 0...UInt16.max, using: &random),
                         timestamp: .random(in: 0...UInt32.max, using: &random), now: now.monotonic)
                 } catch {
                     logger.error("cannot start the call's audio", metadata: ["call.error": "\(error)"])

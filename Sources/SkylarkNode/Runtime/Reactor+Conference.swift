@@ -271,8 +271,10 @@ extension Reactor {
         let local = conference.session.participating ? conference.session.ownName : nil
         do {
             conferences[id]!.mixerMedia = try MixerMedia(
-                localName: local, source: local == nil ? nil : try AudioSourceSpec.make(configuration.microphone),
-                sink: local == nil ? nil : try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: conference.session.ownName)), now: now.monotonic)
+                localName: local, source: local == nil ? nil : try AudioSourceSpec.make(configuration.microphone, logger: logger, controls: audio),
+                sink: local == nil
+                    ? nil : try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: conference.session.ownName), logger: logger, controls: audio),
+                now: now.monotonic)
             logger.info("mixing", metadata: ["conference.id": "\(id)", "conference.epoch": "\(conference.session.epoch)"])
         } catch {
             logger.error("cannot start mixing", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
@@ -315,8 +317,8 @@ extension Reactor {
             do {
                 calls[callID]!.media = try CallMedia(
                     sharedSecret: secret, callID: entry.session.callID, role: .caller, ssrc: entry.session.ssrc,
-                    peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone),
-                    sink: try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: entry.session.peer)), conferenceLeg: true,
+                    peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone, logger: logger, controls: audio),
+                    sink: try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: entry.session.peer), logger: logger, controls: audio), conferenceLeg: true,
                     sequence: .random(in: 0...UInt16.max, using: &random), timestamp: .random(in: 0...UInt32.max, using: &random), now: now.monotonic)
                 conferences[id]!.session.legConnected(now: now.monotonic)
             } catch {

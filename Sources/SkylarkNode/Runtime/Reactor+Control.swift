@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkMedia
 import SkylarkOverlay
 import SkylarkWire
 
@@ -7,11 +8,12 @@ extension Reactor {
 
     func control(_ request: ControlRequest, promise: ControlReply, now: Moment) {
         if request.command == .status { return promise.succeed(Self.answer(statusReport(now: now))) }
+        if let answer = audioControl(request) { return promise.succeed(answer) }
         guard session != nil else { return promise.succeed(Self.failure("not logged in yet (\(login.description))")) }
         let name = request.name ?? ""
         do {
             switch request.command {
-            case .status:
+            case .status, .mute, .unmute, .volume:
                 break
             case .buddyAdd:
                 try session!.addBuddy(name, text: request.text ?? "", now: now)
@@ -63,6 +65,28 @@ extension Reactor {
         } catch {
             promise.succeed(Self.failure(error.description))
         }
+    }
+
+    /// mute, unmute, volume: they need no login.
+    func audioControl(_ request: ControlRequest) -> String? {
+        switch request.command {
+        case .mute: audio.muted = true
+        case .unmute: audio.muted = false
+        case .volume:
+            guard let text = request.text, let percent = Int(text), (0...Int(AudioControls.maximumVolume * 100)).contains(percent) else {
+                return Self.failure("volume is a percentage from 0 to \(Int(AudioControls.maximumVolume * 100))")
+            }
+            audio.volume = Double(percent) / 100
+        default: return nil
+        }
+        return Self.answer(audioReport())
+    }
+
+    func audioReport() -> ControlResults.Audio {
+        let levels = audio.levels
+        return ControlResults.Audio(
+            muted: audio.muted, volumePercent: Int((audio.volume * 100).rounded()), microphoneDBFS: levels.microphone.rounded(),
+            speakerDBFS: levels.speaker.rounded())
     }
 
     func controlTick(now: Moment) {
@@ -136,7 +160,7 @@ extension Reactor {
             hostCacheRefresh: hostCacheRefresh,
             uptimeSeconds: (now.monotonic - startedAt).rounded(),
             buddies: buddyEntries(),
-            queues: sink.counters)
+            queues: sink.counters, audio: audioReport())
     }
 
     private func canonical(_ name: String) -> String { (try? UserName.canonical(name)) ?? name }

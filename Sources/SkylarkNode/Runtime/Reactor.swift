@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SkylarkCrypto
+import SkylarkMedia
 import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
@@ -89,6 +90,8 @@ final class Reactor {
     var hostCacheRefresh = "none"
     var udpAnsweredThisBootstrap = false
     var nextHostCacheSave: Double = 0
+    /// Mute, volume and levels, shared by every call's microphone and speaker.
+    let audio = AudioControls()
     /// Every choice the node draws (SSRCs, seeds, probers, mixer candidates); seeded in the in-memory network.
     var random: NodeRandom
 
