@@ -39,6 +39,11 @@ let package = Package(
             pkgConfig: "libpulse-simple",
             providers: [.apt(["libpulse-dev"])]
         ),
+        .systemLibrary(
+            name: "CSpeexDSP",
+            pkgConfig: "speexdsp",
+            providers: [.apt(["libspeexdsp-dev"])]
+        ),
         // PulseAudio's asynchronous API (device lists) behind one blocking call.
         .target(name: "CPulseShims", dependencies: ["CPulse"]),
         // Functions and macros Swift cannot call directly (OSSL_PARAM builders, OPENSSL_free,
@@ -60,7 +65,7 @@ let package = Package(
         // Opus, RTP, media encryption, jitter buffer, audio files and analysis (sans-I/O cores).
         .target(name: "SkylarkMedia", dependencies: ["COpus", "COpusShims", "SkylarkCrypto"]),
         // Device audio: PulseAudio capture and playback on the device's clock, device lists.
-        .target(name: "SkylarkAudio", dependencies: ["CPulse", "CPulseShims", "SkylarkMedia"]),
+        .target(name: "SkylarkAudio", dependencies: ["CPulse", "CPulseShims", "CSpeexDSP", "SkylarkMedia"]),
         .target(
             name: "SkylarkOverlay",
             dependencies: [

@@ -7,9 +7,15 @@ public final class PulseCapture: AudioSource, Sendable {
 
     /// `device`: a source name (nil: the server's default). `changes` hears when the device goes
     /// and comes back (on the device thread).
-    public init(server: PulseServer = PulseServer(), device: String? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
+    public convenience init(server: PulseServer = PulseServer(), device: String? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
+        self.init(server: server, device: device, processor: nil, changes: changes)
+    }
+
+    init(server: PulseServer, device: String?, processor: VoiceProcessor?, changes: @escaping @Sendable (DeviceCondition) -> Void) {
         // 200 ms: a tick late by that much loses the oldest audio, not the newest.
-        stream = PulseStream(server: server, device: device, direction: .record, name: "Skylark microphone", bufferMilliseconds: 200, changes: changes)
+        stream = PulseStream(
+            server: server, device: device, direction: .record, name: "Skylark microphone", bufferMilliseconds: 200, processor: processor,
+            changes: changes)
     }
 
     deinit { stream.stop() }
@@ -30,8 +36,14 @@ public final class PulseCapture: AudioSource, Sendable {
 public final class PulsePlayback: AudioSink, Sendable {
     private let stream: PulseStream
 
-    public init(server: PulseServer = PulseServer(), device: String? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
-        stream = PulseStream(server: server, device: device, direction: .playback, name: "Skylark speaker", bufferMilliseconds: 200, changes: changes)
+    public convenience init(server: PulseServer = PulseServer(), device: String? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
+        self.init(server: server, device: device, processor: nil, changes: changes)
+    }
+
+    init(server: PulseServer, device: String?, processor: VoiceProcessor?, changes: @escaping @Sendable (DeviceCondition) -> Void) {
+        stream = PulseStream(
+            server: server, device: device, direction: .playback, name: "Skylark speaker", bufferMilliseconds: 200, processor: processor,
+            changes: changes)
     }
 
     deinit { stream.stop() }
@@ -42,4 +54,31 @@ public final class PulsePlayback: AudioSink, Sendable {
     public func write(_ samples: [Int16]) throws(MediaError) { stream.ring.push(samples) }
 
     public func close() throws(MediaError) { stream.stop() }
+}
+
+/// A call's microphone and speaker on one sound server, sharing one voice processor: the echo
+/// canceller needs what the speaker plays to take it out of what the microphone hears.
+public enum DeviceAudio {
+    public static func pair(
+        server: PulseServer = PulseServer(), microphone: String?, speaker: String?, processing: VoiceProcessing,
+        microphoneChanges: @escaping @Sendable (DeviceCondition) -> Void = { _ in },
+        speakerChanges: @escaping @Sendable (DeviceCondition) -> Void = { _ in }
+    ) -> (PulseCapture, PulsePlayback) {
+        let processor = VoiceProcessor(processing, frameSamples: PulseStream.blockSamples, sampleRate: PulseStream.sampleRate)
+        return (
+            PulseCapture(server: server, device: microphone, processor: processor, changes: microphoneChanges),
+            PulsePlayback(server: server, device: speaker, processor: processor, changes: speakerChanges)
+        )
+    }
+
+    /// A microphone alone (no speaker device to cancel): noise suppression and gain only.
+    public static func microphone(
+        server: PulseServer = PulseServer(), device: String?, processing: VoiceProcessing,
+        changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }
+    ) -> PulseCapture {
+        var alone = processing
+        alone.echoCancellation = false
+        let processor = VoiceProcessor(alone, frameSamples: PulseStream.blockSamples, sampleRate: PulseStream.sampleRate)
+        return PulseCapture(server: server, device: device, processor: processor, changes: changes)
+    }
 }

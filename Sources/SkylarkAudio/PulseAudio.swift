@@ -101,11 +101,14 @@ final class PulseStream: Sendable {
     private let stopping = Atomic<Bool>(false)
     private let changes: @Sendable (DeviceCondition) -> Void
 
+    private let processor: VoiceProcessor?
+
     init(
         server: PulseServer, device: String?, direction: Direction, name: String, bufferMilliseconds: Int,
-        changes: @escaping @Sendable (DeviceCondition) -> Void
+        processor: VoiceProcessor? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void
     ) {
         ring = SampleRing(capacity: Self.sampleRate * bufferMilliseconds / 1000)
+        self.processor = processor
         self.changes = changes
         let thread = Thread { [self] in run(server: server, device: device, direction: direction, name: name) }
         thread.name = "skylark-pulse-\(direction == .record ? "capture" : "playback")"
@@ -154,10 +157,12 @@ final class PulseStream: Sendable {
                 switch direction {
                 case .record:
                     status = block.withUnsafeMutableBytes { pa_simple_read(stream, $0.baseAddress, $0.count, &failed) }
-                    if status >= 0 { ring.push(block) }
+                    if status >= 0 { ring.push(processor?.captured(block) ?? block) }
                 case .playback:
                     // Silence when nothing waits keeps the device's clock running and the latency fixed.
-                    let samples = ring.take(upTo: Self.blockSamples) ?? [Int16](repeating: 0, count: Self.blockSamples)
+                    var samples = ring.take(upTo: Self.blockSamples) ?? []
+                    if samples.count < Self.blockSamples { samples += repeatElement(0, count: Self.blockSamples - samples.count) }
+                    processor?.played(samples)
                     status = samples.withUnsafeBytes { pa_simple_write(stream, $0.baseAddress, $0.count, &failed) }
                 }
                 if status < 0 {

@@ -37,6 +37,9 @@ struct Run: AsyncParsableCommand {
             "Where call audio goes: pulse (the sound server's default sink), pulse:SINK, a WAV file (written as it arrives) or null. Default: pulse on a terminal when a sound server answers, else null."
     )
     var speaker: String?
+    @Option(help: "Acoustic echo cancellation on device audio (speexdsp): on or off.") var echoCancel: Switch = .on
+    @Option(help: "Noise suppression on device audio: on or off.") var noiseSuppression: Switch = .on
+    @Option(help: "Automatic gain control on device audio: on or off.") var gainControl: Switch = .on
     @Flag(help: "Answer incoming calls and conference invitations at once (unattended nodes).") var autoAnswer = false
     @Option(help: "Uplink this node offers as a conference mixer, kb/s (default: the default route's link speed, else 1000).")
     var upstreamKbps: Int?
@@ -73,6 +76,8 @@ struct Run: AsyncParsableCommand {
         configuration.microphone = mic
         configuration.speaker = speaker == "null" ? nil : speaker
         configuration.autoAnswer = autoAnswer
+        configuration.voiceProcessing = VoiceProcessing(
+            echoCancellation: echoCancel == .on, noiseSuppression: noiseSuppression == .on, gainControl: gainControl == .on)
         if let upstreamKbps {
             guard upstreamKbps > 0 else { tool.fail("--upstream-kbps must be positive", code: 1) }
             configuration.upstreamKbps = upstreamKbps
@@ -118,6 +123,11 @@ struct ControlOptions: ParsableArguments {
             tool.fail(error.description)
         }
     }
+}
+
+/// on or off, for flags that take one.
+enum Switch: String, ExpressibleByArgument {
+    case on, off
 }
 
 func printLines(_ lines: [String]) {

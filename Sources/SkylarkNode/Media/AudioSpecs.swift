@@ -92,3 +92,27 @@ public struct PulseSpec: Sendable {
         }
     }
 }
+
+/// A call's (or conference leg's) microphone and speaker together: when both are devices they
+/// share one voice processor, so the echo canceller hears what the speaker plays.
+enum CallAudio {
+    static func make(
+        microphone: String, speaker: String?, processing: VoiceProcessing, logger: Logger?, controls: AudioControls
+    ) throws -> (source: any AudioSource, sink: (any AudioSink)?) {
+        switch (PulseSpec(microphone), speaker.flatMap(PulseSpec.init)) {
+        case let (mic?, speakerDevice?):
+            let (capture, playback) = DeviceAudio.pair(
+                microphone: mic.name, speaker: speakerDevice.name, processing: processing,
+                microphoneChanges: mic.reporter("microphone", logger), speakerChanges: speakerDevice.reporter("speaker", logger))
+            return (ControlledSource(capture, controls: controls), ControlledSink(playback, controls: controls))
+        case let (mic?, nil):
+            let capture = DeviceAudio.microphone(device: mic.name, processing: processing, changes: mic.reporter("microphone", logger))
+            return (ControlledSource(capture, controls: controls), try AudioSinkSpec.make(speaker, logger: logger, controls: controls))
+        case (nil, _):
+            return (
+                try AudioSourceSpec.make(microphone, logger: logger, controls: controls),
+                try AudioSinkSpec.make(speaker, logger: logger, controls: controls)
+            )
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import SkylarkAudio
 import SkylarkOverlay
 import SkylarkTraversal
 import SkylarkWire
@@ -23,10 +24,12 @@ public struct NodeConfiguration: Sendable {
     /// Admission limits for the relay circuits a supernode carries.
     public var relayLimits = RelayCircuits.Limits()
     public var call = CallSession.Configuration()
-    /// What the microphone plays: a WAV file, `tone:HZ` or `silence`.
+    /// What the microphone plays: `pulse[:SOURCE]`, a WAV file, `tone:HZ` or `silence`.
     public var microphone = "silence"
-    /// Where heard audio goes: a WAV file path (written as audio arrives), or nil for none.
+    /// Where heard audio goes: `pulse[:SINK]`, a WAV file path (written as audio arrives), or nil for none.
     public var speaker: String?
+    /// Echo cancellation, noise suppression and gain control for device audio.
+    public var voiceProcessing = VoiceProcessing()
     /// Answer incoming calls and conference invitations at once.
     public var autoAnswer = false
     public var conference = ConferenceSession.Configuration()

@@ -273,11 +273,10 @@ extension Reactor {
             }
             if entry.media == nil, let secret = entry.session.sharedSecret, let peerSSRC = entry.session.peerSSRC {
                 do {
+                    let devices = try callAudio(speaker: speakerPath(for: entry.session))
                     entry.media = try CallMedia(
                         sharedSecret: secret, callID: entry.session.callID, role: entry.session.role == .caller ? .caller : .callee,
-                        ssrc: entry.session.ssrc, peerSSRC: peerSSRC,
-                        source: try AudioSourceSpec.make(configuration.microphone, logger: logger, controls: audio),
-                        sink: try AudioSinkSpec.make(speakerPath(for: entry.session), logger: logger, controls: audio),
+                        ssrc: entry.session.ssrc, peerSSRC: peerSSRC, source: devices.source, sink: devices.sink,
                         sequence: .random(in: 0...UInt16.max, using: &random),
                         timestamp: .random(in: 0...UInt32.max, using: &random), now: now.monotonic)
                 } catch {
@@ -307,6 +306,12 @@ extension Reactor {
         for waiter in entry.waiters { waiter.succeed(Self.answer(callReport(id, entry: entry, now: now))) }
         entry.waiters = []
         calls[id] = entry
+    }
+
+    /// This node's microphone and `speaker` for one call or leg (paired when both are devices).
+    func callAudio(speaker: String?) throws -> (source: any AudioSource, sink: (any AudioSink)?) {
+        try CallAudio.make(
+            microphone: configuration.microphone, speaker: speaker, processing: configuration.voiceProcessing, logger: logger, controls: audio)
     }
 
     /// The recording of a call: the --speaker path, where "{peer}" and "{call}" are replaced by

@@ -270,11 +270,8 @@ extension Reactor {
         guard let conference = conferences[id], conference.mixerMedia == nil else { return }
         let local = conference.session.participating ? conference.session.ownName : nil
         do {
-            conferences[id]!.mixerMedia = try MixerMedia(
-                localName: local, source: local == nil ? nil : try AudioSourceSpec.make(configuration.microphone, logger: logger, controls: audio),
-                sink: local == nil
-                    ? nil : try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: conference.session.ownName), logger: logger, controls: audio),
-                now: now.monotonic)
+            let devices = try local.map { _ in try callAudio(speaker: conferenceSpeakerPath(id, mixer: conference.session.ownName)) }
+            conferences[id]!.mixerMedia = try MixerMedia(localName: local, source: devices?.source, sink: devices?.sink, now: now.monotonic)
             logger.info("mixing", metadata: ["conference.id": "\(id)", "conference.epoch": "\(conference.session.epoch)"])
         } catch {
             logger.error("cannot start mixing", metadata: ["conference.id": "\(id)", "conference.error": "\(error)"])
@@ -315,10 +312,10 @@ extension Reactor {
         } else {
             guard entry.media == nil, conferences[id]!.legID == callID else { return }
             do {
+                let devices = try callAudio(speaker: conferenceSpeakerPath(id, mixer: entry.session.peer))
                 calls[callID]!.media = try CallMedia(
                     sharedSecret: secret, callID: entry.session.callID, role: .caller, ssrc: entry.session.ssrc,
-                    peerSSRC: peerSSRC, source: try AudioSourceSpec.make(configuration.microphone, logger: logger, controls: audio),
-                    sink: try AudioSinkSpec.make(conferenceSpeakerPath(id, mixer: entry.session.peer), logger: logger, controls: audio), conferenceLeg: true,
+                    peerSSRC: peerSSRC, source: devices.source, sink: devices.sink, conferenceLeg: true,
                     sequence: .random(in: 0...UInt16.max, using: &random), timestamp: .random(in: 0...UInt32.max, using: &random), now: now.monotonic)
                 conferences[id]!.session.legConnected(now: now.monotonic)
             } catch {
