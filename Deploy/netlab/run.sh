@@ -855,7 +855,11 @@ heard_through_devices() {
     parecord --device=spk.monitor --rate=48000 --channels=1 --format=s16le --file-format=wav "$out" &
   pulse_pid[recorder]=$!
   pulse "$from" paplay --device=mic "$wav" || fail "paplay into $from's microphone"
-  sleep 0.5  # the last frames' way through the call (jitter buffer, device buffers)
+  # The last frames still on their way (jitter buffer, device buffers): record 0.5 s more
+  # (48,000 bytes of 48 kHz 16-bit mono) past what was there when the playing ended.
+  local played
+  played=$(stat -c %s "$out" 2>/dev/null || echo 0)
+  wait_for 5 "the recording of $to's speaker goes on" bash -c "[ \$(stat -c %s '$out' 2>/dev/null || echo 0) -ge $(( played + 48000 )) ]"
   kill -INT "${pulse_pid[recorder]}" 2>/dev/null || true
   wait "${pulse_pid[recorder]}" 2>/dev/null || true
   unset "pulse_pid[recorder]"

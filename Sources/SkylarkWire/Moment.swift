@@ -23,10 +23,13 @@ public struct Moment: Sendable, Hashable, CustomStringConvertible {
     public init(_ seconds: Double) { self.init(monotonic: seconds, wall: seconds) }
 
     /// The host's clocks now.
-    public static func now() -> Moment {
+    public static func now() -> Moment { Moment(monotonic: monotonicNow(), wall: Date().timeIntervalSince1970) }
+
+    /// The monotonic clock alone, for I/O adapters timing things per packet.
+    public static func monotonicNow() -> Double {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
-        return Moment(monotonic: Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9, wall: Date().timeIntervalSince1970)
+        return Double(spec.tv_sec) + Double(spec.tv_nsec) / 1e9
     }
 
     /// The wall time of an earlier monotonic reading, as the wall clock reads now (what a report

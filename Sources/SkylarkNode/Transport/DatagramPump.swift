@@ -218,7 +218,7 @@ private final class PumpLoop: @unchecked Sendable {
         }
         let received = Int(skylark_recvmmsg(socket, receiveMessages, lengths, UInt32(Self.slots), Int32(MSG_DONTWAIT)))
         guard received > 0 else { return 0 }
-        let now = Moment.now().monotonic
+        let now = Moment.monotonicNow()
         var sends = 0
         for slot in 0..<received {
             // Larger than a slot: cut short by the kernel, dropped (no protocol here sends them).

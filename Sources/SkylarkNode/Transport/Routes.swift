@@ -18,7 +18,7 @@ final class Routes: Sendable {
     func canReach(_ endpoint: HostPort) -> Bool {
         guard let address = Self.ipv4(endpoint.host) else { return true }
         if address >> 24 == 127 { return true }
-        let now = Moment.now().monotonic
+        let now = Moment.monotonicNow()
         let routes = state.withLock { state -> [Route] in
             if now - state.readAt > 5 {
                 state.routes = read()

@@ -174,7 +174,7 @@ final class RelayForwarder: Sendable {
     /// A relay packet that arrived in a TCP link's RelayData: forwarded if it belongs to a circuit
     /// carried here. Returns false when it does not (it is for this node itself).
     func forwardFromLink(_ id: LinkID, packet: [UInt8]) -> Bool {
-        guard let (rewritten, endpoint) = table.forward(packet, from: .link(id), now: Moment.now().monotonic) else { return false }
+        guard let (rewritten, endpoint) = table.forward(packet, from: .link(id), now: Moment.monotonicNow()) else { return false }
         switch endpoint {
         case let .udp(target): udp.withLock { $0 }?.sendDatagram(rewritten, to: target)
         case let .link(other): sendOverLink(other, packet: rewritten)
