@@ -63,7 +63,7 @@ let package = Package(
         ),
         .target(name: "SkylarkTraversal", dependencies: ["SkylarkWire"]),
         // Opus, RTP, media encryption, jitter buffer, audio files and analysis (sans-I/O cores).
-        .target(name: "SkylarkMedia", dependencies: ["COpus", "COpusShims", "SkylarkCrypto"]),
+        .target(name: "SkylarkMedia", dependencies: ["COpus", "COpusShims", "CSpeexDSP", "SkylarkCrypto"]),
         // Device audio: PulseAudio capture and playback on the device's clock, device lists.
         .target(name: "SkylarkAudio", dependencies: ["CPulse", "CPulseShims", "CSpeexDSP", "SkylarkMedia"]),
         .target(

@@ -3,7 +3,8 @@ import Foundation
 /// One call's audio, both ways: the microphone is encoded with Opus every 20 ms into RTP,
 /// sealed with AES-256-GCM under the keys only the two callers derived; what arrives is opened
 /// (replays refused), smoothed by the adaptive jitter buffer, decoded (FEC for a lost frame when
-/// the next one carries it, concealment otherwise) and written to the speaker.
+/// the next one carries it, concealment otherwise), resampled by the drift between the far end's
+/// clock and ours (`Playout`) and written to the speaker.
 ///
 /// Time comes in as `now`; the node calls `packetsDue` and `playOut` every 20 ms and they
 /// catch up on whatever the clock says is due, so a late tick never stretches the call. No
@@ -24,11 +25,10 @@ public final class CallMedia {
     public static let maximumCatchUp = 10
 
     private let encoder: OpusEncoder
-    private let decoder: OpusDecoder
     private var source: any AudioSource
     private var sink: (any AudioSink)?
     private var cipher: MediaCipher
-    private var jitter: JitterBuffer
+    private let playout: Playout
     /// Conference legs send only while the microphone carries voice.
     private var voiceActivity: VoiceActivityDetector?
     private var pausedSending = true
@@ -53,10 +53,10 @@ public final class CallMedia {
         sink: (any AudioSink)?, conferenceLeg: Bool = false, sequence: UInt16 = .random(in: 0...UInt16.max),
         timestamp: UInt32 = .random(in: 0...UInt32.max), now: Double
     ) throws {
-        jitter = JitterBuffer(configuration: conferenceLeg ? ConferenceMixer.Configuration().jitter : JitterBuffer.Configuration())
         voiceActivity = conferenceLeg ? VoiceActivityDetector() : nil
         encoder = try OpusEncoder(bitrate: 32_000, complexity: 5, inbandFEC: true, expectedPacketLoss: 10)
-        decoder = try OpusDecoder()
+        playout = Playout(
+            jitter: conferenceLeg ? ConferenceMixer.Configuration().jitter : JitterBuffer.Configuration(), decoder: try OpusDecoder())
         self.source = source
         self.sink = sink
         cipher = MediaCipher(keys: try MediaKeys.derive(sharedSecret: sharedSecret, callID: callID), role: role)
@@ -104,7 +104,7 @@ public final class CallMedia {
     /// Takes one incoming packet; false when it is not this call's or fails authentication.
     public func receive(_ packet: [UInt8], now: Double) -> Bool {
         guard accepts(packet), let (header, payload) = try? cipher.open(packet) else { return false }
-        jitter.insert(sequence: header.sequenceNumber, timestamp: header.timestamp, payload: payload, arrival: now)
+        playout.insert(sequence: header.sequenceNumber, timestamp: header.timestamp, payload: payload, arrival: now)
         packetsReceived += 1
         if let last = lastArrival { longestGap = max(longestGap, now - last) }
         lastArrival = now
@@ -124,23 +124,8 @@ public final class CallMedia {
             // Each frame is taken at the time it was due (see MixerMedia.tick).
             let frameTime = min(now, playStart + Double(framesPlayed + 1) * Self.frame)
             framesPlayed += 1
-            let pcm: [Int16]
-            switch jitter.next(now: frameTime) {
-            case let .frame(payload)?:
-                if let samples = try? decoder.decode(payload) {
-                    pcm = samples
-                    decoded = true
-                } else {
-                    pcm = decoder.concealLoss()
-                }
-            case let .fec(next)?:
-                pcm = (try? decoder.decodeFEC(from: next)) ?? decoder.concealLoss()
-            case .conceal?:
-                pcm = decoder.concealLoss()
-            case nil:
-                // Still filling the buffer: silence keeps the recording on the call's timeline.
-                pcm = [Int16](repeating: 0, count: Opus.frameSampleCount)
-            }
+            let (pcm, audible) = playout.frame(now: frameTime)
+            decoded = decoded || audible
             try? sink?.write(pcm)
         }
         return decoded
@@ -151,7 +136,7 @@ public final class CallMedia {
     }
 
     public func statistics(now: Double) -> Statistics {
-        let stats = jitter.statistics
+        let stats = playout.jitter.statistics
         let expected = stats.received + stats.lost - stats.late
         let recent = sentBytes.filter { now - $0.at <= 2 }
         let span = max(0.02, min(2, now - (recent.first?.at ?? now)))
