@@ -81,12 +81,16 @@ buddy_presence() { "$bin/skylark" buddy list --state "$work/$1" --json | jq -r "
 presence_is() { [ "$(buddy_presence "$1" "$2")" = "$3" ]; }
 search_finds() { "$bin/skylark" search "$2" --state "$work/$1" --json | jq -e '.result.found == true' >/dev/null; }
 nat_type_known() { ! field_is "$1" .natType unknown; }
+# A supernode builds a relay circuit from its DHT contacts: two relays beside the callee's supernode.
+dht_knows_at_least() { [ "$(status_of "$1" '.dhtContacts // 0')" -ge "$2" ]; }
 # ensure_settled USER...: before a call or conference, waits until pub has promoted itself (its
 # promotion moves circuits and adds a relay candidate) and each USER knows its NAT type (the path
 # depends on it). Right after setup neither need have happened yet.
 ensure_settled() {
   local user
   wait_for 40 "pub promotes itself" field_is pub .role supernode
+  # A supernode just (re)started knows few others yet; its circuits would be short of relays.
+  wait_for 30 "pub knows enough supernodes for a circuit" dht_knows_at_least pub 3
   for user in "$@"; do wait_for 20 "$user knows its NAT type" nat_type_known "$user"; done
 }
 
@@ -124,10 +128,12 @@ restart_node() {
   case $user in
     sn*) local i=${user#sn}
          start_node "$user" --listen "203.0.113.2$i:7100" --listen "203.0.113.2$i:443" --supernode always $(call_flags "$user")
-         wait_for 30 "$user is a supernode again" field_is "$user" .role supernode ;;
+         wait_for 30 "$user is a supernode again" field_is "$user" .role supernode
+         wait_for 30 "$user knows enough supernodes for a circuit" dht_knows_at_least "$user" 3 ;;
     pub) start_node pub --listen 203.0.113.30:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0 $(call_flags pub)
          # Its promotion moves its own clients' circuits: let it happen before the next scenario.
-         wait_for 30 "pub is a supernode again" field_is pub .role supernode ;;
+         wait_for 30 "pub is a supernode again" field_is pub .role supernode
+         wait_for 30 "pub knows enough supernodes for a circuit" dht_knows_at_least pub 3 ;;
     *)   start_client "$user" ;;
   esac
   wait_for 30 "$user is back online" field_is "$user" .presence online
@@ -346,6 +352,8 @@ scenario_supernode_leaves() {
   # A supernode stopped with SIGTERM hands its clients over and announces its departure.
   # Six supernodes in all (five defaults and pub) once pub has promoted itself.
   wait_for 40 "pub promotes itself" field_is pub .role supernode
+  # A supernode just (re)started knows few others yet; its circuits would be short of relays.
+  wait_for 30 "pub knows enough supernodes for a circuit" dht_knows_at_least pub 3
   local user victim=""
   for user in bob carol dave alice frank; do
     victim=$(status_of "$user" .supernode | cut -d' ' -f1)

@@ -48,6 +48,17 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let logger = tool.bootstrapLogging(level: options.logLevel, fallback: .warning)
+        let interactive = !noConsole && isatty(STDOUT_FILENO) == 1
+        // On a terminal a person is listening: the sound server's devices, if one answers.
+        let soundServer = (mic == nil || speaker == nil) && interactive && (try? PulseServer().devices(timeout: 1)) != nil
+        let mic = mic ?? (soundServer ? "pulse" : "silence")
+        let speaker = speaker ?? (soundServer ? "pulse" : "null")
+        if interactive && !soundServer && (self.mic == nil || self.speaker == nil) {
+            // A person at a terminal would otherwise wonder why a call is silent.
+            tool.warn(
+                "no sound server answered (PULSE_SERVER, XDG_RUNTIME_DIR): calls send silence and play nowhere; start one (pulseaudio --start) or pass --mic and --speaker"
+            )
+        }
         let profile = options.loadProfile()
         let canonical: String
         do { canonical = try UserName.canonical(name) } catch { tool.fail(LoginFailure.invalidName(error.description).description, code: 10) }
@@ -68,11 +79,6 @@ struct Run: AsyncParsableCommand {
         configuration.promotion.minimumIdleCPU = minIdleCpu
         configuration.reachabilityCheckInterval = reachabilityInterval
         configuration.supernode.departureGrace = departureGrace
-        let interactive = !noConsole && isatty(STDOUT_FILENO) == 1
-        // On a terminal a person is listening: the sound server's devices, if one answers.
-        let soundServer = (mic == nil || speaker == nil) && interactive && (try? PulseServer().devices(timeout: 1)) != nil
-        let mic = mic ?? (soundServer ? "pulse" : "silence")
-        let speaker = speaker ?? (soundServer ? "pulse" : "null")
         configuration.microphone = mic
         configuration.speaker = speaker == "null" ? nil : speaker
         configuration.autoAnswer = autoAnswer

@@ -42,4 +42,31 @@ struct AudioCommandTests {
             expectExit(unknown, 13, stderrContains: "no PulseAudio source 'no-such-mic' (sources: ")
         }
     }
+
+    @Test("skylark run on a terminal without --mic/--speaker: no sound server is said aloud, one that answers is used quietly")
+    func runOnATerminalLooksForTheSoundServer() async throws {
+        let server = try PulseAudioServer(sinks: ["spk"])
+        defer { server.stop() }
+        try await withSandbox { sandbox in
+            let nowhere = "unix:\(sandbox.path("no-server-here"))"
+            let run = ["run", "alice", "--network", sandbox.path("missing.json"), "--state", sandbox.path("alice")]
+            // util-linux's script gives the node a terminal of its own (bsdutils is Essential).
+            func onATerminal(pulse: String) async throws -> String {
+                let command = ([try Executables.path("skylark")] + run).joined(separator: " ")
+                let child = try sandbox.launchProgram(
+                    "/usr/bin/script", ["-qec", command, "/dev/null"], environment: ["PULSE_SERVER": pulse], label: "script-run")
+                _ = try await child.waitForExit(timeout: .seconds(30))
+                return child.stdout
+            }
+            let silent = try await onATerminal(pulse: nowhere)
+            #expect(silent.contains("no sound server answered") && silent.contains("pass --mic and --speaker"), "\(silent)")
+            #expect(silent.contains("cannot read network profile"), "the run went on to its next step: \(silent)")
+            let served = try await onATerminal(pulse: server.address)
+            #expect(!served.contains("no sound server") && served.contains("cannot read network profile"), "\(served)")
+            // Not on a terminal (a service, a script): nobody to tell, silence as before.
+            let piped = try await sandbox.skylark(run, environment: ["PULSE_SERVER": nowhere])
+            expectExit(piped, 11, stderrContains: "cannot read network profile")
+            #expect(!piped.stderr.contains("no sound server"), "\(piped)")
+        }
+    }
 }

@@ -294,11 +294,18 @@ final class Sandbox {
         _ tool: String, _ arguments: [String], password: String? = nil, environment extra: [String: String] = [:],
         label: String? = nil
     ) throws -> ChildProcess {
+        try launchProgram(try Executables.path(tool), arguments, password: password, environment: extra, label: label ?? "\(tool) \(arguments.first ?? "")")
+    }
+
+    /// Starts any program (by path) the way `launch` starts ours.
+    func launchProgram(
+        _ executable: String, _ arguments: [String], password: String? = nil, environment extra: [String: String] = [:],
+        label: String
+    ) throws -> ChildProcess {
         runCount += 1
-        let label = label ?? "\(tool) \(arguments.first ?? "")"
         let stem = path("logs/\(String(format: "%03d", runCount))-\(label.filter { $0.isLetter || $0.isNumber || $0 == "-" })")
         let child = try ChildProcess(
-            label: label, executable: try Executables.path(tool), arguments: arguments,
+            label: label, executable: executable, arguments: arguments,
             environment: environment(password: password, extra: extra),
             stdoutPath: stem + ".out", stderrPath: stem + ".err")
         children.append(child)
