@@ -200,4 +200,26 @@ struct RoutingTableTests {
         // Buckets never touched count as stale; touched ones only once older than the cut-off.
         #expect(table.staleBuckets(before: 10) == [1, 4])
     }
+
+    @Test("A contact joined through without a UDP endpoint gets it from another's answer; one it has is kept")
+    func udpEndpointFilledIn() {
+        var random = SplitMix64(seed: 12)
+        var table = RoutingTable(ownID: own, bucketSize: 8)
+        let seed = id(sharing: 3, &random)
+        table.seen(testContact(seed), now: 1)
+        #expect(table.contact(for: seed)?.udpEndpoint == nil)
+        var told = testContact(seed)
+        told.udpEndpoint = HostPort(host: "192.0.2.9", port: 7100)
+        table.fillInUDPEndpoint(from: told)
+        #expect(table.contact(for: seed)?.udpEndpoint == HostPort(host: "192.0.2.9", port: 7100))
+        // What is known already (the node told us itself) is not overwritten by hearsay.
+        told.udpEndpoint = HostPort(host: "198.51.100.1", port: 9)
+        table.fillInUDPEndpoint(from: told)
+        #expect(table.contact(for: seed)?.udpEndpoint == HostPort(host: "192.0.2.9", port: 7100))
+        // An unknown contact is not added by it.
+        var stranger = testContact(id(sharing: 4, &random))
+        stranger.udpEndpoint = HostPort(host: "192.0.2.10", port: 7100)
+        table.fillInUDPEndpoint(from: stranger)
+        #expect(!table.contains(stranger.nodeID))
+    }
 }

@@ -238,6 +238,7 @@ public struct DHTCore: Sendable {
                 advance(operationID, now: now)
                 return
             }
+            for contact in contacts { routing.fillInUDPEndpoint(from: contact) }
             operation.lookup.answered(by: sender, contacts: contacts, records: records)
             operations[operationID] = operation
             advance(operationID, now: now)

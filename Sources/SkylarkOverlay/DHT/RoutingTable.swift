@@ -81,6 +81,20 @@ public struct RoutingTable: Sendable {
         if buckets[index].entries[position].failures >= failureLimit { remove(id) }
     }
 
+    /// Fills in the UDP endpoint of a known contact that has none (one we joined through, from a
+    /// cache) from another supernode's answer, without counting it as seen: a relay chain needs
+    /// it, and waiting for that supernode to write to us first leaves a restarted supernode's
+    /// circuits short of relays for a minute.
+    public mutating func fillInUDPEndpoint(from contact: Contact) {
+        guard let udp = contact.udpEndpoint else { return }
+        let index = bucketIndex(for: contact.nodeID)
+        if let position = buckets[index].entries.firstIndex(where: { $0.contact.nodeID == contact.nodeID }),
+            buckets[index].entries[position].contact.udpEndpoint == nil
+        {
+            buckets[index].entries[position].contact.udpEndpoint = udp
+        }
+    }
+
     /// Drops a contact at once (it announced its departure, or its credential no longer verifies).
     public mutating func remove(_ id: NodeID) {
         let index = bucketIndex(for: id)
