@@ -40,6 +40,11 @@ let package = Package(
             providers: [.apt(["libpulse-dev"])]
         ),
         .systemLibrary(
+            name: "CALSA",
+            pkgConfig: "alsa",
+            providers: [.apt(["libasound2-dev"])]
+        ),
+        .systemLibrary(
             name: "CSpeexDSP",
             pkgConfig: "speexdsp",
             providers: [.apt(["libspeexdsp-dev"])]
@@ -65,7 +70,7 @@ let package = Package(
         // Opus, RTP, media encryption, jitter buffer, audio files and analysis (sans-I/O cores).
         .target(name: "SkylarkMedia", dependencies: ["COpus", "COpusShims", "CSpeexDSP", "SkylarkCrypto"]),
         // Device audio: PulseAudio capture and playback on the device's clock, device lists.
-        .target(name: "SkylarkAudio", dependencies: ["CPulse", "CPulseShims", "CSpeexDSP", "SkylarkMedia"]),
+        .target(name: "SkylarkAudio", dependencies: ["CALSA", "CPulse", "CPulseShims", "CSpeexDSP", "SkylarkMedia"]),
         .target(
             name: "SkylarkOverlay",
             dependencies: [
@@ -198,6 +203,6 @@ let package = Package(
         .testTarget(name: "SkylarkNodeTests", dependencies: ["SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkTraversal", "SkylarkTestSupport"]),
         .testTarget(name: "SkylarkCLITests", dependencies: ["SkylarkCLI", "SkylarkWire"]),
         .testTarget(name: "SkylarkClientCLITests", dependencies: ["SkylarkClientCLI", "SkylarkNode", "SkylarkOverlay"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto", "SkylarkTestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["SkylarkWire", "SkylarkCrypto", "SkylarkAudio", "SkylarkMedia", "SkylarkTestSupport"]),
     ]
 )

@@ -2,7 +2,7 @@
 # Installs what Skylark needs to build and test on Debian (run as root). Idempotent and quiet
 # when everything is already there.
 set -euo pipefail
-packages=(libssl-dev libopus-dev libsqlite3-dev libpulse-dev libspeexdsp-dev pulseaudio pulseaudio-utils sox espeak-ng pkg-config iproute2 nftables iptables libnetfilter-queue-dev jq python3 tshark)
+packages=(libssl-dev libopus-dev libsqlite3-dev libpulse-dev libasound2-dev libasound2-plugins libspeexdsp-dev pulseaudio pulseaudio-utils sox espeak-ng pkg-config iproute2 nftables iptables libnetfilter-queue-dev jq python3 tshark)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,6 +14,10 @@
 #                       the router's namespace. Jitter is uniform in [DELAY-JITTER, DELAY+JITTER]
 #                       (SHAPER_DIST=normal: normal, stddev JITTER); SHAPER_SEED=N repeats a run.
 #   netlab.sh shape ROUTER off      stop shaping (prints the shaper's final counters)
+#   netlab.sh rate ROUTER KBIT      a bottleneck: the router forwards at most KBIT kbit/s each way
+#                       of IP packets (tbf on its WAN and LAN sides, Ethernet framing not
+#                       counted), with a 2200-byte drop-tail queue: 0.7 s at 24 kbit/s, a
+#                       bloated home uplink; rate ROUTER off removes it
 #   ROUTER is a router kind: pr, sym, udp or 443.
 #
 # Topology (203.0.113.0/24 is a documentation range, never routed anywhere real):
@@ -225,6 +229,21 @@ shape() {
     "(shaper PID $pid, log $log)"
 }
 
+rate() {
+  local kind=$1 router=$PREFIX-r-$1 kbit=${2:-} device
+  ns_exists "$router" || { echo "no router $router (netlab.sh up first)" >&2; exit 1; }
+  for device in e0 lan0; do
+    ip netns exec "$router" tc qdisc del dev "$device" root 2>/dev/null || true
+  done
+  [ "$kbit" = off ] && return
+  [[ $kbit =~ ^[0-9]+$ ]] || { echo "usage: $0 rate ROUTER KBIT | rate ROUTER off" >&2; exit 2; }
+  for device in e0 lan0; do
+    # stab overhead -14: tbf counts the IP packet, not the veth's Ethernet header.
+    ip netns exec "$router" tc qdisc add dev "$device" root stab overhead -14 tbf rate "${kbit}kbit" burst 1600 limit 2200
+  done
+  echo "$router: at most $kbit kbit/s each way (tbf, 2200-byte queue)"
+}
+
 hosts() {
   for entry in "${HOSTS[@]}"; do echo "$PREFIX-${entry%%:*} 203.0.113.${entry##*:}"; done
   for entry in "${ROUTERS[@]}"; do
@@ -240,5 +259,6 @@ case ${1:-} in
   hosts) hosts ;;
   loss) loss "$2" "$3" ;;
   shape) shape "${2:?router kind}" "${@:3}" ;;
-  *) echo "usage: $0 up|down|hosts|loss ROUTER PERCENT|shape ROUTER DELAY_MS JITTER_MS LOSS_PERCENT|shape ROUTER off" >&2; exit 2 ;;
+  rate) rate "${2:?router kind}" "${3:?kbit/s or off}" ;;
+  *) echo "usage: $0 up|down|hosts|loss ROUTER PERCENT|shape ROUTER DELAY_MS JITTER_MS LOSS_PERCENT|shape ROUTER off|rate ROUTER KBIT|off" >&2; exit 2 ;;
 esac

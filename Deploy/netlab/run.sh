@@ -519,6 +519,37 @@ scenario_calls_impaired() {
   echo "  with 3 % loss and ±30 ms jitter each way the calls held and the recordings matched (75 % of 6 s of 100 ms blocks at 0.8)"
 }
 
+scenario_bottleneck() {
+  # alice's router forwards at most 24 kbit/s each way: a 32 kb/s call in 20 ms packets needs
+  # 60 with its headers. The receiver reports drive both ends down to a rate and packet size that
+  # fit, and the recording of the last 6 s must match the tone as on a clean path.
+  ensure_settled alice pub
+  ensure_buddies alice pub
+  bash "$here/netlab.sh" rate pr 24 >/dev/null
+  ctl alice call pub >/dev/null || fail "alice could not call pub"
+  wait_for 10 "alice's call to pub becomes active" call_is alice .state active
+  wait_for 20 "alice sends 60 ms packets" bash -c "[ \"\$('$bin/skylark' calls --state '$work/alice' --json | jq -r '.result[-1].encoding.packetMilliseconds // 0')\" = 60 ]"
+  wait_for 20 "pub adapts too" bash -c "[ \"\$('$bin/skylark' calls --state '$work/pub' --json | jq -r '.result[-1].encoding.packetMilliseconds // 0')\" = 60 ]"
+  # 16 s of audio heard in all (the first 8 s are the adaptation and are not judged).
+  wait_for 30 "pub hears 16 s of alice" bash -c "[ \"\$('$bin/skylark' calls --state '$work/pub' --json | jq -r '.result[-1].packetsReceived // 0')\" -ge 300 ]"
+  local encoding_alice encoding_pub loss
+  encoding_alice=$(last_call alice '.encoding | "\(.opusKbps) kb/s in \(.packetMilliseconds) ms, FEC \(.fecLossPercent) %, \(.reason)"')
+  encoding_pub=$(last_call pub '.encoding | "\(.opusKbps) kb/s in \(.packetMilliseconds) ms, FEC \(.fecLossPercent) %, \(.reason)"')
+  loss=$(last_call pub '.lossPercent * 10 | round / 10')
+  ctl alice hangup >/dev/null
+  wait_for 5 "pub sees the call end" call_is pub .state ended
+  bash "$here/netlab.sh" rate pr off >/dev/null
+  local opus
+  cp "$work/pub-from-alice.wav" /tmp/bottleneck-pub.wav; "$bin/skylark" calls --state "$work/alice" --json > /tmp/bottleneck-alice.json; "$bin/skylark" calls --state "$work/pub" --json > /tmp/bottleneck-pub.json
+  opus=$(last_call alice '.encoding.opusKbps // 99')
+  awk -v k="$opus" 'BEGIN { exit !(k <= 20) }' || fail "alice still sends $opus kb/s of Opus through 24 kbit/s"
+  local match
+  match=$("$bin/skylark-bench" audio-match --recording "$work/pub-from-alice.wav" --tone "${tone[alice]}" --threshold 0.8 --blocks 0.75 \
+    --settle 8 --seconds 6) || fail "pub's recording of alice through 24 kbit/s is not clear: $match"
+  echo "  through 24 kbit/s: alice sends $encoding_alice; pub sends $encoding_pub; pub lost $loss % over the call;" \
+    "recording of the last 6 s $(jq -c '{correlation, blocksMatching}' <<<"$match")"
+}
+
 scenario_call_switch() {
   # Start on a relay, move to the direct path once found: the callee must hear no gap over 100 ms.
   ensure_settled alice pub
@@ -881,8 +912,10 @@ scenario_device_audio() {
   jq -e '[.sinks[].name] | sort == ["mic", "spk"]' "$work/alice-devices.json" >/dev/null || fail "alice's devices: $(cat "$work/alice-devices.json")"
   # Noise suppression and gain control reshape the waveform the similarity measure compares (with
   # them on, speech measured 0.759 median, 67 % of blocks): off here, this checks the device path.
-  restart_with_devices alice --mic pulse:mic.monitor --speaker pulse:spk --noise-suppression off --gain-control off
-  restart_with_devices pub --mic pulse:mic.monitor --speaker pulse:spk --noise-suppression off --gain-control off
+  # So is DTX: each pause re-buffers the far end, which moves the words against the reference
+  # (measured with it on: 60-67 % of blocks, against 73-83 % without).
+  restart_with_devices alice --mic pulse:mic.monitor --speaker pulse:spk --noise-suppression off --gain-control off --dtx off
+  restart_with_devices pub --mic pulse:mic.monitor --speaker pulse:spk --noise-suppression off --gain-control off --dtx off
   ensure_settled alice pub
   ensure_buddies alice pub
   sox -n -r 48000 -c 1 -b 16 "$work/tone-440.wav" synth 4 sine 440 vol 0.3
@@ -890,7 +923,8 @@ scenario_device_audio() {
   sox "$work/speech-raw.wav" -r 48000 -c 1 -b 16 "$work/speech.wav"
   ctl alice call pub >/dev/null || fail "alice could not call pub"
   wait_for 10 "alice's call to pub becomes active" call_is alice .state active
-  wait_for 10 "pub hears alice" heard_at_least pub 25
+  # Silent microphones send nothing (DTX): the call being up at both ends is what can be waited for.
+  wait_for 10 "pub's side is active" call_is pub .state active
   heard_through_devices alice pub "$work/tone-440.wav" "$work/pub-heard-tone.wav"
   heard_through_devices alice pub "$work/speech.wav" "$work/pub-heard-speech.wav"
   ctl alice hangup >/dev/null
@@ -912,11 +946,13 @@ scenario_device_audio() {
 # through the room (module-loopback); writes the RMS of what alice then hears, over the last 4 s,
 # to $work/echo-ECHO_CANCEL.rms (not printed: a $(...) subshell would lose the restarted PIDs).
 echo_call() {
-  restart_with_devices pub --mic pulse:mic.monitor --speaker pulse:spk --echo-cancel "$1"
+  # DTX off: residual echo under its threshold would not be sent at all, and the measure would
+  # credit the silence to the canceller.
+  restart_with_devices pub --mic pulse:mic.monitor --speaker pulse:spk --echo-cancel "$1" --dtx off
   ensure_buddies alice pub
   ctl alice call pub >/dev/null || fail "alice could not call pub"
   wait_for 10 "alice's call to pub becomes active" call_is alice .state active
-  wait_for 10 "pub hears alice" heard_at_least pub 25
+  wait_for 10 "pub's side is active" call_is pub .state active
   heard_through_devices alice alice "$work/talk.wav" "$work/alice-hears-echo-$1.wav"
   ctl alice hangup >/dev/null
   wait_for 5 "pub sees the call end" call_is pub .state ended
@@ -963,7 +999,7 @@ scenario_hold() {
 }
 
 all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types search presence no_flapping messages
-               calls calls_impaired call_switch call_capture call_relay_killed conference conference_ten
+               calls calls_impaired bottleneck call_switch call_capture call_relay_killed conference conference_ten
                flood device_audio echo_path client_drop supernode_leaves supernode_killed dead_host_cache)
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}")

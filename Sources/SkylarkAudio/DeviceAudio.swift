@@ -9,7 +9,7 @@ import SkylarkMedia
 final class RingDrift: @unchecked Sendable {
     private let lock = NSLock()
     private var compensator = DriftCompensator()
-    private let resampler = DriftResampler(sampleRate: PulseStream.sampleRate)
+    private let resampler = DriftResampler(sampleRate: DeviceStream.sampleRate)
     /// Resampled capture not yet read (under a block).
     private var pending: [Int16] = []
     /// The level aimed at, samples.
@@ -33,7 +33,7 @@ final class RingDrift: @unchecked Sendable {
                 // Nothing there: the device is gone or not started, and the level says nothing
                 // about its clock.
                 if ring.count == 0 { compensator.reset() }
-                let excess = Double(ring.count + pending.count - target) / Double(PulseStream.sampleRate)
+                let excess = Double(ring.count + pending.count - target) / Double(DeviceStream.sampleRate)
                 resampler.setDrift(ppm: compensator.observe(excess: excess))
                 pending += resampler.process(ring.pop(count))
             }
@@ -47,32 +47,31 @@ final class RingDrift: @unchecked Sendable {
     /// ring's level stays at the target.
     func write(_ samples: [Int16], to ring: SampleRing) {
         lock.withLock {
-            let excess = Double(ring.count - target) / Double(PulseStream.sampleRate)
+            let excess = Double(ring.count - target) / Double(DeviceStream.sampleRate)
             resampler.setDrift(ppm: compensator.observe(excess: excess))
             ring.push(resampler.process(samples))
         }
     }
 }
 
-/// A call's microphone from a PulseAudio source, captured on the device's clock. Reads never
-/// block and never end: what the device has not delivered (or while it is gone) is silence.
-public final class PulseCapture: AudioSource, Sendable {
-    private let stream: PulseStream
+/// A call's microphone (a PulseAudio source or an ALSA PCM), captured on the device's clock.
+/// Reads never block and never end: what the device has not delivered (or while it is gone) is
+/// silence.
+public final class DeviceCapture: AudioSource, Sendable {
+    private let stream: DeviceStream
     /// The device delivers a block every 20 ms and the tick takes one: a block and a half on
     /// average, so a tick a little late or early still finds a whole block.
-    private let drift = RingDrift(target: PulseStream.blockSamples * 3 / 2)
+    private let drift = RingDrift(target: DeviceStream.blockSamples * 3 / 2)
 
-    /// `device`: a source name (nil: the server's default). `changes` hears when the device goes
-    /// and comes back (on the device thread).
-    public convenience init(server: PulseServer = PulseServer(), device: String? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
-        self.init(server: server, device: device, processor: nil, changes: changes)
+    /// `changes` hears when the device goes and comes back (on the device thread).
+    public convenience init(_ endpoint: AudioEndpoint = .pulse(device: nil), changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
+        self.init(endpoint, processor: nil, changes: changes)
     }
 
-    init(server: PulseServer, device: String?, processor: VoiceProcessor?, changes: @escaping @Sendable (DeviceCondition) -> Void) {
+    init(_ endpoint: AudioEndpoint, processor: VoiceProcessor?, changes: @escaping @Sendable (DeviceCondition) -> Void) {
         // 200 ms: a tick late by that much loses the oldest audio, not the newest.
-        stream = PulseStream(
-            server: server, device: device, direction: .record, name: "Skylark microphone", bufferMilliseconds: 200, processor: processor,
-            changes: changes)
+        stream = DeviceStream(
+            endpoint: endpoint, direction: .record, name: "Skylark microphone", bufferMilliseconds: 200, processor: processor, changes: changes)
     }
 
     deinit { stream.stop() }
@@ -90,21 +89,20 @@ public final class PulseCapture: AudioSource, Sendable {
     }
 }
 
-/// A call's speaker as a PulseAudio sink, played on the device's clock.
-public final class PulsePlayback: AudioSink, Sendable {
-    private let stream: PulseStream
-    /// Measured as each frame arrives, before it is added: the device takes a block when
-    /// PulseAudio has room, so a block waiting keeps it from ever finding the ring empty.
-    private let drift = RingDrift(target: PulseStream.blockSamples)
+/// A call's speaker (a PulseAudio sink or an ALSA PCM), played on the device's clock.
+public final class DevicePlayback: AudioSink, Sendable {
+    private let stream: DeviceStream
+    /// Measured as each frame arrives, before it is added: the device takes a block when it has
+    /// room, so a block waiting keeps it from ever finding the ring empty.
+    private let drift = RingDrift(target: DeviceStream.blockSamples)
 
-    public convenience init(server: PulseServer = PulseServer(), device: String? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
-        self.init(server: server, device: device, processor: nil, changes: changes)
+    public convenience init(_ endpoint: AudioEndpoint = .pulse(device: nil), changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }) {
+        self.init(endpoint, processor: nil, changes: changes)
     }
 
-    init(server: PulseServer, device: String?, processor: VoiceProcessor?, changes: @escaping @Sendable (DeviceCondition) -> Void) {
-        stream = PulseStream(
-            server: server, device: device, direction: .playback, name: "Skylark speaker", bufferMilliseconds: 200, processor: processor,
-            changes: changes)
+    init(_ endpoint: AudioEndpoint, processor: VoiceProcessor?, changes: @escaping @Sendable (DeviceCondition) -> Void) {
+        stream = DeviceStream(
+            endpoint: endpoint, direction: .playback, name: "Skylark speaker", bufferMilliseconds: 200, processor: processor, changes: changes)
     }
 
     deinit { stream.stop() }
@@ -120,29 +118,29 @@ public final class PulsePlayback: AudioSink, Sendable {
     public func close() throws(MediaError) { stream.stop() }
 }
 
-/// A call's microphone and speaker on one sound server, sharing one voice processor: the echo
-/// canceller needs what the speaker plays to take it out of what the microphone hears.
+/// A call's microphone and speaker, sharing one voice processor: the echo canceller needs what
+/// the speaker plays to take it out of what the microphone hears. They may be on different
+/// sound systems (an ALSA headset microphone, a PulseAudio speaker).
 public enum DeviceAudio {
     public static func pair(
-        server: PulseServer = PulseServer(), microphone: String?, speaker: String?, processing: VoiceProcessing,
+        microphone: AudioEndpoint, speaker: AudioEndpoint, processing: VoiceProcessing,
         microphoneChanges: @escaping @Sendable (DeviceCondition) -> Void = { _ in },
         speakerChanges: @escaping @Sendable (DeviceCondition) -> Void = { _ in }
-    ) -> (PulseCapture, PulsePlayback) {
-        let processor = VoiceProcessor(processing, frameSamples: PulseStream.blockSamples, sampleRate: PulseStream.sampleRate)
+    ) -> (DeviceCapture, DevicePlayback) {
+        let processor = VoiceProcessor(processing, frameSamples: DeviceStream.blockSamples, sampleRate: DeviceStream.sampleRate)
         return (
-            PulseCapture(server: server, device: microphone, processor: processor, changes: microphoneChanges),
-            PulsePlayback(server: server, device: speaker, processor: processor, changes: speakerChanges)
+            DeviceCapture(microphone, processor: processor, changes: microphoneChanges),
+            DevicePlayback(speaker, processor: processor, changes: speakerChanges)
         )
     }
 
     /// A microphone alone (no speaker device to cancel): noise suppression and gain only.
     public static func microphone(
-        server: PulseServer = PulseServer(), device: String?, processing: VoiceProcessing,
-        changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }
-    ) -> PulseCapture {
+        _ endpoint: AudioEndpoint, processing: VoiceProcessing, changes: @escaping @Sendable (DeviceCondition) -> Void = { _ in }
+    ) -> DeviceCapture {
         var alone = processing
         alone.echoCancellation = false
-        let processor = VoiceProcessor(alone, frameSamples: PulseStream.blockSamples, sampleRate: PulseStream.sampleRate)
-        return PulseCapture(server: server, device: device, processor: processor, changes: changes)
+        let processor = VoiceProcessor(alone, frameSamples: DeviceStream.blockSamples, sampleRate: DeviceStream.sampleRate)
+        return DeviceCapture(endpoint, processor: processor, changes: changes)
     }
 }

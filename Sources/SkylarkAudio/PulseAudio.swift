@@ -60,12 +60,16 @@ public struct AudioDevices: Codable, Sendable, Equatable {
 public enum AudioDeviceError: Error, Equatable, CustomStringConvertible {
     case serverUnavailable(String)
     case noSuchDevice(kind: String, name: String, known: [String])
+    case alsaUnavailable(name: String, reason: String)
 
     public var description: String {
         switch self {
         case let .serverUnavailable(reason): return "no sound server: \(reason)"
         case let .noSuchDevice(kind, name, known):
             return "no PulseAudio \(kind) '\(name)' (\(kind)s: \(known.isEmpty ? "none" : known.joined(separator: ", ")))"
+        case let .alsaUnavailable(name, reason):
+            return
+                "ALSA device '\(name)' cannot be opened: \(reason) (skylark audio devices lists the ALSA devices; a hw: device may need plughw: for 48 kHz mono)"
         }
     }
 }
@@ -87,97 +91,41 @@ public enum DeviceCondition: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// One PulseAudio stream on a thread of its own, on the device's clock: connects, moves 20 ms
-/// blocks until the device fails, then tries again every second until it is back or closed.
-/// What it moves goes through a `SampleRing`, so the media tick never waits for the device.
-final class PulseStream: Sendable {
-    enum Direction: Sendable { case record, playback }
+/// A PulseAudio stream through the blocking "simple" API: one `pa_simple`, freed once.
+final class PulseConnection: DeviceConnection {
+    private let stream: OpaquePointer
 
-    static let sampleRate = 48_000
-    static let blockSamples = 960
-
-    let ring: SampleRing
-    private let condition = Mutex(DeviceCondition.connecting)
-    private let stopping = Atomic<Bool>(false)
-    private let changes: @Sendable (DeviceCondition) -> Void
-
-    private let processor: VoiceProcessor?
-
-    init(
-        server: PulseServer, device: String?, direction: Direction, name: String, bufferMilliseconds: Int,
-        processor: VoiceProcessor? = nil, changes: @escaping @Sendable (DeviceCondition) -> Void
-    ) {
-        ring = SampleRing(capacity: Self.sampleRate * bufferMilliseconds / 1000)
-        self.processor = processor
-        self.changes = changes
-        let thread = Thread { [self] in run(server: server, device: device, direction: direction, name: name) }
-        thread.name = "skylark-pulse-\(direction == .record ? "capture" : "playback")"
-        thread.start()
-    }
-
-    var current: DeviceCondition { condition.withLock { $0 } }
-
-    func stop() { stopping.store(true, ordering: .relaxed) }
-
-    private func set(_ new: DeviceCondition) {
-        let changed = condition.withLock { state -> Bool in
-            guard state != new else { return false }
-            state = new
-            return true
-        }
-        if changed { changes(new) }
-    }
-
-    private func run(server: PulseServer, device: String?, direction: Direction, name: String) {
-        var spec = pa_sample_spec(format: PA_SAMPLE_S16LE, rate: UInt32(Self.sampleRate), channels: 1)
-        let blockBytes = UInt32(Self.blockSamples * 2)
+    init(server: PulseServer, device: String?, direction: DeviceDirection, name: String) throws(DeviceFailure) {
+        var spec = pa_sample_spec(format: PA_SAMPLE_S16LE, rate: UInt32(DeviceStream.sampleRate), channels: 1)
+        let blockBytes = UInt32(DeviceStream.blockSamples * 2)
         // Small buffers: a capture fragment of one block, a playback target of three.
         var attributes = pa_buffer_attr(
             maxlength: UInt32.max, tlength: direction == .playback ? blockBytes * 3 : UInt32.max, prebuf: UInt32.max,
             minreq: UInt32.max, fragsize: direction == .record ? blockBytes : UInt32.max)
-        while !stopping.load(ordering: .relaxed) {
-            var error: Int32 = 0
-            let stream = server.address.withOptionalCString { serverName in
-                device.withOptionalCString { deviceName in
-                    pa_simple_new(
-                        serverName, "skylark", direction == .record ? PA_STREAM_RECORD : PA_STREAM_PLAYBACK, deviceName, name,
-                        &spec, nil, &attributes, &error)
-                }
+        var error: Int32 = 0
+        let opened = server.address.withOptionalCString { serverName in
+            device.withOptionalCString { deviceName in
+                pa_simple_new(
+                    serverName, "skylark", direction == .record ? PA_STREAM_RECORD : PA_STREAM_PLAYBACK, deviceName, name, &spec, nil, &attributes,
+                    &error)
             }
-            guard let stream else {
-                set(.waiting(String(cString: pa_strerror(error))))
-                pause(seconds: 1)
-                continue
-            }
-            set(.running)
-            var block = [Int16](repeating: 0, count: Self.blockSamples)
-            while !stopping.load(ordering: .relaxed) {
-                var failed: Int32 = 0
-                let status: Int32
-                switch direction {
-                case .record:
-                    status = block.withUnsafeMutableBytes { pa_simple_read(stream, $0.baseAddress, $0.count, &failed) }
-                    if status >= 0 { ring.push(processor?.captured(block) ?? block) }
-                case .playback:
-                    // Silence when nothing waits keeps the device's clock running and the latency fixed.
-                    var samples = ring.take(upTo: Self.blockSamples) ?? []
-                    if samples.count < Self.blockSamples { samples += repeatElement(0, count: Self.blockSamples - samples.count) }
-                    processor?.played(samples)
-                    status = samples.withUnsafeBytes { pa_simple_write(stream, $0.baseAddress, $0.count, &failed) }
-                }
-                if status < 0 {
-                    set(.waiting(String(cString: pa_strerror(failed))))
-                    break
-                }
-            }
-            pa_simple_free(stream)
-            if !stopping.load(ordering: .relaxed) { pause(seconds: 1) }
         }
-        set(.closed)
+        guard let opened else { throw DeviceFailure(reason: String(cString: pa_strerror(error))) }
+        stream = opened
     }
 
-    private func pause(seconds: Double) {
-        for _ in 0..<Int(seconds * 20) where !stopping.load(ordering: .relaxed) { usleep(50_000) }
+    deinit { pa_simple_free(stream) }
+
+    func read(_ block: inout [Int16]) -> String? {
+        var failed: Int32 = 0
+        let status = block.withUnsafeMutableBytes { pa_simple_read(stream, $0.baseAddress, $0.count, &failed) }
+        return status < 0 ? String(cString: pa_strerror(failed)) : nil
+    }
+
+    func write(_ block: [Int16]) -> String? {
+        var failed: Int32 = 0
+        let status = block.withUnsafeBytes { pa_simple_write(stream, $0.baseAddress, $0.count, &failed) }
+        return status < 0 ? String(cString: pa_strerror(failed)) : nil
     }
 }
 

@@ -85,6 +85,11 @@ public enum ControlReport {
                 "  rtt \(number(call.rttMilliseconds, " ms"))  loss \(number(call.lossPercent, " %"))  jitter \(number(call.jitterMilliseconds, " ms"))  bitrate \(number(call.bitrateKbps, " kb/s"))  setup \(number(call.setupMilliseconds, " ms"))"
             )
         }
+        if let encoding = call.encoding, call.state != "ended" {
+            lines.append(
+                "  opus \(number(encoding.opusKbps, " kb/s")) in \(encoding.packetMilliseconds) ms packets, FEC for \(encoding.fecLossPercent) % loss: \(encoding.reason)"
+            )
+        }
         return lines
     }
 

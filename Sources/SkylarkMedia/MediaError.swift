@@ -4,7 +4,8 @@
 public enum MediaError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A libopus call failed; `reason` is libopus's own text (`opus_strerror`) for `code`.
     case opus(operation: String, code: Int32, reason: String)
-    /// A PCM frame of the wrong length was handed to the encoder (Opus frames here are 20 ms).
+    /// A PCM frame of the wrong length was handed to the encoder: a packet here is one to three
+    /// 20 ms frames of `expected` samples.
     case wrongFrameSize(expected: Int, actual: Int)
     /// A setting outside what the codec or file format accepts (bitrate, complexity, loss, …).
     case invalidParameter(name: String, value: String)
@@ -18,7 +19,7 @@ public enum MediaError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .opus(operation, code, reason): return "libopus \(operation) failed (\(code)): \(reason)"
-        case let .wrongFrameSize(expected, actual): return "PCM frame must be \(expected) samples, got \(actual)"
+        case let .wrongFrameSize(expected, actual): return "PCM for one packet must be 1, 2 or 3 frames of \(expected) samples, got \(actual)"
         case let .invalidParameter(name, value): return "invalid \(name): \(value)"
         case let .unsupportedWAV(why): return "unsupported WAV file: \(why)"
         case let .malformedWAV(why): return "malformed WAV file: \(why)"

@@ -15,28 +15,65 @@ struct AudioDevicesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "devices",
         abstract:
-            "The sound server's sources (microphones) and sinks (speakers), defaults marked '*'. The server is found as libpulse finds it (PULSE_SERVER, XDG_RUNTIME_DIR)."
+            "The sound server's sources (microphones) and sinks (speakers), defaults marked '*', and the ALSA PCMs. The server is found as libpulse finds it (PULSE_SERVER, XDG_RUNTIME_DIR)."
     )
 
     @Flag(help: "JSON instead of text.") var json = false
 
+    /// What `--json` prints: the sound server's devices (nil and `serverError` when none
+    /// answers) and ALSA's PCMs.
+    struct Listing: Encodable {
+        var server: String?
+        var sources: [AudioDevices.Device]
+        var sinks: [AudioDevices.Device]
+        var defaultSource: String?
+        var defaultSink: String?
+        var serverError: String?
+        var alsa: [ALSA.PCM]
+    }
+
     func run() throws {
-        let devices: AudioDevices
-        do { devices = try PulseServer().devices() } catch { tool.fail("\(error)", code: 13) }
+        let pulse = Result { () throws(AudioDeviceError) in try PulseServer().devices() }
+        let alsa = ALSA.pcms()
         if json {
+            var listing = Listing(sources: [], sinks: [], alsa: alsa)
+            switch pulse {
+            case let .success(devices):
+                listing.server = devices.server
+                listing.sources = devices.sources
+                listing.sinks = devices.sinks
+                listing.defaultSource = devices.defaultSource
+                listing.defaultSink = devices.defaultSink
+            case let .failure(error):
+                listing.serverError = "\(error)"
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(devices), as: UTF8.self))
-            return
+            print(String(decoding: try encoder.encode(listing), as: UTF8.self))
+        } else {
+            switch pulse {
+            case let .success(devices):
+                print("sound server: \(devices.server)")
+                print("microphones (--mic pulse:NAME):")
+                for source in devices.sources {
+                    print(
+                        "  \(source.name == devices.defaultSource ? "*" : " ") \(source.name)  \(source.description)\(source.isMonitor ? "  (what a sink plays)" : "")"
+                    )
+                }
+                print("speakers (--speaker pulse:NAME):")
+                for sink in devices.sinks { print("  \(sink.name == devices.defaultSink ? "*" : " ") \(sink.name)  \(sink.description)") }
+            case let .failure(error):
+                FileHandle.standardError.write(Data("\(error)\n".utf8))
+            }
+            print("ALSA PCMs (--mic alsa:NAME, --speaker alsa:NAME):")
+            if alsa.isEmpty { print("  none") }
+            for pcm in alsa {
+                let direction = pcm.input && pcm.output ? "" : pcm.input ? "  (capture only)" : "  (playback only)"
+                print("    \(pcm.name)  \(pcm.description)\(direction)")
+            }
         }
-        print("sound server: \(devices.server)")
-        print("microphones (--mic pulse:NAME):")
-        for source in devices.sources {
-            print(
-                "  \(source.name == devices.defaultSource ? "*" : " ") \(source.name)  \(source.description)\(source.isMonitor ? "  (what a sink plays)" : "")")
-        }
-        print("speakers (--speaker pulse:NAME):")
-        for sink in devices.sinks { print("  \(sink.name == devices.defaultSink ? "*" : " ") \(sink.name)  \(sink.description)") }
+        // Without a sound server or an ALSA device there is nothing to call with.
+        if case .failure = pulse, alsa.isEmpty { throw ExitCode(13) }
     }
 }
 
@@ -45,8 +82,8 @@ struct AudioTestCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "test", abstract: "Play the microphone back to the speaker for a while, with a live level meter.")
 
-    @Option(help: "Microphone: pulse or pulse:SOURCE (as for 'skylark run').") var mic = "pulse"
-    @Option(help: "Speaker: pulse or pulse:SINK.") var speaker = "pulse"
+    @Option(help: "Microphone: pulse, pulse:SOURCE, alsa or alsa:PCM (as for 'skylark run').") var mic = "pulse"
+    @Option(help: "Speaker: pulse, pulse:SINK, alsa or alsa:PCM.") var speaker = "pulse"
     @Option(help: "How long, in seconds.") var seconds: Double = 10
 
     func run() throws {
@@ -55,11 +92,11 @@ struct AudioTestCommand: ParsableCommand {
             try AudioSourceSpec.check(mic)
             try AudioSinkSpec.check(speaker)
         } catch { tool.fail("\(error)", code: 13) }
-        guard let source = PulseSpec(mic), let sink = PulseSpec(speaker) else {
-            tool.fail("--mic and --speaker must be sound devices (pulse or pulse:NAME)", code: 1)
+        guard let source = DeviceSpec(mic), let sink = DeviceSpec(speaker) else {
+            tool.fail("--mic and --speaker must be sound devices (pulse, pulse:NAME, alsa or alsa:PCM)", code: 1)
         }
-        let capture = PulseCapture(device: source.name)
-        let playback = PulsePlayback(device: sink.name)
+        let capture = DeviceCapture(source.endpoint)
+        let playback = DevicePlayback(sink.endpoint)
         let interactive = isatty(STDOUT_FILENO) == 1
         let start = Date()
         var frame = 0

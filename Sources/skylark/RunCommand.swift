@@ -29,17 +29,18 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seconds a dropped client has to come back before its buddies are told.") var departureGrace: Double = 2
     @Option(
         help:
-            "What your microphone plays in calls: pulse (the sound server's default source), pulse:SOURCE, a 48 kHz WAV file, tone:HZ or silence. Default: pulse on a terminal when a sound server answers, else silence."
+            "What your microphone plays in calls: pulse (the sound server's default source), pulse:SOURCE, alsa (ALSA's default), alsa:PCM, a 48 kHz WAV file, tone:HZ or silence. Default: pulse on a terminal when a sound server answers, else silence."
     )
     var mic: String?
     @Option(
         help:
-            "Where call audio goes: pulse (the sound server's default sink), pulse:SINK, a WAV file (written as it arrives) or null. Default: pulse on a terminal when a sound server answers, else null."
+            "Where call audio goes: pulse (the sound server's default sink), pulse:SINK, alsa, alsa:PCM, a WAV file (written as it arrives) or null. Default: pulse on a terminal when a sound server answers, else null."
     )
     var speaker: String?
     @Option(help: "Acoustic echo cancellation on device audio (speexdsp): on or off.") var echoCancel: Switch = .on
     @Option(help: "Noise suppression on device audio: on or off.") var noiseSuppression: Switch = .on
     @Option(help: "Automatic gain control on device audio: on or off.") var gainControl: Switch = .on
+    @Option(help: "Leave a live microphone's silence unsent (discontinuous transmission): on or off.") var dtx: Switch = .on
     @Flag(help: "Answer incoming calls and conference invitations at once (unattended nodes).") var autoAnswer = false
     @Option(help: "Uplink this node offers as a conference mixer, kb/s (default: the default route's link speed, else 1000).")
     var upstreamKbps: Int?
@@ -84,6 +85,7 @@ struct Run: AsyncParsableCommand {
         configuration.autoAnswer = autoAnswer
         configuration.voiceProcessing = VoiceProcessing(
             echoCancellation: echoCancel == .on, noiseSuppression: noiseSuppression == .on, gainControl: gainControl == .on)
+        configuration.discontinuousTransmission = dtx == .on
         if let upstreamKbps {
             guard upstreamKbps > 0 else { tool.fail("--upstream-kbps must be positive", code: 1) }
             configuration.upstreamKbps = upstreamKbps

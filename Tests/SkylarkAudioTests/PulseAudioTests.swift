@@ -21,7 +21,7 @@ import Testing
     /// `seconds`; what was captured after the first half second. A null sink that has just got
     /// its first stream renders nothing for about 2 s (measured: 100 of the first 175 frames
     /// silent), so a round trip lasts 4 s; a sound card runs from the start.
-    static func roundTrip(_ playback: PulsePlayback, _ capture: PulseCapture, hz: Double, seconds: Double) throws -> [Int16] {
+    static func roundTrip(_ playback: DevicePlayback, _ capture: DeviceCapture, hz: Double, seconds: Double) throws -> [Int16] {
         var tone = ToneSource(hz: hz, amplitude: 0.3)
         var heard: [Int16] = []
         let frames = Int(seconds * 50)
@@ -67,8 +67,8 @@ import Testing
         let server = try PulseAudioServer(sinks: ["mic"])
         defer { server.stop() }
         let pulse = PulseServer(address: server.address)
-        let capture = PulseCapture(server: pulse, device: "mic.monitor")
-        let playback = PulsePlayback(server: pulse, device: "mic")
+        let capture = DeviceCapture(.pulse(server: pulse, device: "mic.monitor"))
+        let playback = DevicePlayback(.pulse(server: pulse, device: "mic"))
         #expect(Self.eventually(within: 5) { playback.condition == .running && capture.condition == .running })
         let heard = try Self.roundTrip(playback, capture, hz: 440, seconds: 4)
         let dominant = try #require(AudioAnalysis.dominantFrequency(of: heard))
@@ -83,8 +83,8 @@ import Testing
         defer { server.stop() }
         let pulse = PulseServer(address: server.address)
         let changes = ChangeLog()
-        let playback = PulsePlayback(server: pulse, device: "mic")
-        let capture = PulseCapture(server: pulse, device: "mic.monitor") { changes.add($0) }
+        let playback = DevicePlayback(.pulse(server: pulse, device: "mic"))
+        let capture = DeviceCapture(.pulse(server: pulse, device: "mic.monitor")) { changes.add($0) }
         #expect(Self.eventually(within: 5) { capture.condition == .running && playback.condition == .running })
 
         server.stop()
@@ -101,6 +101,29 @@ import Testing
         // Told once each way: running, waiting, running.
         let seen = changes.all.map { if case .waiting = $0 { return "waiting" } else { return "\($0)" } }
         #expect(seen == ["running", "waiting", "running"], "\(seen)")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func anALSADeviceThatCannotBeOpenedIsAClearErrorAndALSAsOwnPCMsAreListed() throws {
+        #expect {
+            try ALSA.check(device: "no-such-pcm", capture: true)
+        } throws: { error in
+            "\(error)".hasPrefix("ALSA device 'no-such-pcm' cannot be opened: ")
+        }
+        // ALSA's configuration always defines "null" (and "default").
+        let names = ALSA.pcms().map(\.name)
+        #expect(names.contains("null"), "\(names)")
+        // A stream on a PCM that cannot be opened waits for it, in words, instead of failing the call.
+        let capture = DeviceCapture(.alsa(device: "no-such-pcm"))
+        #expect(Self.eventually(within: 5) { if case .waiting = capture.condition { return true } else { return false } })
+        #expect(capture.read(count: Opus.frameSampleCount)?.count == Opus.frameSampleCount, "silence meanwhile")
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func alsasNullDevicePlaysOnItsOwnClock() throws {
+        let playback = DevicePlayback(.alsa(device: "null"))
+        #expect(Self.eventually(within: 5) { playback.condition == .running })
+        try playback.close()
     }
 }
 

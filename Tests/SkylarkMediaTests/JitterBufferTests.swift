@@ -233,4 +233,34 @@ struct JitterBufferTests {
         #expect(silence.suffix(10).allSatisfy { $0 == "-" })
         #expect(simulation.framesPlayed == Array(0..<20) + Array(100..<120))
     }
+
+    @Test("60 ms packets (an adapting sender's) play one a pull, a lost one from FEC, none late or stretched")
+    func sixtyMillisecondPackets() {
+        var buffer = JitterBuffer()
+        var played: [String] = []
+        // Packet n carries 60 ms from n × 60 ms and arrives 30 ± 10 ms later; packet 20 is lost.
+        // Playout pulls one packet's worth every 60 ms (it has three frames to play from each).
+        var next = 0
+        var now = 0.005
+        while now < 6 {
+            while next < 100, Double(next) * 0.060 + 0.030 + (next % 2 == 0 ? 0.010 : -0.010) <= now {
+                if next != 20 {
+                    buffer.insert(sequence: UInt16(next), timestamp: UInt32(next * 2_880), payload: [UInt8(next)], arrival: now)
+                }
+                next += 1
+            }
+            switch buffer.next(now: now) {
+            case let .frame(payload)?: played.append("\(payload[0])")
+            case let .fec(payload)?: played.append("fec \(payload[0])")
+            case .conceal?: played.append("plc")
+            case nil: played.append("-")
+            }
+            now += 0.060
+        }
+        let heard = played.drop { $0 == "-" }
+        #expect(Array(heard.prefix(22)) == (0..<20).map { "\($0)" } + ["fec 21", "21"], "\(played)")
+        #expect(buffer.statistics.late == 0)
+        #expect(buffer.statistics.discarded == 0)
+        #expect(buffer.statistics.concealed == 0, "a 60 ms stream placed as if 20 ms would look late and be stretched or skipped")
+    }
 }

@@ -80,6 +80,8 @@ struct CallSessionTests {
         var paths: [String: [CallSession.Path?]] = ["alice": [], "bob": []]
         var ended: [String: OvCallEndReason] = [:]
         var relayRequests: [[String]] = []
+        /// Checks each side sent (not answers), when and where.
+        var checksSent: [String: [(at: Double, route: MediaRoute)]] = [:]
         var now: Double = 0
     }
 
@@ -140,6 +142,7 @@ struct CallSessionTests {
                                 run.caller.handleSignal(signal, now: run.now)
                             }
                         case let .sendCheck(check, route):
+                            if !check.response { run.checksSent[side, default: []].append((run.now, route)) }
                             let (target, circuit, overTCP) = (route.endpoint, route.circuit, route.overTCP)
                             if let circuit {
                                 guard network.relayWorks, let leg = network.relayLegs[circuit] else { continue }
@@ -200,6 +203,24 @@ struct CallSessionTests {
         #expect(run.caller.path?.kind == .direct && run.callee?.path?.kind == .direct)
         #expect(run.relayRequests.isEmpty)
         #expect(run.caller.sharedSecret != nil && run.caller.sharedSecret == run.callee?.sharedSecret)
+    }
+
+    @Test("While media flows the path is checked once a second, not four times; when it stops, four again")
+    func keepalivesGiveWayToMedia() throws {
+        // Media both ways from 2 s to 6 s (every 20 ms), then silence (DTX, or the peer gone).
+        let (run, _) = try Self.call(.open, .portRestricted, seconds: 8) { run, _ in
+            guard run.now >= 2, run.now < 6, (run.now * 100).rounded().truncatingRemainder(dividingBy: 2) == 0 else { return }
+            run.caller.mediaArrived(now: run.now)
+            run.callee?.mediaArrived(now: run.now)
+        }
+        // On the active path (candidate pairs that never answered are checked on their own terms).
+        let route = try #require(run.caller.path?.route)
+        let sent = run.checksSent["alice", default: []].filter { $0.route == route }.map(\.at)
+        let during = sent.filter { $0 >= 3 && $0 < 6 }.count
+        let after = sent.filter { $0 >= 6.5 && $0 < 7.5 }.count
+        #expect((2...4).contains(during), "3 s of media: \(during) checks")
+        #expect((4...5).contains(after), "a second without media: \(after) checks")
+        #expect(run.caller.phase == .active && run.ended.isEmpty)
     }
 
     @Test("Two port-restricted NATs: punched") func portRestrictedPair() throws {

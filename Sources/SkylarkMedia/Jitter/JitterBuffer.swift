@@ -1,4 +1,4 @@
-/// An adaptive jitter buffer for one incoming 20 ms audio stream (sans-I/O: the adapter passes
+/// An adaptive jitter buffer for one incoming audio stream of 20 ms frames, one to three a packet (sans-I/O: the adapter passes
 /// arrival and playout times in, in seconds on any monotonic clock).
 ///
 /// The adapter calls `insert` for each packet that arrives (after `MediaCipher.open`) and
@@ -166,6 +166,10 @@ public struct JitterBuffer: Sendable {
     }
 
     private var samplesPerFrame: UInt64 { UInt64((configuration.frameDuration * Double(configuration.clockRate)).rounded()) }
+    /// Media time per packet, learnt from consecutive packets: an adapting sender puts one to
+    /// three frames in a packet, and a missing slot must be placed by the packets around it.
+    private var learntSamplesPerPacket: UInt64?
+    private var samplesPerPacket: UInt64 { learntSamplesPerPacket ?? samplesPerFrame }
 
     /// Number of packets waiting to be played.
     public var bufferedCount: Int { packets.count }
@@ -178,7 +182,7 @@ public struct JitterBuffer: Sendable {
         // Sequence numbers start one cycle up so a packet reordered before the first one, even
         // across a wrap, still has an extended number (nothing goes below cycle zero).
         let extended = highestSequence.map { RTPSequence.extend(sequence, near: $0) } ?? UInt64(sequence) + 0x1_0000
-        let extendedTimestamp = Self.extend(timestamp, near: highestTimestamp)
+        let extendedTimestamp = RTPSequence.extend(timestamp: timestamp, near: highestTimestamp)
         let packet = Packet(timestamp: extendedTimestamp, payload: payload, arrival: now)
 
         if arrived.check(extended) == .duplicate || packets[extended] != nil {
@@ -191,6 +195,9 @@ public struct JitterBuffer: Sendable {
             statistics.late += 1
             let transit = self.transit(of: packet)
             updateJitter(transit: transit)
+            // Still a measure of the path: if the path got slower than the largest delay, every
+            // packet is late, and only late packets can move the baseline up to it.
+            recordTransit(transit)
             // It needed (transit − baseline) of delay to be in time: aim a little above that.
             let needed = transit - baseline(including: transit) + configuration.frameDuration / 2
             target = min(configuration.maximumDelay, max(target, needed))
@@ -219,6 +226,14 @@ public struct JitterBuffer: Sendable {
     }
 
     private mutating func store(_ extended: UInt64, _ packet: Packet) {
+        // Up to 120 ms (RFC 6716's longest packet); a longer step between neighbours is a pause
+        // (DTX), not the packet size.
+        let before = packets[extended &- 1]?.timestamp ?? anchor.flatMap { $0.sequence == extended &- 1 ? $0.timestamp : nil }
+        if let before, packet.timestamp > before, packet.timestamp - before <= 5_760 {
+            learntSamplesPerPacket = packet.timestamp - before
+        } else if let after = packets[extended &+ 1], after.timestamp > packet.timestamp, after.timestamp - packet.timestamp <= 5_760 {
+            learntSamplesPerPacket = after.timestamp - packet.timestamp
+        }
         packets[extended] = packet
         arrived.accept(extended)
         statistics.received += 1
@@ -285,7 +300,7 @@ public struct JitterBuffer: Sendable {
             if packets.removeValue(forKey: slot) != nil { statistics.discarded += 1 } else { statistics.lost += 1 }
             playedThrough = slot
             slot += 1
-            delay -= configuration.frameDuration
+            delay -= Double(samplesPerPacket) / Double(configuration.clockRate)
         }
 
         let result: Playout
@@ -328,8 +343,8 @@ public struct JitterBuffer: Sendable {
     private func mediaTime(of slot: UInt64) -> UInt64 {
         if let packet = packets[slot] { return packet.timestamp }
         guard let anchor else { return 0 }
-        if slot >= anchor.sequence { return anchor.timestamp &+ (slot - anchor.sequence) &* samplesPerFrame }
-        let back = (anchor.sequence - slot) &* samplesPerFrame
+        if slot >= anchor.sequence { return anchor.timestamp &+ (slot - anchor.sequence) &* samplesPerPacket }
+        let back = (anchor.sequence - slot) &* samplesPerPacket
         return anchor.timestamp >= back ? anchor.timestamp - back : 0
     }
 
@@ -383,17 +398,4 @@ public struct JitterBuffer: Sendable {
     }
 
     private mutating func publishTarget() { statistics.targetDelayMs = target * 1000 }
-
-    /// Extends a 32-bit RTP timestamp to 64 bits near the highest seen (they wrap every 24.8
-    /// hours at 48 kHz); the first one starts one cycle up for the same reason as sequences.
-    private static func extend(_ timestamp: UInt32, near reference: UInt64?) -> UInt64 {
-        guard let reference else { return UInt64(timestamp) + (1 << 32) }
-        let sameCycle = reference & ~0xFFFF_FFFF | UInt64(timestamp)
-        if sameCycle > reference, sameCycle - reference > 0x8000_0000, sameCycle >= 1 << 32 { return sameCycle - (1 << 32) }
-        if sameCycle < reference, reference - sameCycle > 0x8000_0000 {
-            let (next, overflow) = sameCycle.addingReportingOverflow(1 << 32)
-            return overflow ? sameCycle : next
-        }
-        return sameCycle
-    }
 }

@@ -12,6 +12,9 @@ public enum Opus {
     /// 20 ms at 48 kHz.
     public static let frameSampleCount = 960
     public static let frameDuration = 0.020
+    /// A packet carries at most 60 ms (three frames): what a narrow path needs to keep the
+    /// 40 bytes of IP, UDP and RTP headers per packet from eating the audio.
+    public static let maximumFramesPerPacket = 3
     /// The largest packet libopus produces for one frame is 1275 bytes (RFC 6716 §3.4); a
     /// buffer this size can never be too small, so `OPUS_BUFFER_TOO_SMALL` cannot happen.
     static let maxPacketByteCount = 1_500

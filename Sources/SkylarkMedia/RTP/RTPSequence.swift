@@ -18,4 +18,17 @@ public enum RTPSequence {
         }
         return sameCycle
     }
+
+    /// The same for 32-bit RTP timestamps (they wrap every 24.8 hours at 48 kHz); the first one
+    /// (no reference yet) starts one cycle up, so a packet reordered before it still extends.
+    public static func extend(timestamp: UInt32, near reference: UInt64?) -> UInt64 {
+        guard let reference else { return UInt64(timestamp) + (1 << 32) }
+        let sameCycle = reference & ~0xFFFF_FFFF | UInt64(timestamp)
+        if sameCycle > reference, sameCycle - reference > 0x8000_0000, sameCycle >= 1 << 32 { return sameCycle - (1 << 32) }
+        if sameCycle < reference, reference - sameCycle > 0x8000_0000 {
+            let (next, overflow) = sameCycle.addingReportingOverflow(1 << 32)
+            return overflow ? sameCycle : next
+        }
+        return sameCycle
+    }
 }

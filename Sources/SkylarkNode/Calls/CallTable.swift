@@ -115,7 +115,23 @@ struct CallTable {
             setupMilliseconds: entry.firstAudioAt.map { (($0 - entry.startedAt) * 1000).rounded() },
             startedAtMs: (now.wallTime(at: entry.startedAt) * 1000).rounded(),
             firstAudioAtMs: entry.firstAudioAt.map { (now.wallTime(at: $0) * 1000).rounded() },
-            ended: entry.endReason)
+            ended: entry.endReason, encoding: stats.flatMap(encoding))
+    }
+
+    static func encoding(_ stats: CallMedia.Statistics) -> ControlResults.Encoding? {
+        guard let setting = stats.adaptation else { return nil }
+        let driver: ControlResults.Encoding.Driver
+        switch setting.reason {
+        case .start: driver = .start
+        case .clearPath: driver = .clearPath
+        case .loss: driver = .loss
+        case .throughput: driver = .throughput
+        case .queueing: driver = .queueing
+        case .reportsMissing: driver = .reportsMissing
+        }
+        return ControlResults.Encoding(
+            opusKbps: Double(setting.bitrate) / 1000, packetMilliseconds: setting.framesPerPacket * 20, fecLossPercent: setting.expectedLossPercent,
+            driver: driver, reason: setting.reason.description, rttMilliseconds: stats.reportRTTMilliseconds.map { $0.rounded() })
     }
 
     static func describe(_ path: CallSession.Path) -> String {

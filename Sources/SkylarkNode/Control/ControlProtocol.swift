@@ -183,6 +183,34 @@ public enum ControlResults {
         public var startedAtMs: Double
         public var firstAudioAtMs: Double?
         public var ended: String?
+        /// How the encoder adapts to the path now, and why (nil before audio, and for legs).
+        public var encoding: Encoding?
+    }
+
+    /// A call's Opus setting from the far end's receiver reports.
+    public struct Encoding: Codable, Sendable, Equatable {
+        public enum Driver: String, Codable, Sendable {
+            case start, clearPath, loss, throughput, queueing, reportsMissing
+        }
+        public var opusKbps: Double
+        /// Audio per packet: 20, 40 or 60 ms.
+        public var packetMilliseconds: Int
+        /// The encoder's expected loss, which sizes in-band FEC.
+        public var fecLossPercent: Int
+        public var driver: Driver
+        /// The driver in words, with its figure ("loss 12 %", "far end receives 21.5 kb/s").
+        public var reason: String
+        /// The round trip measured through the reports.
+        public var rttMilliseconds: Double?
+
+        public init(opusKbps: Double, packetMilliseconds: Int, fecLossPercent: Int, driver: Driver, reason: String, rttMilliseconds: Double? = nil) {
+            self.opusKbps = opusKbps
+            self.packetMilliseconds = packetMilliseconds
+            self.fecLossPercent = fecLossPercent
+            self.driver = driver
+            self.reason = reason
+            self.rttMilliseconds = rttMilliseconds
+        }
     }
 
     public struct Conference: Codable, Sendable {

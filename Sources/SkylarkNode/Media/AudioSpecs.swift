@@ -5,11 +5,12 @@ import SkylarkMedia
 /// `--mic`: what a node's microphone plays in calls.
 public enum AudioSourceSpec {
     /// "silence", "tone:HZ", the path of a 48 kHz WAV file (played in a loop), "pulse" (the sound
-    /// server's default source) or "pulse:SOURCE". A device must exist when the node starts; one
-    /// that goes away later only makes the call silent until it is back.
+    /// server's default source), "pulse:SOURCE", "alsa" (ALSA's default PCM) or "alsa:PCM". A
+    /// device must exist when the node starts; one that goes away later only makes the call
+    /// silent until it is back.
     public static func check(_ spec: String) throws {
-        if let device = PulseSpec(spec) {
-            try device.check(kind: "source", in: { $0.sources })
+        if let device = DeviceSpec(spec) {
+            try device.check(capture: true)
             return
         }
         _ = try make(spec)
@@ -21,8 +22,8 @@ public enum AudioSourceSpec {
     }
 
     static func make(_ spec: String, logger: Logger? = nil) throws -> any AudioSource {
-        if let device = PulseSpec(spec) {
-            return PulseCapture(device: device.name, changes: device.reporter("microphone", logger))
+        if let device = DeviceSpec(spec) {
+            return DeviceCapture(device.endpoint, changes: device.reporter("microphone", logger))
         }
         if spec == "silence" { return SilenceSource() }
         if spec.hasPrefix("tone:") {
@@ -35,19 +36,21 @@ public enum AudioSourceSpec {
     }
 }
 
-/// `--speaker`: where a call's audio goes (a WAV file per call, a PulseAudio sink, or nowhere).
+/// `--speaker`: where a call's audio goes (a WAV file per call, a PulseAudio sink, an ALSA PCM,
+/// or nowhere).
 public enum AudioSinkSpec {
-    /// "pulse" or "pulse:SINK" must name a sink of a sound server that answers.
+    /// "pulse" or "pulse:SINK" must name a sink of a sound server that answers; "alsa[:PCM]" a
+    /// PCM ALSA can open for playback.
     public static func check(_ spec: String) throws {
-        if let device = PulseSpec(spec) { try device.check(kind: "sink", in: { $0.sinks }) }
+        if let device = DeviceSpec(spec) { try device.check(capture: false) }
     }
 
     /// The sink `spec` names (nil: none), at the volume `controls` says.
     static func make(_ spec: String?, logger: Logger? = nil, controls: AudioControls) throws -> (any AudioSink)? {
         guard let spec else { return nil }
         let sink: any AudioSink
-        if let device = PulseSpec(spec) {
-            sink = PulsePlayback(device: device.name, changes: device.reporter("speaker", logger))
+        if let device = DeviceSpec(spec) {
+            sink = DevicePlayback(device.endpoint, changes: device.reporter("speaker", logger))
         } else {
             sink = try WAVFileSink(path: spec)
         }
@@ -55,31 +58,42 @@ public enum AudioSinkSpec {
     }
 }
 
-/// "pulse" or "pulse:NAME".
-public struct PulseSpec: Sendable {
-    /// nil: the server's default.
-    public var name: String?
+/// A sound device named on the command line: "pulse", "pulse:NAME", "alsa" or "alsa:PCM".
+public struct DeviceSpec: Sendable {
+    public var endpoint: AudioEndpoint
 
     public init?(_ spec: String) {
         if spec == "pulse" {
-            name = nil
+            endpoint = .pulse(device: nil)
         } else if spec.hasPrefix("pulse:"), spec.count > 6 {
-            name = String(spec.dropFirst(6))
+            endpoint = .pulse(device: String(spec.dropFirst(6)))
+        } else if spec == "alsa" {
+            endpoint = .alsa(device: "default")
+        } else if spec.hasPrefix("alsa:"), spec.count > 5 {
+            endpoint = .alsa(device: String(spec.dropFirst(5)))
         } else {
             return nil
         }
     }
 
-    func check(kind: String, in list: (AudioDevices) -> [AudioDevices.Device]) throws {
-        let devices = try PulseServer().devices()
-        guard let name else { return }
-        let known = list(devices).map(\.name)
-        guard known.contains(name) else { throw AudioDeviceError.noSuchDevice(kind: kind, name: name, known: known) }
+    /// The device exists now: a PulseAudio source or sink of a server that answers, or an ALSA
+    /// PCM that opens in that direction.
+    func check(capture: Bool) throws {
+        switch endpoint {
+        case let .pulse(server, name):
+            let devices = try server.devices()
+            guard let name else { return }
+            let kind = capture ? "source" : "sink"
+            let known = (capture ? devices.sources : devices.sinks).map(\.name)
+            guard known.contains(name) else { throw AudioDeviceError.noSuchDevice(kind: kind, name: name, known: known) }
+        case let .alsa(device):
+            try ALSA.check(device: device, capture: capture)
+        }
     }
 
     /// Logs a device going away and coming back, once each.
     func reporter(_ role: String, _ logger: Logger?) -> @Sendable (DeviceCondition) -> Void {
-        let device = name ?? "default"
+        let device = endpoint.description
         return { condition in
             switch condition {
             case .running: logger?.notice("\(role) device is playing", metadata: ["audio.device": "\(device)"])
@@ -96,17 +110,21 @@ public struct PulseSpec: Sendable {
 /// A call's (or conference leg's) microphone and speaker together: when both are devices they
 /// share one voice processor, so the echo canceller hears what the speaker plays.
 enum CallAudio {
+    /// A live microphone (not a file, tone or silence): its pauses are real, so DTX leaves them
+    /// unsent.
+    static func isDevice(microphone: String) -> Bool { DeviceSpec(microphone) != nil }
+
     static func make(
         microphone: String, speaker: String?, processing: VoiceProcessing, logger: Logger?, controls: AudioControls
     ) throws -> (source: any AudioSource, sink: (any AudioSink)?) {
-        switch (PulseSpec(microphone), speaker.flatMap(PulseSpec.init)) {
+        switch (DeviceSpec(microphone), speaker.flatMap(DeviceSpec.init)) {
         case let (mic?, speakerDevice?):
             let (capture, playback) = DeviceAudio.pair(
-                microphone: mic.name, speaker: speakerDevice.name, processing: processing,
+                microphone: mic.endpoint, speaker: speakerDevice.endpoint, processing: processing,
                 microphoneChanges: mic.reporter("microphone", logger), speakerChanges: speakerDevice.reporter("speaker", logger))
             return (ControlledSource(capture, controls: controls), ControlledSink(playback, controls: controls))
         case let (mic?, nil):
-            let capture = DeviceAudio.microphone(device: mic.name, processing: processing, changes: mic.reporter("microphone", logger))
+            let capture = DeviceAudio.microphone(mic.endpoint, processing: processing, changes: mic.reporter("microphone", logger))
             return (ControlledSource(capture, controls: controls), try AudioSinkSpec.make(speaker, logger: logger, controls: controls))
         case (nil, _):
             return (

@@ -30,6 +30,8 @@ public struct NodeConfiguration: Sendable {
     public var speaker: String?
     /// Echo cancellation, noise suppression and gain control for device audio.
     public var voiceProcessing = VoiceProcessing()
+    /// DTX: a live microphone's silence is not sent (files and tones are always sent whole).
+    public var discontinuousTransmission = true
     /// Answer incoming calls and conference invitations at once.
     public var autoAnswer = false
     public var conference = ConferenceSession.Configuration()

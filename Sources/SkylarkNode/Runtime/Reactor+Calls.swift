@@ -277,6 +277,7 @@ extension Reactor {
                     entry.media = try CallMedia(
                         sharedSecret: secret, callID: entry.session.callID, role: entry.session.role == .caller ? .caller : .callee,
                         ssrc: entry.session.ssrc, peerSSRC: peerSSRC, source: devices.source, sink: devices.sink,
+                        dtx: configuration.discontinuousTransmission && CallAudio.isDevice(microphone: configuration.microphone),
                         sequence: .random(in: 0...UInt16.max, using: &random),
                         timestamp: .random(in: 0...UInt32.max, using: &random), now: now.monotonic)
                 } catch {
