@@ -12,12 +12,13 @@
 #     mixed at the elected node — printed with why it was chosen and every leg's path — where
 #     each participant hears the five others and not itself, the mixer killed and the next in
 #     the ranking taking over within 2 s, and a conference of ten — narrated scenario by
-#     scenario.
+#     scenario; at the end the voice benchmark: calls with device audio between two lab hosts,
+#     their mouth-to-ear latency and PESQ speech quality beside baresip's on the same devices.
 # Everything it starts is stopped on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --bench
 swift build -c release 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v "^\[" || true
 bin=$(swift build -c release --show-bin-path)
 
@@ -100,4 +101,4 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 step "part 2: the NAT lab (nodes promote, find each other, exchange presence and messages across NATs)"
-SKYLARK_BIN="$bin" bash Deploy/netlab/run.sh
+SKYLARK_BIN="$bin" NETLAB_EXTRA=voice_bench bash Deploy/netlab/run.sh

@@ -15,7 +15,8 @@ struct SkylarkBench: AsyncParsableCommand {
         commandName: "skylark-bench",
         abstract: "Skylark benchmarks (see Docs/PERFORMANCE.md).",
         subcommands: [
-            LoginRate.self, OverlayBench.self, AttachBench.self, AudioMatch.self, AudioTones.self, RelayBench.self, MediaBench.self, MixerBench.self,
+            LoginRate.self, OverlayBench.self, AttachBench.self, AudioMatch.self, AudioTones.self, AudioDelay.self, RelayBench.self, MediaBench.self,
+            MixerBench.self,
             MemoryScaleBench.self,
         ])
 }

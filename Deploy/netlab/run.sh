@@ -140,7 +140,8 @@ restart_node() {
 }
 
 stop_node() { # graceful
-  local user=$1 pid=${node_pid[$1]}
+  local user=$1 pid=${node_pid[$1]:-}
+  [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
   wait_for 10 "$user stops on SIGTERM" bash -c "! kill -0 $pid 2>/dev/null"
   unset "node_pid[$user]"
@@ -872,11 +873,13 @@ back_from_devices() {
   restart_node alice
 }
 
-# restart_with_devices USER FLAGS...: USER's node again, on its host's sound server.
+# restart_with_devices USER FLAGS...: USER's node again, on its host's sound server (or, for the
+# voice benchmark, on the one sound_server[USER] names).
+declare -A sound_server=()
 restart_with_devices() {
   local user=$1; shift
   stop_node "$user"
-  export PULSE_SERVER="unix:$work/pulse-$user/native"
+  export PULSE_SERVER="unix:$work/pulse-${sound_server[$user]:-$user}/native"
   case $user in
     pub) start_node pub --listen 203.0.113.30:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0 --auto-answer "$@" ;;
     *)   start_node "$user" --listen 0.0.0.0:7100 --supernode auto --min-uptime 3 --reachability-interval 2 --min-idle-cpu 0 --auto-answer "$@" ;;
@@ -990,6 +993,169 @@ scenario_echo_path() {
   back_from_devices
 }
 
+# --- The voice benchmark (run.sh voice_bench; a benchmark, not one of the checks) -------------
+# Mouth-to-ear latency and PESQ (ITU-T P.862 wideband, PyPI pesq) of Skylark calls and of
+# baresip (Debian's baresip-core: direct SIP, Opus at 32 kb/s, ALSA through ALSA's pulse plugin,
+# STUN for its NATed side), between the same hosts through the same sound devices. One sound
+# server on alice's host serves both ends of every call (its unix socket crosses network
+# namespaces): alice talks into "mic" and hears "spk", the far end talks into "farmic" and hears
+# "farspk". A two-channel "probe" sink records alice's microphone (left) and the far end's
+# speaker (right) on one clock, each through an identical 20 ms loopback whose delay cancels
+# (measured: a 20 ms loopback between them reads 20.0 ms).
+voice_bench_devices() {
+  start_pulse alice
+  local sink
+  for sink in farmic farspk; do pulse alice pactl load-module module-null-sink sink_name=$sink rate=48000 channels=1 >/dev/null; done
+  pulse alice pactl load-module module-null-sink sink_name=probe rate=48000 channels=2 >/dev/null
+  pulse alice pactl load-module module-loopback source=mic.monitor sink=probe channels=1 channel_map=front-left latency_msec=20 >/dev/null
+  pulse alice pactl load-module module-loopback source=farspk.monitor sink=probe channels=1 channel_map=front-right latency_msec=20 >/dev/null
+  sox -n -r 48000 -c 1 -b 16 "$work/clicks.wav" synth 0.02 sine 1000 vol 0.5 pad 0 1.48 repeat 7
+  espeak-ng -v en -s 140 -w "$work/bench-speech-raw.wav" "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background. It is easy to tell the depth of a well. These days a chicken leg is a rare dish."
+  sox "$work/bench-speech-raw.wav" -r 48000 -c 1 -b 16 "$work/bench-speech.wav" pad 0.3 0.5
+}
+
+# probe_play WAV OUT: plays WAV into alice's microphone while the probe records into OUT.
+probe_play() {
+  local wav=$1 out=$2
+  ip netns exec "skl-${home[alice]}" env PULSE_SERVER="unix:$work/pulse-alice/native" \
+    parecord --device=probe.monitor --rate=48000 --channels=2 --format=s16le --file-format=wav "$out" &
+  pulse_pid[recorder]=$!
+  sleep_until_recording "$out"
+  pulse alice paplay --device=mic "$wav" || fail "paplay into alice's microphone"
+  local played
+  played=$(stat -c %s "$out")
+  wait_for 5 "the probe records the last of it" bash -c "[ \$(stat -c %s '$out') -ge $(( played + 192000 )) ]"
+  kill -INT "${pulse_pid[recorder]}" 2>/dev/null || true
+  wait "${pulse_pid[recorder]}" 2>/dev/null || true
+  unset "pulse_pid[recorder]"
+}
+sleep_until_recording() { wait_for 5 "the probe records" bash -c "[ \$(stat -c %s '$1' 2>/dev/null || echo 0) -gt 9600 ]"; }
+
+# pesq_of RECORDING: PESQ MOS-LQO (wideband) of the far end's speaker (right) against alice's
+# microphone (left), both resampled to 16 kHz.
+pesq_of() {
+  sox "$1" -r 16000 "$1.left.wav" remix 1
+  sox "$1" -r 16000 "$1.right.wav" remix 2
+  python3 -c "
+import sys, wave, array
+from pesq import pesq
+def read(path):
+    with wave.open(path) as w: return array.array('h', w.readframes(w.getnframes()))
+import numpy
+ref = numpy.array(read('$1.left.wav'), dtype=numpy.float64); deg = numpy.array(read('$1.right.wav'), dtype=numpy.float64)
+print('%.2f' % pesq(16000, ref, deg, 'wb'))" 2>/dev/null || echo "-"
+}
+
+# bench_skylark LABEL FAR: alice calls FAR (restarted on alice's sound server with the far
+# devices); prints latency and PESQ.
+bench_skylark() {
+  local label=$1 far=$2
+  ctl alice call "$far" >/dev/null || fail "alice could not call $far"
+  wait_for 10 "alice's call to $far becomes active" call_is alice .state active
+  wait_for 10 "$far's side is active" call_is "$far" .state active
+  if [[ $label == *24k ]]; then
+    # Through the bottleneck the first seconds are the adaptation (a silent microphone sends
+    # nothing to adapt to: alice says something first): measure the call it settles to.
+    sox -n -r 48000 -c 1 -b 16 "$work/warmup.wav" synth 15 sine 440 vol 0.2
+    pulse alice paplay --device=mic "$work/warmup.wav" &
+    local warmup=$!
+    wait_for 30 "alice's encoder settles under the bottleneck" bash -c \
+      "'$bin/skylark' calls --state '$work/alice' --json | jq -e '.result[-1].encoding | .packetMilliseconds == 60 and (.driver == \"clearPath\" or .driver == \"throughput\")' >/dev/null"
+    wait "$warmup" 2>/dev/null || true
+  fi
+  probe_play "$work/clicks.wav" "$work/bench-$label-clicks.wav"
+  probe_play "$work/bench-speech.wav" "$work/bench-$label-speech.wav"
+  local path
+  path=$(last_call alice .pathDetail)
+  ctl alice hangup >/dev/null
+  wait_for 5 "$far sees the call end" call_is "$far" .state ended
+  bench_report "$label" "$path"
+}
+
+bench_report() {
+  local label=$1 path=$2 delay pesq
+  delay=$("$bin/skylark-bench" audio-delay --recording "$work/bench-$label-clicks.wav") || true
+  pesq=$(pesq_of "$work/bench-$label-speech.wav")
+  echo "  $label ($path): mouth-to-ear $(jq -r '"median \(.medianMilliseconds) ms (\(.minimumMilliseconds)-\(.maximumMilliseconds)), \(.arrived) of \(.clicks) clicks"' <<<"$delay" 2>/dev/null || echo "$delay"); PESQ $pesq"
+  echo "$label|$path|$(jq -r .medianMilliseconds <<<"$delay" 2>/dev/null)|$pesq" >>"$work/voice-bench.txt"
+}
+
+# baresip_config DIR LISTEN_IP USER MIC SPEAKER [ACCOUNT_PARAMS]: a minimal baresip.
+baresip_config() {
+  local dir=$1 ip=$2 user=$3 mic=$4 speaker=$5 params=${6:-}
+  mkdir -p "$dir"
+  printf '%s\n' "poll_method epoll" "sip_listen $ip:5060" "net_interface $ip" "audio_player alsa,$speaker" "audio_source alsa,$mic" \
+    "audio_alert alsa,null" "ausrc_srate 48000" "auplay_srate 48000" "ausrc_channels 1" "auplay_channels 1" \
+    "module_path /usr/lib/baresip/modules" "module opus.so" "module alsa.so" "module stun.so" "module_app account.so" "module_app menu.so" \
+    "opus_bitrate 32000" "opus_stereo no" "opus_sprop_stereo no" >"$dir/config"
+  echo "<sip:$user@$ip:5060>;regint=0;answermode=auto$params" >"$dir/accounts"
+}
+
+# bench_baresip LABEL: baresip at alice's host (behind her NAT, STUN from sn1) calls baresip at
+# pub's host; the same measurements.
+bench_baresip() {
+  local label=$1 server="unix:$work/pulse-alice/native"
+  baresip_config "$work/baresip-pub" 203.0.113.30 pub pulse:farmic.monitor pulse:farspk
+  baresip_config "$work/baresip-alice" 10.1.0.2 alice pulse:mic.monitor pulse:spk ";medianat=stun;stunserver=stun:203.0.113.21:7100"
+  ip netns exec skl-pub env PULSE_SERVER="$server" HOME="$work/baresip-pub" baresip -f "$work/baresip-pub" </dev/null >"$work/baresip-pub.log" 2>&1 &
+  local callee=$!
+  wait_for 10 "pub's baresip is ready" grep -q "baresip is ready" "$work/baresip-pub.log"
+  ip netns exec "skl-${home[alice]}" env PULSE_SERVER="$server" HOME="$work/baresip-alice" \
+    baresip -f "$work/baresip-alice" -e "/dial sip:pub@203.0.113.30:5060" </dev/null >"$work/baresip-alice.log" 2>&1 &
+  local caller=$!
+  wait_for 15 "the baresip call is established" grep -q "Call established" "$work/baresip-pub.log"
+  wait_for 10 "pub's baresip receives RTP" grep -q "incoming rtp for 'audio' established" "$work/baresip-pub.log"
+  probe_play "$work/clicks.wav" "$work/bench-$label-clicks.wav"
+  probe_play "$work/bench-speech.wav" "$work/bench-$label-speech.wav"
+  kill -TERM "$caller" "$callee" 2>/dev/null || true
+  wait "$caller" "$callee" 2>/dev/null || true
+  bench_report "$label" "direct SIP/RTP, Opus 32 kb/s"
+}
+
+scenario_voice_bench() {
+  command -v baresip >/dev/null || fail "baresip is missing (apt: baresip-core)"
+  python3 -c "import pesq, numpy" 2>/dev/null || fail "PESQ is missing (pip install pesq numpy)"
+  : >"$work/voice-bench.txt"
+  voice_bench_devices
+  sound_server[pub]=alice
+  sound_server[bob]=alice
+  # Voice processing off, as baresip runs by default (no echo canceller, noise suppression or
+  # gain control): the two are compared on transport, codec and jitter buffer.
+  local plain=(--echo-cancel off --noise-suppression off --gain-control off)
+  restart_with_devices alice --mic pulse:mic.monitor --speaker pulse:spk "${plain[@]}"
+  restart_with_devices pub --mic pulse:farmic.monitor --speaker pulse:farspk "${plain[@]}"
+  ensure_settled alice pub bob
+  ensure_buddies alice pub
+  bench_skylark skylark-direct pub
+  stop_node pub
+  restart_node pub
+  restart_with_devices bob --mic pulse:farmic.monitor --speaker pulse:farspk "${plain[@]}"
+  ensure_buddies alice bob
+  bench_skylark skylark-relayed bob
+  stop_node bob
+  restart_node bob
+  stop_node alice
+  bench_baresip baresip-direct
+  bash "$here/netlab.sh" shape pr 0 0 3 >/dev/null
+  bench_baresip baresip-loss3
+  restart_with_devices alice --mic pulse:mic.monitor --speaker pulse:spk "${plain[@]}"
+  restart_with_devices pub --mic pulse:farmic.monitor --speaker pulse:farspk "${plain[@]}"
+  ensure_buddies alice pub
+  bench_skylark skylark-loss3 pub
+  bash "$here/netlab.sh" shape pr off >/dev/null
+  bash "$here/netlab.sh" rate pr 24 >/dev/null
+  bench_skylark skylark-24k pub
+  stop_node alice
+  bench_baresip baresip-24k
+  bash "$here/netlab.sh" rate pr off >/dev/null
+  unset "sound_server[pub]" "sound_server[bob]"
+  stop_node pub
+  stop_pulse alice
+  restart_node pub
+  restart_node alice
+  cp "$work/voice-bench.txt" "${VOICE_BENCH_OUT:-/tmp/skylark-voice-bench.txt}"
+}
+
 # Not one of the checks: keeps the lab running for manual exploration until $work/hold is removed
 # (run.sh hold; the work folder is printed).
 scenario_hold() {
@@ -1002,7 +1168,8 @@ all_scenarios=(overlay stun promotion login_relay host_cache_tcp nat_types searc
                calls calls_impaired bottleneck call_switch call_capture call_relay_killed conference conference_ten
                flood device_audio echo_path client_drop supernode_leaves supernode_killed dead_host_cache)
 selected=("$@")
-[ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}")
+# NETLAB_EXTRA: scenarios run after the checks (the demo adds voice_bench).
+[ ${#selected[@]} -gt 0 ] || selected=("${all_scenarios[@]}" ${NETLAB_EXTRA:-})
 
 setup
 passed=0

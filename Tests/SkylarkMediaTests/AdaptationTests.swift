@@ -257,4 +257,30 @@ import Testing
         #expect((320...330).contains(talking), "the talk is sent, the pauses not: \(talking)")
         #expect(quiet.statistics(now: 10).lossPercent == 0, "the pauses are not counted as loss")
     }
+
+    @Test func aTalkSpurtAfterAPauseStartsAtFullLevel() throws {
+        let secret = [UInt8](repeating: 9, count: 32)
+        let callID = [UInt8](repeating: 4, count: 16)
+        let heard = Recorder()
+        let listener = try CallMedia(
+            sharedSecret: secret, callID: callID, role: .caller, ssrc: 1, peerSSRC: 2, source: SilenceSource(), sink: heard, dtx: true, now: 0)
+        let talker = try CallMedia(
+            sharedSecret: secret, callID: callID, role: .callee, ssrc: 2, peerSSRC: 1, source: Bursts(), sink: nil, dtx: true, now: 0)
+        var now = 0.0
+        while now <= 10 {
+            for packet in talker.packetsDue(now: now) { _ = listener.receive(packet, now: now + 0.03) }
+            for packet in listener.packetsDue(now: now) { _ = talker.receive(packet, now: now + 0.03) }
+            listener.playOut(now: now)
+            talker.playOut(now: now)
+            now += 0.02
+        }
+        // Each spurt's first 20 ms against its steady level (a 0.3 tone: RMS about 6950). Without
+        // a fresh decoder the first block came out at 1200-1800.
+        for second in stride(from: 2, to: 10, by: 2) {
+            let part = Array(heard.samples.dropFirst(second * Opus.sampleRate).prefix(2 * Opus.sampleRate))
+            let onset = try #require(part.firstIndex { abs(Int($0)) > 300 }, "spurt at \(second) s heard")
+            let first = AudioAnalysis.rms(Array(part.dropFirst(onset).prefix(Opus.frameSampleCount)))
+            #expect(first > 4_000, "the spurt at \(second) s starts at \(first)")
+        }
+    }
 }

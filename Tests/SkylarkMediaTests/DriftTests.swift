@@ -8,6 +8,8 @@ import Testing
 private final class ToneFrames: FrameDecoding {
     var concealments = 0
 
+    func reset() throws(MediaError) {}
+
     func decode(_ packet: [UInt8]) throws(MediaError) -> [Int16] {
         let n = Int(packet[0]) | Int(packet[1]) << 8 | Int(packet[2]) << 16
         return (0..<960).map { index in Int16(8_000 * sin(2 * Double.pi * 440 * Double(n * 960 + index) / 48_000)) }

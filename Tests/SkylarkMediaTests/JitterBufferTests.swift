@@ -263,4 +263,25 @@ struct JitterBufferTests {
         #expect(buffer.statistics.discarded == 0)
         #expect(buffer.statistics.concealed == 0, "a 60 ms stream placed as if 20 ms would look late and be stretched or skipped")
     }
+
+    @Test("A pause the sender does not number (DTX) is concealed, and the next talk spurt plays whole, none of it late")
+    func talkSpurtAfterAnUnnumberedPause() {
+        var buffer = JitterBuffer()
+        var played: [Int] = []
+        // Packets 0-19 cover 0-0.4 s; the sender is silent until 1.4 s, then sends packets 20-39
+        // (the next numbers) with media time from 1.4 s. Each arrives 30 ms after it is due.
+        func mediaTime(_ n: Int) -> Double { n < 20 ? Double(n) * 0.02 : 1.4 + Double(n - 20) * 0.02 }
+        var next = 0
+        var now = 0.005
+        while now < 2.5 {
+            while next < 40, mediaTime(next) + 0.030 <= now {
+                buffer.insert(sequence: UInt16(next), timestamp: UInt32((mediaTime(next) * 48_000).rounded()), payload: [UInt8(next)], arrival: now)
+                next += 1
+            }
+            if case let .frame(payload)? = buffer.next(now: now) { played.append(Int(payload[0])) }
+            now += 0.020
+        }
+        #expect(played == Array(0..<40), "\(played)")
+        #expect(buffer.statistics.late == 0)
+    }
 }

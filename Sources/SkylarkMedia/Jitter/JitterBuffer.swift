@@ -36,7 +36,9 @@
 /// the target is shrinking.
 ///
 /// **Loss.** A slot is lost when its time comes and its packet has not arrived; a packet for a
-/// slot already played is *late* and dropped (and raises the target). Duplicates are dropped.
+/// slot already played is *late* and dropped (and raises the target) — unless its media time is
+/// far ahead of its number: the sender paused (DTX) without numbering the pause, so the slots
+/// concealed meanwhile were not its, and the packet starts a new talk spurt. Duplicates are dropped.
 /// Sequence numbers are extended past 65 535 (`RTPSequence`). A packet far ahead of the stream
 /// (a restarted sender) restarts the buffer once a second such packet confirms the jump, so one
 /// stray packet cannot flush a healthy stream.
@@ -188,6 +190,22 @@ public struct JitterBuffer: Sendable {
         if arrived.check(extended) == .duplicate || packets[extended] != nil {
             statistics.duplicates += 1
             return .duplicate
+        }
+        if let playedThrough, extended <= playedThrough, let highestSequence, let highestTimestamp, extended > highestSequence,
+            extendedTimestamp > highestTimestamp + (extended - highestSequence + 1) * samplesPerPacket
+        {
+            // The sender paused (DTX, a silent conference leg) and went on with the next sequence
+            // number, its media time far ahead: the slots concealed meanwhile were never its
+            // packets. This one starts a new talk spurt, buffered afresh (delay target, jitter
+            // and baseline stay: the path has not changed).
+            packets = [:]
+            phase = .buffering
+            self.playedThrough = extended - 1
+            anchor = nil
+            concealmentRun = 0
+            jumpCandidate = nil
+            store(extended, packet)
+            return .buffered
         }
         if let playedThrough, extended <= playedThrough {
             arrived.accept(extended)

@@ -3,6 +3,8 @@ public protocol FrameDecoding: AnyObject {
     func decode(_ packet: [UInt8]) throws(MediaError) -> [Int16]
     func decodeFEC(from next: [UInt8]) throws(MediaError) -> [Int16]
     func concealLoss() -> [Int16]
+    /// Forgets the stream so far (a new talk spurt after a pause).
+    func reset() throws(MediaError)
 }
 
 extension OpusDecoder: FrameDecoding {}
@@ -23,6 +25,9 @@ public final class Playout {
     private var compensator = DriftCompensator()
     /// Resampled audio not yet played (under a frame).
     private var pending: [Int16] = []
+    /// The buffer went back to buffering (the sender paused: DTX, a silent conference leg):
+    /// the next talk spurt starts the decoder afresh.
+    private var paused = false
     private let frameSamples: Int
     private let sampleRate: Double
     private var halfFrameMilliseconds: Double { Double(frameSamples) / sampleRate * 500 }
@@ -60,6 +65,11 @@ public final class Playout {
             let pcm: [Int16]
             switch jitter.next(now: now) {
             case let .frame(payload)?:
+                // After a pause the decoder's state is half a second of fading concealment, and
+                // it would fade the first 20 ms of the new spurt in from there (a click or a
+                // word's onset at a fifth of its level): the spurt starts as a new stream.
+                if paused { try? decoder.reset() }
+                paused = false
                 if let samples = try? decoder.decode(payload) {
                     pcm = samples
                     decoded = true
@@ -74,6 +84,7 @@ public final class Playout {
                 // Still filling: silence keeps the speaker on the call's timeline, and the level
                 // the compensator learnt means nothing for the stream that comes next.
                 compensator.reset()
+                paused = true
                 pending += repeatElement(0, count: frameSamples - pending.count)
                 continue
             }
