@@ -1,8 +1,8 @@
 /// What one side of a call tells the other, once a second, about the audio it receives: the
 /// counts the sender needs to see loss and throughput, and timestamps for the round-trip time.
-/// In the spirit of an RTCP receiver report (RFC 3550 §6.4.2) but sealed like the media itself
-/// (the supernodes on a relayed path see neither the figures nor that it is a report: it travels
-/// as an RTP packet of its own SSRC and payload type, see `CallMedia`).
+/// In the spirit of an RTCP receiver report (RFC 3550 §6.4.2) but sealed like the media itself:
+/// it travels as an RTP packet of its own SSRC and payload type (`CallMedia`), so the supernodes
+/// on a relayed path see a small packet a second go by, never the figures in it.
 ///
 /// Counters are cumulative and wrap at 2^32, so a lost report costs nothing: the next one
 /// covers both intervals.
