@@ -42,7 +42,8 @@ import Testing
         var clock = 5_000.0
 
         mutating func report(
-            after seconds: Double, sent: Int, delivered: Double, bytes packetBytes: Int, rtt: Double, queueing: Double = 0, now: Double
+            after seconds: Double, sent: Int, delivered: Double, bytes packetBytes: Int, rtt: Double, queueing: Double = 0, jitter: Double = 0.001,
+            now: Double
         ) -> ReceiverReport {
             highest &+= UInt32(sent)
             let arrived = UInt32((Double(sent) * delivered).rounded())
@@ -51,7 +52,7 @@ import Testing
             clock += seconds
             // Our report went out rtt plus the 10 ms the far end held it before now.
             return ReceiverReport(
-                highestSequence: highest, packetsReceived: received, bytesReceived: bytes, jitterMicroseconds: 1_000,
+                highestSequence: highest, packetsReceived: received, bytesReceived: bytes, jitterMicroseconds: UInt32(jitter * 1e6),
                 sentAtMilliseconds: ReceiverReport.milliseconds(clock), echoMilliseconds: ReceiverReport.milliseconds(now - rtt - 0.010),
                 heldMilliseconds: 10, queueingMicroseconds: UInt32(queueing * 1e6))
         }
@@ -112,7 +113,22 @@ import Testing
         #expect(before == 32_000, "45 ms of queueing neither cuts nor climbs")
         controller.handle(far.report(after: 1, sent: 50, delivered: 1, bytes: 120, rtt: 0.400, queueing: 0.150, now: 3), now: 3)
         #expect(controller.setting.bitrate < before)
-        #expect(controller.setting.reason.description == "queueing 150 ms")
+        #expect(controller.setting.reason.description == "queueing 148 ms", "150 ms, less twice the 1 ms of jitter")
+    }
+
+    @Test func steadyJitterIsNotAQueue() {
+        var controller = BitrateController()
+        var far = FarEnd()
+        // ±30 ms of jitter twice on the way (RFC 3550 jitter about 28 ms): the mean sits 50-70 ms
+        // over the fastest packet, for good.
+        for second in 1...12 {
+            let queueing = 0.050 + Double(second % 3) * 0.010
+            controller.handle(
+                far.report(after: 1, sent: 50, delivered: 1, bytes: 120, rtt: 0.100, queueing: queueing, jitter: 0.028, now: Double(second)),
+                now: Double(second))
+        }
+        #expect(controller.setting.framesPerPacket == 1, "\(controller.setting)")
+        #expect(controller.setting.bitrate >= 32_000, "jitter alone never cuts the rate: \(controller.setting)")
     }
 
     @Test func theReceiverMeasuresQueueingAgainstTheFastestPacket() {

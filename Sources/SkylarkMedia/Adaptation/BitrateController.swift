@@ -12,8 +12,9 @@
 /// - loss over 10 %: the wire rate drops to what got through (90 % of the far end's
 ///   throughput) or by half the loss fraction, whichever is lower — one step to a rate that fits
 ///   (and not again until a report covers only time after that step);
-/// - packets 60 ms slower than the fastest (the far end's queueing delay): a queue is
-///   building, and loss follows when it overflows: to 85 % of the throughput, so it drains;
+/// - packets 60 ms slower than the fastest beyond twice the jitter (the far end's mean queueing
+///   delay; jitter alone raises the mean too): a queue is building, and loss follows when it
+///   overflows: to 85 % of the throughput, so it drains;
 /// - loss under 2 %, queueing under 30 ms, the stream not paused (DTX) and 2 s since the last
 ///   decrease: 8 % up a report, but only to 92 % of the throughput measured when the path last
 ///   overflowed (its capacity), and past that by 2 % a report after 20 s without trouble — so
@@ -148,7 +149,10 @@ public struct BitrateController: Sendable {
         // What arrived, with the IP and UDP headers the far end did not count.
         let throughput = Double(bytes + received * 28) * 8 / interval
         let wire = wireRate(setting)
-        let queueing = Double(report.queueingMicroseconds) / 1e6
+        // Jitter alone puts the mean over the fastest packet too (±30 ms at two routers: about
+        // 50 ms, for good), while a standing queue delays every packet alike: what is over twice
+        // the interarrival jitter the far end measured is queue.
+        let queueing = max(0, Double(report.queueingMicroseconds) / 1e6 - 2 * Double(report.jitterMicroseconds) / 1e6)
         let sending = expected >= Int(interval * 50 / Double(setting.framesPerPacket) / 2)
         var target = wire
         var reason = setting.reason
