@@ -76,8 +76,9 @@ import Testing
         var controller = BitrateController()
         var far = FarEnd()
         controller.handle(far.report(after: 1, sent: 50, delivered: 1, bytes: 120, rtt: 0.040, now: 1), now: 1)
-        // 32 kb/s of Opus in 20 ms packets is 54.4 kb/s on the wire; a 24 kb/s link lets 40 % through.
-        controller.handle(far.report(after: 1, sent: 50, delivered: 0.4, bytes: 96, rtt: 0.300, now: 2), now: 2)
+        // 32 kb/s of Opus in 20 ms packets is 54.4 kb/s on the wire; a 24 kb/s link lets 40 % through,
+        // after a queue.
+        controller.handle(far.report(after: 1, sent: 50, delivered: 0.4, bytes: 96, rtt: 0.300, queueing: 0.3, now: 2), now: 2)
         let setting = controller.setting
         #expect(setting.framesPerPacket == 3, "60 ms packets: \(setting)")
         #expect(setting.bitrate <= 14_000 && setting.bitrate >= 12_000, "\(setting)")
@@ -90,6 +91,17 @@ import Testing
         // The next report still covers time at the old rate: no second cut from it.
         controller.handle(far.report(after: 1, sent: 25, delivered: 0.7, bytes: 80, rtt: 0.300, now: 3), now: 3)
         #expect(controller.setting.bitrate == setting.bitrate)
+    }
+
+    @Test func randomLossWithoutAQueueIsNotCongestion() {
+        var controller = BitrateController()
+        var far = FarEnd()
+        controller.handle(far.report(after: 1, sent: 50, delivered: 1, bytes: 120, rtt: 0.040, now: 1), now: 1)
+        // 12 % lost at random (a lossy radio link), nothing queued: a mild cut, still 20 ms packets.
+        controller.handle(far.report(after: 1, sent: 50, delivered: 0.88, bytes: 120, rtt: 0.040, now: 2), now: 2)
+        #expect(controller.setting.framesPerPacket == 1, "\(controller.setting)")
+        #expect(controller.setting.bitrate > 28_000, "\(controller.setting)")
+        #expect(controller.setting.reason.description == "loss 12 %")
     }
 
     @Test func moderateLossHoldsTheRateAndBuysFEC() {

@@ -9,9 +9,10 @@
 ///
 /// Loss-based, in the manner of WebRTC's send-side controller, with the throughput the far end
 /// measured as the capacity estimate:
-/// - loss over 10 %: the wire rate drops to what got through (90 % of the far end's
-///   throughput) or by half the loss fraction, whichever is lower — one step to a rate that fits
-///   (and not again until a report covers only time after that step);
+/// - loss over 10 %: the wire rate drops by half the loss fraction, and — when a queue stands
+///   behind the loss, so it is congestion, not random loss — to what got through (90 % of the
+///   far end's throughput) if that is lower: one step to a rate that fits (and not again until
+///   a report covers only time after that step);
 /// - packets 60 ms slower than the fastest beyond twice the jitter (the far end's mean queueing
 ///   delay; jitter alone raises the mean too): a queue is building, and loss follows when it
 ///   overflows: to 85 % of the throughput, so it drains;
@@ -160,10 +161,19 @@ public struct BitrateController: Sendable {
         // after the decrease took effect may cut again.
         let afterLastDecrease = now - lastDecreaseAt >= interval + (roundTripTime ?? 0)
         if loss > 0.10, afterLastDecrease {
-            let fitting = received > 0 ? throughput * 0.9 : wire * 0.5
-            target = min(wire * (1 - loss / 2), fitting)
-            reason = fitting < wire * (1 - loss / 2) ? .throughput(kbps: throughput / 1000) : .loss(percent: loss * 100)
-            if received > 0 { capacity = throughput }
+            // Random loss is not congestion: what got through is then just less than was sent,
+            // not what the path can carry. Only with a queue behind the loss is the throughput the
+            // path's capacity, and the rate goes there in one step.
+            target = wire * (1 - loss / 2)
+            reason = .loss(percent: loss * 100)
+            if queueing > 0.060 || received == 0 {
+                let fitting = received > 0 ? throughput * 0.9 : wire * 0.5
+                if fitting < target {
+                    target = fitting
+                    reason = .throughput(kbps: throughput / 1000)
+                }
+                if received > 0 { capacity = throughput }
+            }
             lastDecreaseAt = now
         } else if queueing > 0.060, sending, afterLastDecrease {
             // A queue is building on the path: below what gets through, so that it drains.
