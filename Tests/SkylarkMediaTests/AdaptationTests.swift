@@ -263,33 +263,11 @@ import Testing
         }
     }
 
-    @Test func silenceUnderDTXIsNotSentAndIsNotLoss() throws {
+    /// 10 s of a call on a virtual clock, both sides with DTX: a silent listener (recorded into
+    /// `heard`) and a talker in one-second bursts, 30 ms apart.
+    static func dtxCall(heard: Recorder? = nil) throws -> (listener: CallMedia, talker: CallMedia) {
         let secret = [UInt8](repeating: 9, count: 32)
         let callID = [UInt8](repeating: 4, count: 16)
-        let quiet = try CallMedia(
-            sharedSecret: secret, callID: callID, role: .caller, ssrc: 1, peerSSRC: 2, source: SilenceSource(), sink: nil, dtx: true, now: 0)
-        let talker = try CallMedia(
-            sharedSecret: secret, callID: callID, role: .callee, ssrc: 2, peerSSRC: 1, source: Bursts(), sink: nil, dtx: true, now: 0)
-        var now = 0.0
-        while now <= 10 {
-            for packet in quiet.packetsDue(now: now) { _ = talker.receive(packet, now: now + 0.01) }
-            for packet in talker.packetsDue(now: now) { _ = quiet.receive(packet, now: now + 0.01) }
-            quiet.playOut(now: now)
-            talker.playOut(now: now)
-            now += 0.02
-        }
-        let silent = try #require(quiet.statistics(now: 10).packetsSent)
-        let talking = try #require(talker.statistics(now: 10).packetsSent)
-        #expect(silent == 0, "silence: \(silent) packets in 10 s")
-        // Five seconds of tone, and 300 ms of hangover after each of the five bursts.
-        #expect((320...330).contains(talking), "the talk is sent, the pauses not: \(talking)")
-        #expect(quiet.statistics(now: 10).lossPercent == 0, "the pauses are not counted as loss")
-    }
-
-    @Test func aTalkSpurtAfterAPauseStartsAtFullLevel() throws {
-        let secret = [UInt8](repeating: 9, count: 32)
-        let callID = [UInt8](repeating: 4, count: 16)
-        let heard = Recorder()
         let listener = try CallMedia(
             sharedSecret: secret, callID: callID, role: .caller, ssrc: 1, peerSSRC: 2, source: SilenceSource(), sink: heard, dtx: true, now: 0)
         let talker = try CallMedia(
@@ -302,6 +280,22 @@ import Testing
             talker.playOut(now: now)
             now += 0.02
         }
+        return (listener, talker)
+    }
+
+    @Test func silenceUnderDTXIsNotSentAndIsNotLoss() throws {
+        let (quiet, talker) = try Self.dtxCall()
+        let silent = try #require(quiet.statistics(now: 10).packetsSent)
+        let talking = try #require(talker.statistics(now: 10).packetsSent)
+        #expect(silent == 0, "silence: \(silent) packets in 10 s")
+        // Five seconds of tone, and 300 ms of hangover after each of the five bursts.
+        #expect((320...330).contains(talking), "the talk is sent, the pauses not: \(talking)")
+        #expect(quiet.statistics(now: 10).lossPercent == 0, "the pauses are not counted as loss")
+    }
+
+    @Test func aTalkSpurtAfterAPauseStartsAtFullLevel() throws {
+        let heard = Recorder()
+        _ = try Self.dtxCall(heard: heard)
         // Each spurt's first 20 ms against its steady level (a 0.3 tone: RMS about 6950). Without
         // a fresh decoder the first block came out at 1200-1800.
         for second in stride(from: 2, to: 10, by: 2) {
