@@ -89,12 +89,14 @@ struct AudioMatch: ParsableCommand {
 }
 
 /// Which tones a conference recording holds: `skylark-bench audio-tones --recording R.wav
-/// --present 440,550 --absent 300`. Goertzel power at each frequency over the voiced part (after
-/// `--settle`, at most `--seconds`), relative to the strongest expected tone. A tone is present
-/// at `--present-min` of the strongest or more (0.03, −15 dB: nine tones mixed through Opus at
-/// 32 kb/s measured 0.09–1 in the lab), absent at `--absent-max` or less (0.005, −23 dB: a
-/// participant's own tone measured ≤ 0.003 in its mix). Prints one JSON line; exits 1 when any
-/// expectation fails.
+/// --present 440,550 --absent 300`. Power at each frequency over the voiced part (after
+/// `--settle`, at most `--seconds`; `AudioAnalysis.tonePower`: 100 ms blocks, so a tone the
+/// listener's drift compensation played a few hundred ppm off still counts), relative to the
+/// strongest expected tone. A tone is present
+/// at `--present-min` of the strongest or more (0.15, −8 dB: nine tones mixed through Opus at
+/// 32 kb/s measured 0.39–1 in the lab), absent at `--absent-max` or less (0.04, −14 dB: a
+/// participant's own tone measured ≤ 0.012 in its mix, where a mixer that left it in would put
+/// it near 1). Prints one JSON line; exits 1 when any expectation fails.
 struct AudioTones: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audio-tones",
@@ -107,8 +109,8 @@ struct AudioTones: ParsableCommand {
     @Option(help: "Seconds of voiced audio skipped first.") var settle: Double = 0.5
     @Flag(help: "Analyse the last --seconds of the recording (when everyone had joined) instead of the first after --settle.")
     var last = false
-    @Option(help: "Minimum power of a present tone, relative to the strongest.") var presentMin: Double = 0.03
-    @Option(help: "Maximum power of an absent tone, relative to the strongest present one.") var absentMax: Double = 0.005
+    @Option(help: "Minimum power of a present tone, relative to the strongest.") var presentMin: Double = 0.15
+    @Option(help: "Maximum power of an absent tone, relative to the strongest present one.") var absentMax: Double = 0.04
 
     struct Result: Codable {
         var voicedSeconds: Double
@@ -136,7 +138,7 @@ struct AudioTones: ParsableCommand {
                     missing: wanted.map { "\(Int($0))" }, unwanted: [], match: false))
         }
         var power: [Double: Double] = [:]
-        for frequency in wanted + unwantedTones { power[frequency] = AudioAnalysis.power(of: window, at: frequency) }
+        for frequency in wanted + unwantedTones { power[frequency] = AudioAnalysis.tonePower(of: window, at: frequency) }
         let strongest = max(wanted.compactMap { power[$0] }.max() ?? 0, 1e-9)
         var relative: [String: Double] = [:]
         for (frequency, value) in power { relative["\(Int(frequency))"] = (value / strongest * 1000).rounded() / 1000 }

@@ -632,13 +632,11 @@ conference_audio_flows() {
 }
 
 # check_conference_audio MIXER USERS...: each user's recording from MIXER holds every other
-# user's tone and not its own ($tone_limits: audio-tones thresholds, defaults unless set). The
-# recordings grow while the conference goes on: each is looked at again (its last 2 s) for up
+# user's tone and not its own (audio-tones' thresholds). The recordings grow while the conference goes on: each is looked at again (its last 2 s) for up
 # to 10 s, so a participant whose leg came up last is judged once its audio is in the mix.
-tone_limits=()
 tones_match() { # USER MIXER PRESENT: writes the analysis to $work/tones-USER.json
   "$bin/skylark-bench" audio-tones --last --recording "$work/$1-from-conference-$2.wav" \
-    --present "$3" --absent "${tone[$1]}" "${tone_limits[@]}" >"$work/tones-$1.json"
+    --present "$3" --absent "${tone[$1]}" >"$work/tones-$1.json"
 }
 check_conference_audio() {
   local mixer=$1; shift
@@ -649,6 +647,11 @@ check_conference_audio() {
     local list
     list=$(IFS=,; echo "${present[*]}")
     if ! wait_for_quietly 10 tones_match "$user" "$mixer" "$list"; then
+      # Where the audio stopped: what the mixer receives on each leg, and what each member sends.
+      echo "  the mixer's legs: $(conf "$mixer" '.legs' | jq -c .)" >&2
+      for other in "$@"; do
+        [ "$other" = "$mixer" ] || echo "  $other's leg: $(conf "$other" '.leg | {state, path, packetsSent, packetsReceived, playoutDriftPPM}' | jq -c .)" >&2
+      done
       fail "$user's recording from $mixer: $(cat "$work/tones-$user.json")"
     fi
     echo "  $user (${kind[$user]}) hears $list Hz and not its own ${tone[$user]} Hz: $(jq -c .relative "$work/tones-$user.json")"
@@ -705,13 +708,9 @@ scenario_conference_ten() {
   mixer=$(conf alice .mixer)
   echo "  10 participants; $mixer mixes: $(conf alice .mixerReason)"
   conference_audio_flows "$mixer" 150 15 "${everyone[@]}"
-  # Nine steady tones beat at their 110 Hz spacing; the mixer's limiter follows that beat and
-  # puts a little energy on the grid, own tone included (measured ≤ 0.005 of the strongest), and
-  # Opus at 32 kb/s renders some of nine tones weaker (measured ≥ 0.06): the line sits between.
-  tone_limits=(--present-min 0.02 --absent-max 0.015)
   check_conference_audio "$mixer" "${everyone[@]}"
-  tone_limits=()
   echo "  mixer load: $(conf "$mixer" '.mixing | "\(.ticks) ticks, \(.decodes) decodes, \(.encodes) encodes"')"
+  echo "  frames of each participant's own audio in the mix: $(conf "$mixer" '| [.legs[] | "\(.participant) \(.framesMixed)"] | join(", ")') of $(conf "$mixer" .mixing.ticks) ticks"
   for user in "${everyone[@]}"; do ctl "$user" conf leave >/dev/null; done
 }
 

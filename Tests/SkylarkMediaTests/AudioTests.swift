@@ -14,6 +14,18 @@ struct AudioTests {
         #expect(abs(AudioAnalysis.rms(samples) - expectedRMS) / expectedRMS < 0.01)
     }
 
+    @Test("A tone played a few hundred ppm off (drift compensation) still measures whole; a neighbour 110 Hz away does not leak in")
+    func tonePowerToleratesDrift() {
+        let exact = tone(1_320, amplitude: 0.3, count: 96_000)
+        let drifted = tone(1_320 * 1.0004, amplitude: 0.3, count: 96_000)  // 400 ppm: 0.53 Hz
+        let neighbour = tone(1_210, amplitude: 0.3, count: 96_000)
+        let reference = AudioAnalysis.tonePower(of: exact, at: 1_320)
+        #expect(AudioAnalysis.tonePower(of: drifted, at: 1_320) > 0.95 * reference)
+        #expect(AudioAnalysis.tonePower(of: neighbour, at: 1_320) < 1e-4 * reference)
+        // One Goertzel term over the whole 2 s, as the lab's check was: the drifted tone is in its null.
+        #expect(AudioAnalysis.power(of: drifted, at: 1_320) < 0.05 * AudioAnalysis.power(of: exact, at: 1_320))
+    }
+
     @Test("A tone is continuous across frames of any size")
     func toneContinuity() throws {
         var whole = ToneSource(hz: 523.25)

@@ -267,7 +267,10 @@ struct ConferenceMixerTests {
         }
         for name in names {
             Self.expectTones(rig.tail(name), present: names.filter { $0 != name }.map { hz[$0]! }, absent: [hz[name]!], sent: amplitude * 32_767, name)
+            // Every tick after the first played each one's own packet (the buffer held the first).
+            #expect(rig.mixer.framesMixed(of: name) == 29)
         }
+        #expect(rig.mixer.framesMixed(of: "nobody") == nil)
     }
 
     // MARK: - Loudness

@@ -44,6 +44,7 @@ import Testing
 
     @Test func aCallCarriesEachSidesVoiceToTheOtherInRealTime() throws {
         let (caller, callee, heardByCaller, heardByCallee) = try Self.pair(caller: 440, callee: 880, now: 1_000)
+        #expect(callee.statistics(now: 1_000).playoutDriftPPM == nil, "no drift figure before any audio")
         Self.run(caller, callee, from: 1_000, for: 3)
         let sent = try #require(caller.statistics(now: 1_003).packetsSent)
         #expect((150...151).contains(sent), "50 packets a second: \(sent)")
@@ -56,6 +57,10 @@ import Testing
         let back = try #require(AudioAnalysis.dominantFrequency(of: Array(heardByCaller.samples.suffix(Opus.sampleRate))))
         #expect(abs(back - 880) < 5, "and the caller the callee's 880 Hz: \(back)")
         #expect(callee.statistics(now: 1_003).lossPercent ?? 0 == 0, "nothing lost, across the RTP sequence wrap")
+        // The playout's drift correction is reported once audio plays (it also trims the start-up
+        // excess over the buffer's target, so it need not be near zero after 3 s).
+        let drift = try #require(callee.statistics(now: 1_003).playoutDriftPPM)
+        #expect(abs(drift) <= 1_000, "drift correction \(drift) ppm")
     }
 
     @Test func lateTicksCatchUpAndAStallJumpsInsteadOfBursting() throws {

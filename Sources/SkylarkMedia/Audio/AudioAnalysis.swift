@@ -28,6 +28,24 @@ public enum AudioAnalysis {
         power(of: samples.map(Double.init), at: frequency, sampleRate: sampleRate)
     }
 
+    /// Mean power at `frequency` over Hann-windowed blocks of `blockSeconds` (100 ms: a main lobe
+    /// ±20 Hz wide). One Goertzel term over seconds is a filter a fraction of a hertz wide: a tone
+    /// played 0.04 % fast — what drift compensation does to a call's audio, inaudibly — lands in
+    /// its null (at 2 s, 0.5 Hz off is nothing at all). Short blocks take a tone within a few
+    /// hertz whole, and the window keeps tones 100 Hz apart out of each other's measure.
+    public static func tonePower(of samples: [Int16], at frequency: Double, blockSeconds: Double = 0.1, sampleRate: Int = Opus.sampleRate) -> Double {
+        let length = max(Int(blockSeconds * Double(sampleRate)), 2)
+        guard samples.count >= length else { return power(of: windowed(samples[...]), at: frequency, sampleRate: sampleRate) }
+        var total = 0.0, blocks = 0
+        var start = 0
+        while start + length <= samples.count {
+            total += power(of: windowed(samples[start..<start + length]), at: frequency, sampleRate: sampleRate)
+            blocks += 1
+            start += length
+        }
+        return total / Double(blocks)
+    }
+
     /// The strongest frequency in `range` (Hz), to within 0.1 Hz, or nil for silence or fewer
     /// than 10 ms of audio.
     ///

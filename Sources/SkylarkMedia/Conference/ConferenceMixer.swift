@@ -64,6 +64,8 @@ public final class ConferenceMixer {
         var frame: [Int16]?
         /// What it was sent last tick: nothing, the shared mix, or its own mix.
         var lastSent = Sent.nothing
+        /// Ticks its audio was in the mix from its own packet (not concealment or FEC).
+        var framesMixed = 0
 
         init(jitter: JitterBuffer.Configuration) throws(MediaError) {
             self.jitter = JitterBuffer(configuration: jitter)
@@ -115,6 +117,11 @@ public final class ConferenceMixer {
         remotes.first { $0.name == name }?.remote.jitter.statistics
     }
 
+    /// Ticks a participant's own audio was in the mix (what the others heard of it).
+    public func framesMixed(of name: String) -> Int? {
+        remotes.first { $0.name == name }?.remote.framesMixed
+    }
+
     /// Mixes one 20 ms slot. `localFrame`: the local participant's microphone frame when it
     /// carries voice, nil when it is silent (or there is no local participant).
     public func tick(now: Double, localFrame: [Int16]? = nil) -> Tick {
@@ -129,6 +136,7 @@ public final class ConferenceMixer {
             switch remote.jitter.next(now: now) {
             case let .frame(payload)?:
                 remote.frame = (try? remote.decoder.decode(payload)) ?? remote.decoder.concealLoss()
+                remote.framesMixed += 1
             case let .fec(next)?:
                 remote.frame = (try? remote.decoder.decodeFEC(from: next)) ?? remote.decoder.concealLoss()
             case .conceal?:

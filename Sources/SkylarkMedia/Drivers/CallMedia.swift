@@ -28,6 +28,8 @@ public final class CallMedia {
         public var adaptation: BitrateController.Setting?
         /// The round trip measured through the reports, ms.
         public var reportRTTMilliseconds: Double?
+        /// The playout's drift compensation now, ppm (nil before audio).
+        public var playoutDriftPPM: Double?
     }
 
     /// Receiver reports travel as RTP of this payload type (dynamic range, beside Opus's 111).
@@ -234,6 +236,7 @@ public final class CallMedia {
             bitrateKbps: recent.isEmpty ? nil : Double(recent.reduce(0) { $0 + $1.bytes }) * 8 / span / 1000,
             packetsSent: packetsSent, packetsReceived: packetsReceived,
             longestGapMilliseconds: lastArrival == nil ? nil : longestGap * 1000,
-            adaptation: applied, reportRTTMilliseconds: controller?.roundTripTime.map { $0 * 1000 })
+            adaptation: applied, reportRTTMilliseconds: controller?.roundTripTime.map { $0 * 1000 },
+            playoutDriftPPM: lastArrival == nil ? nil : playout.driftPPM)
     }
 }

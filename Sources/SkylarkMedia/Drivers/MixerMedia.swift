@@ -117,11 +117,24 @@ public final class MixerMedia<LegID: Hashable & Comparable> {
         return out
     }
 
-    public func legStatistics(_ id: LegID) -> (sent: Int, received: Int, loss: Double?, jitter: Double?)? {
+    /// What the mixer sent and received on a leg, and how its jitter buffer played the
+    /// participant's audio into the mix.
+    public struct LegStatistics: Sendable {
+        public var sent: Int
+        public var received: Int
+        public var lossPercent: Double?
+        public var playout: JitterBuffer.Statistics?
+        /// Ticks the participant's own audio was in the mix.
+        public var framesMixed: Int?
+    }
+
+    public func legStatistics(_ id: LegID) -> LegStatistics? {
         guard let leg = legs[id] else { return nil }
         let stats = mixer.statistics(of: leg.participant)
         let expected = (stats?.received ?? 0) + (stats?.lost ?? 0) - (stats?.late ?? 0)
-        return (leg.packetsSent, leg.packetsReceived, expected > 0 ? 100 * Double(stats!.lost) / Double(expected) : nil, stats?.jitterMs)
+        return LegStatistics(
+            sent: leg.packetsSent, received: leg.packetsReceived, lossPercent: expected > 0 ? 100 * Double(stats!.lost) / Double(expected) : nil,
+            playout: stats, framesMixed: mixer.framesMixed(of: leg.participant))
     }
 
     public func close() {

@@ -112,6 +112,7 @@ struct CallTable {
             lossPercent: stats?.lossPercent, jitterMilliseconds: stats?.jitterMilliseconds, bitrateKbps: stats?.bitrateKbps,
             packetsSent: stats?.packetsSent, packetsReceived: stats?.packetsReceived,
             longestGapMilliseconds: stats?.longestGapMilliseconds.map { $0.rounded() },
+            playoutDriftPPM: stats?.playoutDriftPPM.map { $0.rounded() },
             setupMilliseconds: entry.firstAudioAt.map { (($0 - entry.startedAt) * 1000).rounded() },
             startedAtMs: (now.wallTime(at: entry.startedAt) * 1000).rounded(),
             firstAudioAtMs: entry.firstAudioAt.map { (now.wallTime(at: $0) * 1000).rounded() },

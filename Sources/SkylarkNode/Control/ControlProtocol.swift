@@ -176,6 +176,9 @@ public enum ControlResults {
         public var packetsReceived: Int?
         /// Longest silence between two packets received (a path switch shows here).
         public var longestGapMilliseconds: Double?
+        /// How much faster (+) or slower (−) than the far end sends the speaker is being fed, ppm:
+        /// the playout's drift compensation (within ±1000, a pitch change nobody hears).
+        public var playoutDriftPPM: Double?
         /// From dialling (or ringing) to the first decoded audio frame.
         public var setupMilliseconds: Double?
         /// When the call was dialled (or rang) and when the first audio frame was decoded here,
@@ -260,6 +263,14 @@ public enum ControlResults {
         public var packetsReceived: Int
         public var lossPercent: Double?
         public var jitterMilliseconds: Double?
+        /// How the mixer plays this participant into the mix: 20 ms ticks its own audio was
+        /// in, packets that came after their slot, concealed slots, and the buffer's delay.
+        public var framesMixed: Int?
+        public var latePackets: Int?
+        public var concealedFrames: Int?
+        public var discardedPackets: Int?
+        public var targetDelayMilliseconds: Double?
+        public var delayMilliseconds: Double?
     }
 
     public struct MixingCounters: Codable, Sendable {

@@ -397,7 +397,9 @@ extension Reactor {
                     ControlResults.ConferenceLeg(
                         participant: call.session.peer, path: call.session.path.map(Self.describe),
                         packetsSent: stats?.sent ?? 0, packetsReceived: stats?.received ?? 0,
-                        lossPercent: stats?.loss, jitterMilliseconds: stats?.jitter))
+                        lossPercent: stats?.lossPercent, jitterMilliseconds: stats?.playout?.jitterMs, framesMixed: stats?.framesMixed,
+                        latePackets: stats?.playout?.late, concealedFrames: stats?.playout?.concealed, discardedPackets: stats?.playout?.discarded,
+                        targetDelayMilliseconds: stats?.playout?.targetDelayMs, delayMilliseconds: stats?.playout?.currentDelayMs))
             }
             legs.sort { $0.participant < $1.participant }
         }
