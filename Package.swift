@@ -164,8 +164,8 @@ let package = Package(
         .executableTarget(
             name: "skylark-bench",
             dependencies: [
-                "SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkSimulation", "SkylarkOverlay", "SkylarkMedia", "COpus",
-                "COpusShims",
+                "SkylarkLoginServer", "SkylarkNode", "SkylarkWire", "SkylarkCrypto", "SkylarkSimulation", "SkylarkOverlay", "SkylarkMedia", "SkylarkAudio",
+                "COpus", "COpusShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

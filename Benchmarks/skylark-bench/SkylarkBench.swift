@@ -16,7 +16,7 @@ struct SkylarkBench: AsyncParsableCommand {
         abstract: "Skylark benchmarks (see Docs/PERFORMANCE.md).",
         subcommands: [
             LoginRate.self, OverlayBench.self, AttachBench.self, AudioMatch.self, AudioTones.self, AudioDelay.self, RelayBench.self, MediaBench.self,
-            MixerBench.self,
+            MixerBench.self, VoiceProcessingBench.self,
             MemoryScaleBench.self,
         ])
 }

@@ -949,13 +949,36 @@ scenario_device_audio() {
 # to $work/echo-ECHO_CANCEL.rms (not printed: a $(...) subshell would lose the restarted PIDs).
 echo_call() {
   # DTX off: residual echo under its threshold would not be sent at all, and the measure would
-  # credit the silence to the canceller.
-  restart_with_devices pub --mic pulse:mic.monitor --speaker pulse:spk --echo-cancel "$1" --dtx off
+  # credit the silence to the canceller. Gain control off: its gain follows the level it hears
+  # (it doubled the uncancelled echo, measured 0.0179 against 0.0082 RMS), so with it on the two
+  # calls would not be measured at one gain and the ratio would not be the canceller's.
+  restart_with_devices pub --mic pulse:mic.monitor --speaker pulse:spk --echo-cancel "$1" --dtx off --gain-control off
   ensure_buddies alice pub
   ctl alice call pub >/dev/null || fail "alice could not call pub"
   wait_for 10 "alice's call to pub becomes active" call_is alice .state active
   wait_for 10 "pub's side is active" call_is pub .state active
   heard_through_devices alice alice "$work/talk.wav" "$work/alice-hears-echo-$1.wav"
+  if [ "$1" = on ]; then
+    # Double talk, in the same call: pub talks alone, then pub and alice at once (pub's words
+    # first, so they lead alice's recording); what alice hears of pub is compared with pub's
+    # words both times.
+    heard_through_devices pub alice "$work/pub-talk.wav" "$work/alice-hears-pub-alone.wav"
+    ip netns exec "skl-${home[alice]}" env PULSE_SERVER="unix:$work/pulse-alice/native" \
+      parecord --device=spk.monitor --rate=48000 --channels=1 --format=s16le --file-format=wav "$work/alice-hears-pub-double.wav" &
+    pulse_pid[recorder]=$!
+    ip netns exec "skl-${home[pub]}" env PULSE_SERVER="unix:$work/pulse-pub/native" paplay --device=mic "$work/pub-talk.wav" &
+    pulse_pid[player]=$!
+    wait_for 5 "alice's speaker is recorded" bash -c "[ \$(stat -c %s '$work/alice-hears-pub-double.wav' 2>/dev/null || echo 0) -gt 9600 ]"
+    pulse alice paplay --device=mic "$work/talk-late.wav" || fail "paplay into alice's microphone"
+    wait "${pulse_pid[player]}" || fail "paplay into pub's microphone"
+    unset "pulse_pid[player]"
+    local recorded
+    recorded=$(stat -c %s "$work/alice-hears-pub-double.wav")
+    wait_for 5 "the recording of alice's speaker goes on" bash -c "[ \$(stat -c %s '$work/alice-hears-pub-double.wav') -ge $(( recorded + 48000 )) ]"
+    kill -INT "${pulse_pid[recorder]}" 2>/dev/null || true
+    wait "${pulse_pid[recorder]}" 2>/dev/null || true
+    unset "pulse_pid[recorder]"
+  fi
   ctl alice hangup >/dev/null
   wait_for 5 "pub sees the call end" call_is pub .state ended
   local length
@@ -967,17 +990,23 @@ echo_call() {
 scenario_echo_path() {
   # A loudspeaker phone at pub: what pub's speaker plays reaches pub's microphone 40 ms later and
   # 6 dB down (module-loopback). Without echo cancellation alice hears herself back; with it, not.
+  # The loopback's rate adaptation is off (adjust_time=0): it resampled now and then to hold its
+  # latency, an echo path no room has (a room is fixed, on the sound card's one clock), and it
+  # cost the canceller 4 dB (19.6 against 23.6-23.9 dB with it off, gain control on).
   start_pulse alice
   start_pulse pub
   restart_with_devices alice --mic pulse:mic.monitor --speaker pulse:spk
   local module input
-  module=$(pulse pub pactl load-module module-loopback source=spk.monitor sink=mic latency_msec=40) || fail "pub's echo path"
+  module=$(pulse pub pactl load-module module-loopback source=spk.monitor sink=mic latency_msec=40 adjust_time=0) || fail "pub's echo path"
   # The loopback's own sink input (pactl's short list: index, sink, client, driver, format).
   wait_for 10 "pub's echo path plays" bash -c "PULSE_SERVER=unix:$work/pulse-pub/native pactl list short sink-inputs | grep -q module-loopback"
   input=$(PULSE_SERVER="unix:$work/pulse-pub/native" pactl list short sink-inputs | awk '$4 ~ /module-loopback/ {print $1; exit}')
   pulse pub pactl set-sink-input-volume "$input" -6dB || fail "setting pub's echo path to -6 dB"
   espeak-ng -v en -s 150 -w "$work/talk-raw.wav" "Hello pub, this is alice. I am talking to you through Skylark, and I should not hear my own voice come back from your loudspeaker. One, two, three, four, five, six."
   sox "$work/talk-raw.wav" -r 48000 -c 1 -b 16 "$work/talk.wav"
+  sox "$work/talk.wav" "$work/talk-late.wav" pad 0.5 0  # alice starts half a second after pub
+  espeak-ng -v en+f3 -s 150 -w "$work/pub-talk-raw.wav" "Hello alice, this is pub, and I am talking while you talk. You should hear every word I say, even though your voice comes out of my loudspeaker. Seven, eight, nine, ten."
+  sox "$work/pub-talk-raw.wav" -r 48000 -c 1 -b 16 "$work/pub-talk.wav"
   ensure_settled alice pub
   local echo_off echo_on erle
   echo_call off
@@ -986,8 +1015,22 @@ scenario_echo_path() {
   echo_on=$(cat "$work/echo-on.rms")
   erle=$(awk -v a="$echo_off" -v b="$echo_on" 'BEGIN { if (b <= 0) b = 0.00001; printf "%.1f", 20 * log(a / b) / log(10) }')
   echo "  alice hears her echo from pub: RMS $echo_off without echo cancellation, $echo_on with it: $erle dB less"
-  # Measured 18.9-21.9 dB (issue 11 asks for 25 dB: not reached yet); 15 dB keeps the check meaningful.
-  awk -v e="$erle" -v min="${ECHO_MIN_DB:-15}" 'BEGIN { exit !(e >= min) }' || fail "echo cancellation removed only $erle dB of alice's echo"
+  # Double talk: pub's words reach alice while her voice comes back at pub and is cancelled.
+  # Measured against pub talking alone in the same call (noise suppression and gain control on
+  # reshape pub's voice both times).
+  local alone double
+  alone=$("$bin/skylark-bench" audio-match --recording "$work/alice-hears-pub-alone.wav" --reference "$work/pub-talk.wav" \
+    --threshold 0.6 --blocks 0 --seconds 4 --settle 0) || true
+  double=$("$bin/skylark-bench" audio-match --recording "$work/alice-hears-pub-double.wav" --reference "$work/pub-talk.wav" \
+    --threshold 0.6 --blocks 0 --seconds 4 --settle 0) || true
+  echo "  double talk: alice hears pub's words alone $(jq -c '{correlation, blocksMatching}' <<<"$alone"), while she talks too $(jq -c '{correlation, blocksMatching}' <<<"$double")"
+  # pub's voice must come through while alice's is cancelled: as recognisable as alone, within
+  # 0.15 of its blocks (measured: alone 0.80-0.83, double talk 0.83-0.88 of blocks at 0.6).
+  jq -e -n --argjson a "$alone" --argjson d "$double" '$d.blocksMatching >= 0.6 and $d.blocksMatching >= $a.blocksMatching - 0.15' >/dev/null \
+    || fail "double talk cut pub's voice: alone $alone, with alice talking $double"
+  # Issue 11 asks for 25 dB; measured 28.5 dB (gain control off, fixed echo path). The check sits
+  # a little under the goal, so one slow convergence does not fail a run.
+  awk -v e="$erle" -v min="${ECHO_MIN_DB:-22}" 'BEGIN { exit !(e >= min) }' || fail "echo cancellation removed only $erle dB of alice's echo"
   pulse pub pactl unload-module "$module" || true
   back_from_devices
 }

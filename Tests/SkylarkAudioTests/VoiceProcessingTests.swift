@@ -75,4 +75,54 @@ import Testing
         print("near voice kept \(10 * log10(kept)) dB")
         #expect(10 * log10(kept) > -6, "near voice \(10 * log10(kept)) dB")
     }
+
+    /// The device threads as a sound server drives them: the speaker's 60 ms buffer refills three
+    /// blocks at once while the microphone delivers one block every 20 ms; the echo reaches the microphone 100 ms after a block is handed to the speaker
+    /// (its buffer, then the room). `silentSpan`: blocks, from the middle, during which the
+    /// speaker plays nothing at all (its device went away).
+    static func runBursty(seconds: Int, silentSpan: Int = 0) -> (erle: Double, realignments: Int) {
+        let settings = VoiceProcessing(echoCancellation: true, noiseSuppression: false, gainControl: false)
+        let processor = VoiceProcessor(settings, frameSamples: frame, sampleRate: 48_000)!
+        var far = Noise(state: 11)
+        let delay = 48_000 / 10
+        var playedSamples: [Int16] = []
+        var captured = 0
+        var echoes: [[Int16]] = [], sent: [[Int16]] = []
+        let blocks = seconds * 50
+        let silentStart = blocks / 2 - silentSpan / 2
+        for block in 0..<blocks {
+            // Every third tick the speaker takes three blocks at once.
+            let silent = (silentStart..<silentStart + silentSpan).contains(block)
+            if block % 3 == 0, !silent {
+                for _ in 0..<3 {
+                    let played = far.frame(amplitude: 0.3)
+                    processor.played(played)
+                    playedSamples += played
+                }
+            } else if silent, block % 3 == 0 {
+                playedSamples += [Int16](repeating: 0, count: 3 * frame)
+            }
+            let microphone = (0..<frame).map { index -> Int16 in
+                let source = captured + index - delay
+                return source >= 0 && source < playedSamples.count ? playedSamples[source] / 2 : 0
+            }
+            captured += frame
+            sent.append(processor.captured(microphone))
+            echoes.append(microphone)
+        }
+        let erle = 10 * log10(energy(Array(echoes.suffix(150))) / max(energy(Array(sent.suffix(150))), 1))
+        return (erle, processor.realignments)
+    }
+
+    @Test func aSpeakerThatWritesInBurstsIsStillCancelledAtOneAlignment() {
+        let (erle, realignments) = Self.runBursty(seconds: 8)
+        #expect(erle >= 20, "ERLE \(erle) dB")
+        #expect(realignments == 1, "the reference was realigned \(realignments) times")
+    }
+
+    @Test func aSpeakerThatStopsAndComesBackIsRealignedAndCancelledAgain() {
+        let (erle, realignments) = Self.runBursty(seconds: 10, silentSpan: 30)
+        #expect(realignments == 2, "aligned when it started and again when it came back: \(realignments)")
+        #expect(erle >= 20, "ERLE \(erle) dB over the last 3 s")
+    }
 }
