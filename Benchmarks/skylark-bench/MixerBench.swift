@@ -81,7 +81,7 @@ struct MixerBench: ParsableCommand {
                 FileHandle.standardError.write(
                     Data("N=\(size) S=\(active) round \(round)/\(rounds): floor \(fmt(floor.total, 1)) µs, mixer \(fmt(mixer.total, 1)) µs per tick\n".utf8))
             }
-            let floor = median(floorRounds), mixer = median(mixerRounds)
+            let floor = BenchTiming.median(floorRounds), mixer = BenchTiming.median(mixerRounds)
             let encodes = Self.distinctMixes(speakers: active, listeners: size - active)
             let totals = counters!
             let ticksCounted = Double(max(totals.ticks, 1))
@@ -91,7 +91,7 @@ struct MixerBench: ParsableCommand {
                     floorMicroseconds: floor, mixerMicroseconds: mixer, ratio: mixer / floor, conferencesPerCore: 20_000 / mixer,
                     mixerDecodesPerTick: Double(totals.decodes) / ticksCounted, mixerEncodesPerTick: Double(totals.encodes) / ticksCounted,
                     packetsPerTick: Double(totals.packetsOut) / ticksCounted,
-                    withoutSharingMicroseconds: Double(active) * median(perCall.decode) + Double(size) * median(perCall.encode)))
+                    withoutSharingMicroseconds: Double(active) * BenchTiming.median(perCall.decode) + Double(size) * BenchTiming.median(perCall.encode)))
         }
         if json {
             let encoder = JSONEncoder()
@@ -174,20 +174,20 @@ struct MixerBench: ParsableCommand {
         var decodeTime: UInt64 = 0
         var encodeTime: UInt64 = 0
         for tick in 0..<ticks {
-            let t0 = threadCPUNanoseconds()
+            let t0 = BenchTiming.threadCPUNanoseconds()
             for (index, stream) in streams.enumerated() {
                 let decoded = stream.payloads[tick].withUnsafeBufferPointer {
                     opus_decode(decoders[index], $0.baseAddress!, Int32($0.count), pcm + index * 5760, 5760, 0)
                 }
                 guard decoded == Int32(Opus.frameSampleCount) else { throw ValidationError("opus_decode gave \(decoded)") }
             }
-            let t1 = threadCPUNanoseconds()
+            let t1 = BenchTiming.threadCPUNanoseconds()
             // One encode per distinct mix (each speaker's decoded frame stands in for a mix).
             for (index, encoder) in encoders.enumerated() {
                 let written = opus_encode(encoder, pcm + (index % streams.count) * 5760, Int32(Opus.frameSampleCount), packet, 1500)
                 guard written > 0 else { throw ValidationError("opus_encode failed: \(written)") }
             }
-            let t2 = threadCPUNanoseconds()
+            let t2 = BenchTiming.threadCPUNanoseconds()
             decodeTime += t1 - t0
             encodeTime += t2 - t1
         }
@@ -209,7 +209,7 @@ struct MixerBench: ParsableCommand {
         var sequences = [UInt16](repeating: 0, count: participants)
         let index = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
         var sent = 0
-        let start = threadCPUNanoseconds()
+        let start = BenchTiming.threadCPUNanoseconds()
         for tick in 0..<ticks {
             let now = Double(tick) * 0.02
             for speaker in streams.indices {
@@ -226,24 +226,13 @@ struct MixerBench: ParsableCommand {
                 sent += try outbound[leg].seal(header: header, payload: output.payload).count
             }
         }
-        let elapsed = threadCPUNanoseconds() - start
+        let elapsed = BenchTiming.threadCPUNanoseconds() - start
         precondition(sent > 0, "the mixer sent nothing")
         return (Double(elapsed) / 1000 / Double(ticks), mixer.counters)
     }
 
     static func distinctMixes(speakers: Int, listeners: Int) -> Int {
         (speakers > 1 ? speakers : 0) + (listeners > 0 ? 1 : 0)
-    }
-
-    private func threadCPUNanoseconds() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    }
-
-    private func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     private func fmt(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }

@@ -73,10 +73,10 @@ struct VoiceProcessingBench: ParsableCommand {
             ("all three (the default for device audio)", VoiceProcessing()),
         ]
         var rows: [Row] = []
-        let opus = try median((0..<rounds).map { _ in try opusCost(doubleTalk) })
+        let opus = try BenchTiming.median((0..<rounds).map { _ in try opusCost(doubleTalk) })
         rows.append(Row(name: "anchor: Opus encode + decode (32 kb/s, complexity 5, FEC)", microsecondsPerFrame: opus, percentOfCore: opus / 200))
         for (name, setting) in settings {
-            let cost = median((0..<rounds).map { _ in process(setting, far: far, mic: doubleTalk).microseconds })
+            let cost = BenchTiming.median((0..<rounds).map { _ in process(setting, far: far, mic: doubleTalk).microseconds })
             rows.append(Row(name: name, microsecondsPerFrame: cost, percentOfCore: cost / 200))
         }
         let tail = count - 5 * Opus.sampleRate
@@ -120,10 +120,10 @@ struct VoiceProcessingBench: ParsableCommand {
         for start in stride(from: 0, to: mic.count, by: frame) {
             let farFrame = Array(far[start..<start + frame])
             let micFrame = Array(mic[start..<start + frame])
-            let before = threadCPUNanoseconds()
+            let before = BenchTiming.threadCPUNanoseconds()
             processor.played(farFrame)
             let processed = processor.captured(micFrame)
-            cpu += threadCPUNanoseconds() - before
+            cpu += BenchTiming.threadCPUNanoseconds() - before
             output += processed
         }
         return (Double(cpu) / 1000 / Double(mic.count / frame), output)
@@ -136,10 +136,10 @@ struct VoiceProcessingBench: ParsableCommand {
         var cpu: UInt64 = 0
         for start in stride(from: 0, to: samples.count, by: frame) {
             let pcm = Array(samples[start..<start + frame])
-            let before = threadCPUNanoseconds()
+            let before = BenchTiming.threadCPUNanoseconds()
             let packet = try encoder.encode(pcm)
             _ = try decoder.decode(packet)
-            cpu += threadCPUNanoseconds() - before
+            cpu += BenchTiming.threadCPUNanoseconds() - before
         }
         return Double(cpu) / 1000 / Double(samples.count / frame)
     }
@@ -149,17 +149,6 @@ struct VoiceProcessingBench: ParsableCommand {
         let pa = a.reduce(0.0) { $0 + Double($1) * Double($1) }
         let pb = max(b.reduce(0.0) { $0 + Double($1) * Double($1) }, 1)
         return 10 * log10(max(pa, 1) / pb)
-    }
-
-    private func threadCPUNanoseconds() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    }
-
-    private func median(_ values: [Double]) -> Double {
-        let sorted = values.sorted()
-        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     private func fmt(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }

@@ -90,8 +90,11 @@ public final class VoiceProcessor: @unchecked Sendable {
     public func played(_ block: [Int16]) {
         guard echo != nil, block.count == frameSamples else { return }
         lock.withLock {
-            let capacity = reference.count
-            for (index, sample) in block.enumerated() { reference[(playedCount + index) % capacity] = sample }
+            // Whole slices, not a loop per sample: this runs on the playback thread every block.
+            let start = playedCount % reference.count
+            let first = min(block.count, reference.count - start)
+            reference.replaceSubrange(start..<start + first, with: block[0..<first])
+            if first < block.count { reference.replaceSubrange(0..<block.count - first, with: block[first...]) }
             playedCount += block.count
         }
     }
@@ -134,7 +137,8 @@ public final class VoiceProcessor: @unchecked Sendable {
             realignmentCount += 1
             start = capturedCount + offset!
         }
-        let capacity = reference.count
-        return (0..<frameSamples).map { reference[(start + $0) % capacity] }
+        let from = start % reference.count
+        if from + frameSamples <= reference.count { return Array(reference[from..<from + frameSamples]) }
+        return Array(reference[from...]) + reference[0..<(from + frameSamples - reference.count)]
     }
 }
