@@ -57,10 +57,9 @@ import Testing
         let back = try #require(AudioAnalysis.dominantFrequency(of: Array(heardByCaller.samples.suffix(Opus.sampleRate))))
         #expect(abs(back - 880) < 5, "and the caller the callee's 880 Hz: \(back)")
         #expect(callee.statistics(now: 1_003).lossPercent ?? 0 == 0, "nothing lost, across the RTP sequence wrap")
-        // The playout's drift correction is reported once audio plays (it also trims the start-up
-        // excess over the buffer's target, so it need not be near zero after 3 s).
-        let drift = try #require(callee.statistics(now: 1_003).playoutDriftPPM)
-        #expect(abs(drift) <= 1_000, "drift correction \(drift) ppm")
+        // The playout's drift correction is reported once audio plays (its value is DriftTests'
+        // concern: it also trims the start-up excess over the buffer's target).
+        #expect(callee.statistics(now: 1_003).playoutDriftPPM != nil, "a drift figure once audio plays")
     }
 
     @Test func lateTicksCatchUpAndAStallJumpsInsteadOfBursting() throws {
